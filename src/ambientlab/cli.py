@@ -1,0 +1,111 @@
+"""The ``ambientlab`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ambientlab import __version__
+from ambientlab.capture import ManifestError, list_captures, load_capture, rehash
+from ambientlab.errors import ParseError
+from ambientlab.parse import KINDS, IpsetList, IptablesSave, parse, to_records
+
+
+def _print_parsed(result: object) -> None:
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        if isinstance(result, IpsetList):
+            print(result.sets.dropna(axis=1, how="all").to_string())
+            print()
+            print(result.members.dropna(axis=1, how="all").to_string())
+        elif isinstance(result, IptablesSave):
+            print(result.chains.to_string())
+            print()
+            print(result.rules[["table", "chain", "rule", "text"]].to_string())
+        else:
+            assert isinstance(result, pd.DataFrame)
+            print(result.dropna(axis=1, how="all").to_string())
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Parse one file; print a table, or JSON records with ``--json``."""
+    options: dict[str, object] = {}
+    if args.excerpt:
+        options["excerpt"] = True
+    if args.columns:
+        options["columns"] = args.columns.split(",")
+    path = Path(args.file)
+    text = sys.stdin.read() if args.file == "-" else path.read_text()
+    try:
+        result = parse(args.kind, text, source=args.file, **options)
+    except TypeError as err:
+        print(f"ambientlab: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(to_records(args.kind, result), sys.stdout, indent=1)
+        print()
+    else:
+        _print_parsed(result)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Check (or, with ``--rehash``, update) the manifests of the captures under data/."""
+    names = args.captures or list_captures()
+    if args.reconstruct:
+        from ambientlab.reconstruct import write_reconstruction
+
+        written = write_reconstruction(load_capture("kind-2022-ambient-worker2").root)
+        print(f"kind-2022-ambient-worker2: {len(written)} reconstructed files written")
+    for name in names:
+        capture = load_capture(name)
+        if args.rehash:
+            changed = rehash(capture)
+            print(f"{capture.name}: {len(changed)} hash(es) updated {changed if changed else ''}".rstrip())
+            capture = load_capture(name)
+        capture.verify()
+        for path in capture.files.index:
+            capture.parse(path)
+        print(f"{capture.name}: {len(capture.files)} files, hashes match, all parse")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``ambientlab`` command."""
+    top = argparse.ArgumentParser(prog="ambientlab", description="Istio ambient redirection, computed.")
+    top.add_argument("--version", action="version", version=f"ambientlab {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("parse", help="parse one command output into a table or JSON records")
+    p.add_argument("kind", choices=sorted(KINDS))
+    p.add_argument("file", help="file to parse, or - for standard input")
+    p.add_argument("--json", action="store_true", help="print JSON records (iproute2 -j keys)")
+    p.add_argument("--excerpt", action="store_true", help="input is a grep excerpt (iptables-save, ip-addr, ip-link)")
+    p.add_argument("--columns", help="column names of headerless kubectl output, comma-separated")
+    p.set_defaults(func=cmd_parse)
+    d = sub.add_parser("data", help="verify the captures in data/ (hashes, listing, parsing)")
+    d.add_argument("captures", nargs="*", help="capture names (default: all)")
+    d.add_argument("--rehash", action="store_true", help="write current sha256 values into the manifests first")
+    d.add_argument("--reconstruct", action="store_true",
+                   help="rebuild the demo node in network namespaces (root) and rewrite its reconstructed files")
+    d.set_defaults(func=cmd_data)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ParseError as err:
+        print(f"ambientlab: {err}", file=sys.stderr)
+        return 2
+    except (ManifestError, FileNotFoundError, KeyError) as err:
+        print(f"ambientlab: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
