@@ -44,6 +44,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("pref", "string", "IPv6 router preference"),
     Column("nhid", "Int64", "nexthop object id"),
     Column("metrics", "object", "route metrics as `[{mtu: …, advmss: …}]`"),
+    Column("metrics_locked", "object", "metrics printed with `lock` (text only: `-j` drops the lock)"),
     Column("nexthops", "object", "multipath next hops: `[{gateway, dev, weight, flags}]`"),
     Column("mark", "Int64", "packet mark of an `ip route get` answer (decimal, as in `-j`)"),
     Column("uid", "Int64", "uid of an `ip route get` answer for local output"),
@@ -109,13 +110,23 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
         elif word == "nhid":
             rec["nhid"] = cur.next_int("a nexthop id")
         elif word in INT_METRICS:
-            rec.setdefault("metrics", [{}])[0][word] = cur.next_int(f"the {word} metric")
+            _metric(cur, word, rec)
         elif word == "mark":
             rec["mark"] = int(check_hex(cur, cur.next("a mark")), 16)
         elif word == "uid":
             rec["uid"] = cur.next_int("a uid")
         else:
             raise cur.error(word, "unknown ip route keyword")
+
+
+def _metric(cur: TokenCursor, name: str, rec: dict[str, Any]) -> None:
+    """Consume ``[lock] VALUE`` of metric ``name`` into ``rec["metrics"]`` (and ``metrics_locked``)."""
+    if cur.take("lock"):
+        rec.setdefault("metrics_locked", []).append(name)
+    metrics = rec.setdefault("metrics", [{}])[0]
+    if name in metrics:
+        raise cur.error(name, "metric repeated")
+    metrics[name] = cur.next_int(f"the {name} metric")
 
 
 def _parse_route_head(cur: TokenCursor) -> dict[str, Any]:
@@ -146,6 +157,8 @@ def _parse_continuation(cur: TokenCursor, rec: dict[str, Any]) -> None:
                 rec["cache"].append(item[1:-1])
             elif item == "iif":
                 rec["iif"] = check_name(cur, cur.next("a device"), "device name")
+            elif item in INT_METRICS:
+                _metric(cur, item, rec)
             elif item == "expires":
                 value = cur.next("seconds")
                 if not value.endswith("sec"):
@@ -247,12 +260,20 @@ def _route_words(rec: dict[str, Any], nexthop: bool = False) -> list[str]:
         words += ["uid", str(rec["uid"])]
     if "expires" in rec and "cache" not in rec:
         words += ["expires", f"{rec['expires']}sec"]
+    if "cache" not in rec:
+        words += _metric_words(rec)
     if "pref" in rec:
         words += ["pref", rec["pref"]]
-    for name, value in (rec.get("metrics") or [{}])[0].items():
-        words += [name, str(value)]
     if "nhid" in rec:
         words += ["nhid", str(rec["nhid"])]
+    return words
+
+
+def _metric_words(rec: dict[str, Any]) -> list[str]:
+    words: list[str] = []
+    locked = rec.get("metrics_locked") or []
+    for name, value in (rec.get("metrics") or [{}])[0].items():
+        words += [name] + (["lock"] if name in locked else []) + [str(value)]
     return words
 
 
@@ -268,6 +289,7 @@ def render_route(rec: dict[str, Any]) -> str:
         extra = [f"<{c}>" for c in rec["cache"]]
         if "expires" in rec:
             extra += ["expires", f"{rec['expires']}sec"]
+        extra += _metric_words(rec)
         if "iif" in rec:
             extra += ["iif", rec["iif"]]
         text += "\n    cache " + " ".join(extra)

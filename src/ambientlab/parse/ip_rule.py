@@ -41,6 +41,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("flow_from", "string", "realm of `realms FROM/TO`"),
     Column("flow_to", "string", "realm of `realms [FROM/]TO`"),
     Column("goto", "Int64", "`goto`: continue at this priority"),
+    Column("unresolved", "boolean", "`[unresolved]`: no rule has the `goto` priority", presence=True),
     Column("action", "string", "`blackhole`, `unreachable`, `prohibit` or `nop` instead of a lookup"),
     Column("protocol", "string", "`proto`: who installed the rule (printed only when known)"),
 )
@@ -116,6 +117,8 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
                 rec["flow_to"] = src
         elif word == "goto":
             rec["goto"] = cur.next_int("a priority")
+            if cur.take("[unresolved]"):
+                rec["unresolved"] = None
         elif word in ACTIONS:
             rec["action"] = word
         elif word == "proto":
@@ -182,7 +185,7 @@ def render_rule(rec: dict[str, Any]) -> str:
     if "flow_to" in rec:
         words += ["realms", (f"{rec['flow_from']}/" if "flow_from" in rec else "") + rec["flow_to"]]
     if "goto" in rec:
-        words += ["goto", str(rec["goto"])]
+        words += ["goto", str(rec["goto"])] + (["[unresolved]"] if "unresolved" in rec else [])
     if "action" in rec:
         words.append(rec["action"])
     if "protocol" in rec:

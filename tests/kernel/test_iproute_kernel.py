@@ -1,0 +1,100 @@
+"""The ip rule / ip route parsers against iproute2's own ``-j`` output, on seeded random
+configurations built in a network namespace (thousands of records)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from ambientlab.netns import NamespaceSet
+from ambientlab.parse.ip_addr import parse_ip_addr_records
+from ambientlab.parse.ip_route import parse_ip_route_records, render_route
+from ambientlab.parse.ip_rule import parse_ip_rule_records, render_rule
+from tests.randomconfig import SETUP, route_commands, rule_commands
+
+pytestmark = pytest.mark.kernel
+SEEDS = [1, 2, 3, 4]
+
+
+def _configure(ns: NamespaceSet, seed: int, *, selective_rules: bool = False) -> int:
+    """Build a random configuration; return how many commands the kernel accepted.
+
+    ``selective_rules`` keeps only rules that select on a mark, so that lookups can succeed.
+    """
+    ns.add("r", {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0"})
+    ns.run("r", "ip", "-batch", "-", stdin="\n".join(SETUP) + "\n")
+    rng = random.Random(seed)
+    rules = rule_commands(rng, 300)
+    if selective_rules:
+        rules = [r for r in rules if "fwmark" in r and " not " not in r]
+    commands = rules + route_commands(rng, 500)
+    accepted = 0
+    for family in ("-4", "-6"):
+        lines = [c[3:] for c in commands if c.startswith(family)]
+        out = ns.run("r", "sh", "-c", f"ip {family} -force -batch - 2>&1", stdin="\n".join(lines) + "\n", check=False)
+        accepted += len(lines) - out.count("Command failed")
+    return accepted
+
+
+def _compare(text: str, js: list[dict], parse) -> int:  # type: ignore[no-untyped-def]
+    records, _ = parse(text)
+    for rec in records:  # -j drops the `lock` of locked metrics; the text keeps it
+        rec.pop("metrics_locked", None)
+    assert len(records) == len(js), "record count differs"
+    for got, want in zip(records, js, strict=True):
+        assert got == want, f"\nparsed: {got}\nkernel: {want}"
+    return len(records)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_rules_and_routes_parse_like_iproute2_json(namespaces: NamespaceSet, seed: int) -> None:
+    accepted = _configure(namespaces, seed)
+    assert accepted > 600, f"the kernel accepted only {accepted} of 801 random commands"
+    total = 0
+    for family in ("-4", "-6"):
+        text = namespaces.run("r", "ip", family, "rule")
+        total += _compare(text, json.loads(namespaces.run("r", "ip", family, "-j", "rule")), parse_ip_rule_records)
+        assert "\n".join(render_rule(r) for r in parse_ip_rule_records(text)[0]) == text.rstrip("\n")
+        text = namespaces.run("r", "ip", family, "route", "show", "table", "all")
+        js = json.loads(namespaces.run("r", "ip", family, "-j", "route", "show", "table", "all"))
+        total += _compare(text, js, parse_ip_route_records)
+        rendered = "\n".join(render_route(r) for r in parse_ip_route_records(text)[0])
+        assert rendered == "\n".join(line.rstrip() for line in text.rstrip("\n").splitlines())
+    assert total > 500, f"only {total} records compared"
+
+
+def test_route_get_answers_parse_like_iproute2_json(namespaces: NamespaceSet) -> None:
+    _configure(namespaces, 9, selective_rules=True)
+    namespaces.run("r", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    namespaces.run("r", "ip", "route", "replace", "default", "via", "10.0.0.254", "dev", "v0", "onlink")
+    rng = random.Random(9)
+    queries = []
+    for _ in range(300):
+        dst = f"10.{rng.randrange(3)}.{rng.randrange(2)}.{rng.randrange(1, 255)}" if rng.random() < 0.5 else \
+            f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        q = f"route get {dst}"
+        if rng.random() < 0.5:
+            q += f" from 10.0.{rng.randrange(3)}.{rng.randrange(1, 9)} iif {rng.choice(['v0', 'v1'])}"
+        if rng.random() < 0.5:
+            q += f" mark {hex(rng.choice([0x100, 0x200, 0x40, rng.randrange(1, 4096)]))}"
+        queries.append(q)
+    batch = "\n".join(queries) + "\n"
+    js_text = namespaces.run("r", "ip", "-j", "-force", "-batch", "-", stdin=batch, check=False)
+    answers = [json.loads(line)[0] for line in js_text.splitlines() if line.startswith("[")]
+    records, _ = parse_ip_route_records(
+        namespaces.run("r", "sh", "-c", "ip -force -batch - 2>&1", stdin=batch, check=False), allow_errors=True)
+    ok = [{k: v for k, v in r.items() if k != "metrics_locked"} for r in records if "error" not in r]
+    assert len(ok) == len(answers) and len(records) == len(queries)
+    assert ok == answers
+    assert len(ok) > 100 and len(records) - len(ok) > 10, "want both answers and errors in the sample"
+
+
+def test_ip_addr_parses_like_iproute2_json(namespaces: NamespaceSet) -> None:
+    _configure(namespaces, 5)
+    namespaces.run("r", "ip", "addr", "add", "10.0.0.9/24", "dev", "v0", "label", "v0:1")
+    namespaces.run("r", "ip", "addr", "add", "10.0.0.10/24", "dev", "v0")
+    text = namespaces.run("r", "ip", "addr")
+    js = json.loads(namespaces.run("r", "ip", "-j", "addr"))
+    assert _compare(text, js, parse_ip_addr_records) == 5
