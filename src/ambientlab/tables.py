@@ -96,3 +96,9 @@ def records_from_frame(frame: pd.DataFrame, schema: Sequence[Column]) -> list[di
                 rec[col.name] = _plain(value)
         out.append(rec)
     return out
+
+
+def compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` without the columns that say nothing: all missing, or all False."""
+    keep = [c for c in frame.columns if not (frame[c].isna().all() or (frame[c].dtype == "boolean" and not frame[c].any()))]
+    return frame[keep]
