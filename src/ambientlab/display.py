@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from ambientlab.capture import Capture
 
 ORIGIN_WORDS = {
@@ -29,4 +31,4 @@ def show(capture: Capture, path: str) -> None:
     print(f"$ {entry['command']}    # on {entry['host']}")
     print(capture.text(path).rstrip("\n"))
     print()
-    print(provenance(capture, path))
+    print(textwrap.fill(provenance(capture, path), width=88, subsequent_indent="    "))
