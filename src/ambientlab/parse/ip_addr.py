@@ -61,10 +61,6 @@ ADDR_FLAGS = (
 )
 FOREVER = 4294967295
 
-# Tunnel/virtual device details: text word -> (json key, number of values, converter or fixed value)
-_BOOL = object()
-
-
 def _kind_geneve_vxlan(cur: TokenCursor, data: dict[str, Any]) -> None:
     word = cur.next()
     if word in ("id", "ageing", "vni"):
@@ -110,7 +106,7 @@ def _int(cur: TokenCursor, word: str) -> int:
     return int(word)
 
 
-def _header(cur: TokenCursor, excerpt: bool) -> dict[str, Any]:
+def _header(cur: TokenCursor) -> dict[str, Any]:
     idx = cur.next("an index")
     if not idx.endswith(":") or not idx[:-1].isdigit():
         raise cur.error(idx, "expected 'INDEX:'")
@@ -246,7 +242,7 @@ def parse_ip_addr_records(
             pending = None
             if records and "link_type" not in records[-1] and not excerpt:
                 raise ParseError(source, numbers[-1], records[-1]["ifname"], "interface without a link/ line")
-            records.append(_header(cur, excerpt))
+            records.append(_header(cur))
             if not link:
                 records[-1]["addr_info"] = []
             numbers.append(line.number)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ambientlab.errors import ParseError
 from ambientlab.parse.common import check_address, check_hex, check_name, split_prefix
-from ambientlab.parse.lexer import Line, TokenCursor, lines_of
+from ambientlab.parse.lexer import TokenCursor, lines_of
 from ambientlab.tables import Column, frame_from_records
 
 ROUTE_TYPES = (
@@ -296,4 +296,4 @@ def render_route(rec: dict[str, Any]) -> str:
     return text
 
 
-__all__ = ["SCHEMA", "Line", "parse_ip_route", "parse_ip_route_records", "parse_route_get", "render_route"]
+__all__ = ["SCHEMA", "parse_ip_route", "parse_ip_route_records", "parse_route_get", "render_route"]
