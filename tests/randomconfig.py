@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from ambientlab.trace.batch import Query
+
 DEVICES = {"v0": ("10.0.0.1", "10.0.0.0/24", "2001:db8:0:1::1"), "v1": ("10.0.1.1", "10.0.1.0/24", "2001:db8:0:2::1")}
 SETUP = [
     "link add v0 type veth peer name p0", "link add v1 type veth peer name p1",
@@ -115,4 +117,25 @@ def route_commands(rng: random.Random, count: int) -> list[str]:
         out.append(" ".join(words))
     if count:
         out.append("-4 route add 10.77.0.0/16 table 7 nexthop via 10.0.0.2 dev v0 weight 1 nexthop via 10.0.1.3 dev v1 weight 4")
+    return out
+
+
+def random_queries(rng: random.Random, devices: list[str], addresses: list[str], count: int,
+                   marks: list[int]) -> list[Query]:
+    """Return ``count`` random route get queries: destinations from ``addresses`` or anywhere,
+    forwarded (``from`` + ``iif``) or local output, marks from ``marks`` or random."""
+    out = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.6:
+            dst = rng.choice(addresses)
+        else:
+            dst = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        src = iif = None
+        if rng.random() < 0.65:
+            src = rng.choice(addresses) if rng.random() < 0.8 else f"{rng.randrange(1, 224)}.{rng.randrange(256)}.0.{rng.randrange(1, 255)}"
+            if rng.random() < 0.85:
+                iif = rng.choice(devices)
+        mark = rng.choice(marks) if rng.random() < 0.8 else rng.randrange(1, 1 << 16)
+        out.append(Query(dst, src, iif, mark))
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.parse import ip_addr, ip_route, ip_rule, logs
+from ambientlab.parse import ip_addr, ip_route, ip_rule, logs, sysctl
 from ambientlab.parse.ip_addr import addresses, parse_ip_addr, parse_ip_link
 from ambientlab.parse.ip_route import parse_ip_route, parse_route_get, render_route
 from ambientlab.parse.ip_rule import parse_ip_rule, render_rule
@@ -22,6 +22,7 @@ from ambientlab.parse.ipset import IpsetList, parse_ipset
 from ambientlab.parse.iptables import IptablesSave, parse_iptables_save, render_iptables_save
 from ambientlab.parse.kubectl import custom_columns, parse_kubectl
 from ambientlab.parse.logs import parse_cni_log
+from ambientlab.parse.sysctl import parse_sysctl
 from ambientlab.tables import Column, records_from_frame
 
 Parsed = pd.DataFrame | IpsetList | IptablesSave
@@ -49,6 +50,7 @@ KINDS: dict[str, Kind] = {
         Kind("ip-link", parse_ip_link, ip_addr.SCHEMA, ("excerpt",)),
         Kind("kubectl", parse_kubectl, None, ("columns",)),
         Kind("cni-log", parse_cni_log, logs.SCHEMA),
+        Kind("sysctl", parse_sysctl, sysctl.SCHEMA),
     )
 }
 
@@ -75,6 +77,6 @@ def to_records(kind: str, result: Parsed) -> list[dict[str, Any]]:
 __all__ = [
     "KINDS", "IpsetList", "IptablesSave", "Kind", "Parsed", "addresses", "custom_columns", "parse",
     "parse_cni_log", "parse_ip_addr", "parse_ip_link", "parse_ip_route", "parse_ip_rule",
-    "parse_ipset", "parse_iptables_save", "parse_kubectl", "parse_route_get", "render_iptables_save",
+    "parse_ipset", "parse_iptables_save", "parse_kubectl", "parse_route_get", "parse_sysctl", "render_iptables_save",
     "render_route", "render_rule", "to_records",
 ]

@@ -153,8 +153,11 @@ def _parse_continuation(cur: TokenCursor, rec: dict[str, Any]) -> None:
         rec["cache"] = []
         while not cur.done():
             item = cur.next()
-            if item.startswith("<") and item.endswith(">") and len(item) > 2:
-                rec["cache"].append(item[1:-1])
+            if item.startswith("<") and item.endswith(">") and len(item) > 2 and not rec["cache"]:
+                flags = item[1:-1].split(",")
+                if not all(flags):
+                    raise cur.error(item, "empty cache flag")
+                rec["cache"] = flags
             elif item == "iif":
                 rec["iif"] = check_name(cur, cur.next("a device"), "device name")
             elif item in INT_METRICS:
@@ -286,7 +289,7 @@ def render_route(rec: dict[str, Any]) -> str:
     for hop in rec.get("nexthops", []):
         text += "\n\tnexthop " + " ".join(_route_words(hop, nexthop=True))
     if "cache" in rec:
-        extra = [f"<{c}>" for c in rec["cache"]]
+        extra = [f"<{','.join(rec['cache'])}>"] if rec["cache"] else []
         if "expires" in rec:
             extra += ["expires", f"{rec['expires']}sec"]
         extra += _metric_words(rec)
