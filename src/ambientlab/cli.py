@@ -73,6 +73,60 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route_get(args: argparse.Namespace) -> int:
+    """Answer ``ip route get`` queries from rule, route and address files, as iproute2 prints them."""
+    from ambientlab.parse.ip_route import render_route
+    from ambientlab.trace import host_from_texts
+    from ambientlab.trace.batch import answer, parse_query, public, summary
+
+    def read(path: str | None) -> str | None:
+        return Path(path).read_text() if path else None
+
+    forwarding = None if args.forwarding is None else args.forwarding == "on"
+    host = host_from_texts("host", Path(args.rules).read_text(), Path(args.routes).read_text(),
+                           read(args.addrs), read(args.sysctl), forwarding=forwarding)
+    if args.batch:
+        lines = [(n, line) for n, line in enumerate(Path(args.batch).read_text().splitlines(), 1) if line.strip()]
+        queries = [parse_query(line, f"{args.batch}:{n}") for n, line in lines]
+    else:
+        if not args.query:
+            print("ambientlab: route-get needs a destination or --batch FILE", file=sys.stderr)
+            return 2
+        queries = [parse_query(" ".join(args.query), "command line")]
+    status = 0
+    for query in queries:
+        rec = public(answer(host, query))
+        if args.json:
+            print(json.dumps(summary(rec)))
+        elif "error" in rec and not args.batch:
+            print(render_route(rec), file=sys.stderr)
+            status = 2
+        else:
+            print(render_route(rec))
+    return status
+
+
+def cmd_walk(args: argparse.Namespace) -> int:
+    """Print the hop table of one of the book's scenarios."""
+    from ambientlab.trace.scenarios import SCENARIOS, walk
+
+    if args.scenario not in SCENARIOS:
+        print(f"ambientlab: unknown scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    frame = walk(load_capture(args.capture), args.scenario)
+    if args.json:
+        json.dump(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"), sys.stdout, indent=1)
+        print()
+        return 0
+    columns = ["host", "hook", "where", "matched", "mark_before", "mark_after", "ctmark", "oif"]
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 80):
+        for label, group in frame.groupby("packet", sort=False):
+            print(f"== {label}: {group['headers'].iloc[0]}")
+            print(group[columns].fillna("").to_string(index=False))
+            print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``ambientlab`` command."""
     top = argparse.ArgumentParser(prog="ambientlab", description="Istio ambient redirection, computed.")
@@ -91,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--reconstruct", action="store_true",
                    help="rebuild the demo node in network namespaces (root) and rewrite its reconstructed files")
     d.set_defaults(func=cmd_data)
+    r = sub.add_parser("route-get", help="answer ip route get from recorded rules, routes and addresses")
+    r.add_argument("--rules", required=True, help="output of `ip rule`")
+    r.add_argument("--routes", required=True, help="output of `ip route show table all`")
+    r.add_argument("--addrs", help="output of `ip addr` (default: addresses from the local table)")
+    r.add_argument("--sysctl", help="output of `sysctl -a` (net.ipv4.*) for forwarding, rp_filter, accept_local")
+    r.add_argument("--forwarding", choices=("on", "off"), help="net.ipv4.ip_forward (default: --sysctl, else on)")
+    r.add_argument("--batch", help="file with one query per line, `route get DST from SRC iif DEV mark MARK`")
+    r.add_argument("--json", action="store_true", help="one JSON object per query: dst, type, dev, gateway, table, prefsrc, error")
+    r.add_argument("query", nargs="*", help="DST [from SRC] [iif DEV] [mark MARK]")
+    r.set_defaults(func=cmd_route_get)
+    w = sub.add_parser("walk", help="print the hop table of a named packet walk on a capture")
+    w.add_argument("capture", help="capture name under data/ (or a folder)")
+    w.add_argument("scenario", help="scenario name, e.g. same-node-vip")
+    w.add_argument("--json", action="store_true", help="print the hops as JSON records")
+    w.set_defaults(func=cmd_walk)
     return top
 
 
@@ -102,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParseError as err:
         print(f"ambientlab: {err}", file=sys.stderr)
         return 2
-    except (ManifestError, FileNotFoundError, KeyError) as err:
+    except (ManifestError, FileNotFoundError, KeyError, ValueError) as err:
         print(f"ambientlab: {err}", file=sys.stderr)
         return 2
 

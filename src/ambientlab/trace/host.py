@@ -162,19 +162,20 @@ class Host:
 
     # -- ip route get ---------------------------------------------------------------------------
     def route_get(self, dst: str, src: str | None = None, iif: str | None = None, mark: int = 0, *,
-                  proto: int = 0, sport: int = 0, dport: int = 0) -> dict[str, Any]:
+                  proto: int = 0, sport: int = 0, dport: int = 0, anysrc: bool = False) -> dict[str, Any]:
         """Return the answer of ``ip route get DST [from SRC] [iif DEV] [mark MARK]`` as a record
         with ``ip -j route get`` keys; a failed lookup is ``{"error": TEXT}``.
 
         Extra keys, not printed by iproute2, tell walks what decided: ``_rule`` (the Rule),
-        ``_route`` (the Route), ``_errno``.
+        ``_route`` (the Route), ``_errno``. ``anysrc`` is a transparent socket's lookup
+        (``FLOWI_FLAG_ANYSRC``): a source that is not local is allowed.
         """
         if iif is not None and iif not in self.devices:
             return {"error": f'Cannot find device "{iif}"', "_errno": Errno.ENODEV}
         flow = Flow(dst=ipv4.to_int(dst), src=ipv4.to_int(src) if src else 0, mark=mark,
                     proto=proto, sport=sport, dport=dport)
         if iif is None:
-            answer = self._output(flow)
+            answer = self._output(flow, anysrc)
         else:
             flow.iif = iif
             answer = self._input(flow)
@@ -260,9 +261,9 @@ class Host:
             return Errno.EINVAL
         return self._record(flow, "broadcast", self.loopback, found, iif=flow.iif, cache=["local", "brd"])
 
-    def _output(self, flow: Flow) -> dict[str, Any] | Errno:
+    def _output(self, flow: Flow, anysrc: bool = False) -> dict[str, Any] | Errno:
         src, dst = flow.src, flow.dst
-        if src:
+        if src and not anysrc:
             if ipv4.is_multicast(src) or ipv4.is_lbcast(src) or ipv4.is_zeronet(src):
                 return Errno.EINVAL
             if not self._is_local(src):

@@ -1,0 +1,70 @@
+"""The demo capture as a :class:`~ambientlab.trace.network.Network`: the node and its ztunnel
+pod as machines, the app pods as endpoints, ``eth0`` leading to the rest of the cluster."""
+
+from __future__ import annotations
+
+from ambientlab.capture import Capture
+from ambientlab.parse import to_records
+from ambientlab.trace import ipv4
+from ambientlab.trace.build import host_from_capture
+from ambientlab.trace.netfilter import Ruleset
+from ambientlab.trace.network import Exit, Machine, Network, Tunnel
+
+WORLD = "the rest of the cluster (eth0)"
+
+
+def _ipsets(capture: Capture, path: str) -> dict[str, set[int]]:
+    members = capture.parse(path).members
+    out: dict[str, set[int]] = {}
+    for name, elem in zip(members["set"], members["elem"], strict=True):
+        out.setdefault(name, set()).add(ipv4.to_int(elem))
+    return out
+
+
+def _tunnels(capture: Capture, folder: str) -> dict[str, Tunnel]:
+    out = {}
+    for path in capture.files.index:
+        if path.startswith(f"{folder}/ip-d-link-"):
+            for rec in to_records("ip-link", capture.parse(path)):
+                data = rec["linkinfo"]["info_data"]
+                out[rec["ifname"]] = Tunnel(int(data["id"]), ipv4.to_int(data["remote"]), int(data.get("port", 6081)))
+    return out
+
+
+def pod_names(capture: Capture) -> dict[str, str]:
+    """Return {pod IP: pod name} from the capture's ``kubectl get pod`` outputs."""
+    names = {}
+    for path in capture.files.index:
+        if path.startswith("cluster/kubectl-get-pods"):
+            frame = capture.parse(path)
+            names.update(zip(frame["IP"], frame["NAME"], strict=True))
+    return names
+
+
+def demo_network(capture: Capture) -> Network:
+    """Return the network of a capture with ``node/`` and ``ztunnel/`` folders.
+
+    Everything comes from the capture: rules, routes, addresses, sysctls, iptables, the
+    ipset, the tunnels (``ip -d link``), and which veth leads to which pod (the node's
+    ``scope host`` routes, named by ``kubectl get pod``).
+    """
+    node = Machine(host_from_capture(capture, "node"), tunnels=_tunnels(capture, "node"))
+    node.rules = Ruleset(capture.text("node/iptables-save.txt"), f"{capture.name}/node/iptables-save.txt",
+                         _ipsets(capture, "node/ipset-list.txt"))
+    ztunnel = Machine(host_from_capture(capture, "ztunnel"), tunnels=_tunnels(capture, "ztunnel"))
+    ztunnel.rules = Ruleset(capture.text("ztunnel/iptables-save.txt"), f"{capture.name}/ztunnel/iptables-save.txt")
+    ztunnel_ip = {a.local for a in ztunnel.host.devices["eth0"].addrs}
+    net = Network()
+    net.add(node)
+    net.add(ztunnel)
+    names = pod_names(capture)
+    for route in node.host.fib.tables[ipv4.TABLES["main"]].routes:
+        if route.length == 32 and route.nexthops and route.record.get("scope") == "host":
+            dev = route.nexthops[0].dev
+            if route.network in ztunnel_ip:
+                net.veth(("node", dev), ("ztunnel", "eth0"))
+            else:
+                ip = ipv4.to_text(route.network)
+                net.exit(("node", dev), Exit("pod", names.get(ip, ip).rsplit("-", 2)[0]))
+    net.exit(("node", "eth0"), Exit("world", WORLD))
+    return net

@@ -1,0 +1,138 @@
+"""The tracer on the demo capture: routing answers, walks, netfilter semantics, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from ambientlab import load_capture
+from ambientlab.cli import main
+from ambientlab.trace import UnsupportedRoute, host_from_capture, host_from_texts
+from ambientlab.trace.batch import parse_query
+from ambientlab.trace.netfilter import Packet, Ruleset, UnsupportedRule
+from ambientlab.trace.scenarios import SCENARIOS, walk
+from tests.conftest import DATA
+
+CAPTURE = load_capture("kind-2022-ambient-worker2")
+NODE = DATA / "kind-2022-ambient-worker2" / "node"
+
+
+@pytest.fixture(scope="module")
+def node():  # type: ignore[no-untyped-def]
+    return host_from_capture(CAPTURE, "node")
+
+
+@pytest.mark.parametrize(("query", "dev", "table"), [
+    ("10.244.2.7 from 10.244.2.3 iif vethproductpage mark 0x100", "istioout", "101"),
+    ("10.244.2.7 from 10.244.2.3 iif vethproductpage", "istioin", "100"),
+    ("10.244.2.7 from 10.244.2.3 iif vethproductpage mark 0x210", "vethreviewsv1", None),
+    ("10.244.2.3 from 10.244.2.7 iif vethreviewsv1 mark 0x40", "veth6cc9a213", "102"),
+    ("10.244.2.10 mark 0x100", "veth6cc9a213", "101"),
+    ("10.244.2.1", "lo", "local"),
+])
+def test_route_get_on_the_recorded_node(node, query: str, dev: str, table: str | None) -> None:  # type: ignore[no-untyped-def]
+    q = parse_query(query)
+    got = node.route_get(q.dst, q.src, q.iif, q.mark)
+    assert got["dev"] == dev and got.get("table") == table
+
+
+def test_martian_source_and_forwarding_off(node) -> None:  # type: ignore[no-untyped-def]
+    assert node.route_get("10.244.2.3", "10.244.2.1", "eth0")["error"] == "Invalid argument"
+    zt = host_from_capture(CAPTURE, "ztunnel")
+    assert zt.route_get("10.244.2.7", "10.244.2.3", "pistioout")["error"] == "No route to host"
+    assert zt.route_get("10.244.2.7", "10.244.2.3", "pistioout", 0x400)["type"] == "local"
+    assert zt.route_get("10.244.2.7", "10.244.2.3", "pistioout", 0xFD3)["error"] == "No route to host"
+    assert node.route_get("8.8.8.8", "10.9.9.9")["error"] == "Network is unreachable"
+
+
+def test_unsupported_features_are_errors() -> None:
+    with pytest.raises(UnsupportedRoute, match="realms"):
+        host_from_texts("h", "0:\tfrom all lookup local realms 3\n", "local 127.0.0.1 dev lo scope host\n")
+    with pytest.raises(UnsupportedRule, match="statistic"):
+        Ruleset("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m statistic --mode random --probability 0.5 -j ACCEPT\nCOMMIT\n", "t")
+
+
+def test_connmark_masks_and_set_xmark() -> None:
+    rules = Ruleset("*mangle\n:PREROUTING ACCEPT [0:0]\n"
+                    "-A PREROUTING -j MARK --set-xmark 0x210/0x210\n"
+                    "-A PREROUTING -j CONNMARK --save-mark --nfmask 0x210 --ctmask 0x210\n"
+                    "-A PREROUTING -j MARK --set-xmark 0x40/0x40\nCOMMIT\n", "t")
+    from ambientlab.trace.netfilter import Conn
+
+    packet = Packet(src=1, dst=2, proto=6, mark=0x1001, conn=Conn((1, 2, 6, 0, 0), mark=0x8000))
+    verdict = rules.run("PREROUTING", packet, nat=False)
+    assert verdict.action == "ACCEPT" and packet.mark == 0x1251 and packet.conn is not None
+    assert packet.conn.mark == 0x8210 and [h.line for h in verdict.hits] == [3, 4, 5]
+
+
+def _rows(frame: pd.DataFrame, packet_prefix: str) -> pd.DataFrame:
+    return frame[frame["packet"].str.startswith(packet_prefix)]
+
+
+def test_walk_same_node_vip_goes_through_istioout_to_15001() -> None:
+    frame = walk(CAPTURE, "same-node-vip")
+    syn = _rows(frame, "1 ")
+    assert "0x100" in set(syn["mark_after"]) and "tunnel istioout" in set(syn["where"])
+    assert syn.iloc[-1]["matched"] == "socket accepted from productpage"
+    hbone = _rows(frame, "3 ")
+    assert "-p tcp -m tcp --dport 15088 -j REDIRECT --to-ports 15008" in set(hbone["matched"])
+    assert hbone.iloc[-1]["matched"].startswith("socket ztunnel_inbound (15008")
+    reply = _rows(frame, "5 ")
+    assert reply[reply["where"] == "mangle ztunnel-PREROUTING"]["mark_after"].tolist()[0] == "0x200"
+
+
+def test_walk_borrowed_source_replies_use_table_102_and_0x4d3() -> None:
+    frame = walk(CAPTURE, "borrowed-source")
+    reply = _rows(frame, "2 ")
+    assert "102: from all fwmark 0x40/0x40 lookup 102" in set(reply["matched"])
+    assert "0x4d3" in set(reply["mark_after"])
+    assert reply.iloc[-1]["matched"] == "socket to reviews-v1 (original_src = productpage)"
+    out = _rows(frame, "1 ")
+    assert out[out["where"] == "mangle ztunnel-FORWARD"]["ctmark"].tolist() == ["0x210"]
+
+
+def test_walk_every_scenario_ends_somewhere_and_cites_the_capture() -> None:
+    for name in SCENARIOS:
+        frame = walk(CAPTURE, name)
+        last = frame.groupby("packet", sort=False).tail(1)
+        assert last["hook"].isin(["deliver", "wire"]).all(), (name, last[["packet", "matched"]])
+        assert not last["matched"].str.contains("no socket").any(), name
+        cited = frame["line"].dropna()
+        assert cited.str.match(r"kind-2022-ambient-worker2/(node|ztunnel)/[\w.-]+:\d+$").all()
+
+
+def test_pod_outside_the_ipset_reaches_15006_via_table_100() -> None:
+    frame = walk(CAPTURE, "pod-not-in-ipset")
+    syn = _rows(frame, "1 ")
+    assert "103: from all lookup 100" in set(syn["matched"])
+    assert syn.iloc[-1]["matched"] == "socket ztunnel_inbound_plaintext (15006)"
+
+
+def test_cli_route_get_batch_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    routes = "".join(
+        line + (f" table {t}" if t != "main" else "") + "\n"
+        for t in ("100", "101", "102", "main", "local")
+        for line in (NODE / f"ip-route-table-{t}.txt").read_text().splitlines())
+    (tmp_path / "routes").write_text(routes)
+    (tmp_path / "q").write_text("route get 10.244.2.7 from 10.244.2.3 iif vethproductpage mark 0x100\n"
+                                "route get 10.244.2.3 from 10.244.2.1 iif eth0\nroute get 10.96.183.192\n")
+    args = ["route-get", "--rules", str(NODE / "ip-rule.txt"), "--routes", str(tmp_path / "routes"),
+            "--addrs", str(NODE / "ip-addr.txt"), "--batch", str(tmp_path / "q"), "--json"]
+    assert main(args) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        {"dst": "10.244.2.7", "type": "unicast", "dev": "istioout", "gateway": "192.168.127.2", "table": "101"},
+        {"error": "Invalid argument"},
+        {"dst": "10.96.183.192", "type": "unicast", "dev": "eth0", "gateway": "172.18.0.1", "prefsrc": "172.18.0.2"},
+    ]
+    assert main(args[:-3] + ["10.244.2.9", "from", "10.244.2.3", "iif", "nosuch"]) == 2
+    assert 'Cannot find device "nosuch"' in capsys.readouterr().err
+
+
+def test_cli_walk_prints_each_packet(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["walk", "kind-2022-ambient-worker2", "kubelet"]) == 0
+    out = capsys.readouterr().out
+    assert "== 1 SYN kubelet -> productpage:9080" in out and "0x220" in out
+    assert main(["walk", "kind-2022-ambient-worker2", "nosuch"]) == 2
