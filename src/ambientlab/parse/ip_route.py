@@ -112,7 +112,8 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
         elif word in INT_METRICS:
             _metric(cur, word, rec)
         elif word == "mark":
-            rec["mark"] = int(check_hex(cur, cur.next("a mark")), 16)
+            word = cur.next("a mark")  # iproute2: "mark %u" below 16, "mark 0x%x" from 16 on
+            rec["mark"] = int(word) if word.isdigit() and int(word) < 16 else int(check_hex(cur, word), 16)
         elif word == "uid":
             rec["uid"] = cur.next_int("a uid")
         else:
@@ -258,7 +259,7 @@ def _route_words(rec: dict[str, Any], nexthop: bool = False) -> list[str]:
         flow = rec["flow"]
         words += ["realms" if "from" in flow else "realm", f"{flow['from']}/{flow['to']}" if "from" in flow else flow["to"]]
     if "mark" in rec:
-        words += ["mark", hex(rec["mark"])]
+        words += ["mark", hex(rec["mark"]) if rec["mark"] >= 16 else str(rec["mark"])]
     if "uid" in rec:
         words += ["uid", str(rec["uid"])]
     if "expires" in rec and "cache" not in rec:

@@ -159,11 +159,11 @@ class Network:
         if machine.rules is None:
             return True
         conn = packet.conn
-        manip = "dst" if hook in ("PREROUTING", "OUTPUT") else "src"
-        nat = conn is not None and not packet.reply and manip not in conn.nat_done
+        manip = {"PREROUTING": "dst", "OUTPUT": "dst", "POSTROUTING": "src", "INPUT": "src"}.get(hook)
+        nat = manip is not None and conn is not None and not packet.reply and manip not in conn.nat_done
         verdict = machine.rules.run(hook, packet, nat)
         self._hits(label, machine, hook, verdict.hits, packet, hops)
-        if conn is not None:
+        if conn is not None and manip is not None:
             if nat:
                 conn.nat_done.add(manip)
             self._apply_nat(packet, conn, manip)

@@ -1,0 +1,69 @@
+"""Benchmark: the tracer's route get against the kernel's (``ip -batch`` in a namespace).
+
+Same 100,000 seeded random queries against the demo node; both answer sets must be identical.
+Baseline: the kernel round trip (one ``ip -force -batch`` process answering all queries).
+Prints both times, the ratio tracer/kernel (goal: <= 1.0) and single-query latencies.
+Run as root: ``make bench``.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ambientlab import load_capture
+from ambientlab.netns import NamespaceSet
+from ambientlab.reconstruct import build
+from ambientlab.trace import host_from_capture
+from ambientlab.trace.batch import answer_all
+from ambientlab.trace.kernel import agrees, kernel_answers
+from tests.kernel.test_tracer_routing import ADDRESSES, MARKS
+from tests.randomconfig import random_queries
+
+COUNT = 100_000
+
+
+def main() -> int:
+    """Run the benchmark; return 1 if the answers differ."""
+    host = host_from_capture(load_capture("kind-2022-ambient-worker2"), "node")
+    queries = random_queries(random.Random(2026), list(host.devices), ADDRESSES["node"], COUNT, MARKS)
+    with NamespaceSet() as ns:
+        build(ns)
+        batch = "".join(q.line() + "\n" for q in queries)
+        start = time.perf_counter()
+        ns.run("node", "sh", "-c", "ip -force -batch - 2>&1 >/dev/null", stdin=batch, check=False)
+        kernel_s = time.perf_counter() - start  # the kernel round trip alone: no parsing of the answers
+        kernel = kernel_answers(ns, "node", queries)
+        start = time.perf_counter()
+        mine = answer_all(host, queries)
+        tracer_s = time.perf_counter() - start
+        different = sum(not agrees(m, k) for m, k in zip(mine, kernel, strict=True))
+        one = queries[0].line().split()[2:]
+        single_kernel = []
+        for _ in range(20):
+            start = time.perf_counter()
+            subprocess.run(["ip", "netns", "exec", ns.full("node"), "ip", "route", "get", *one], capture_output=True)
+            single_kernel.append(time.perf_counter() - start)
+    single_tracer = []
+    for q in queries[:2000]:
+        start = time.perf_counter()
+        host.route_get(q.dst, q.src, q.iif, q.mark)
+        single_tracer.append(time.perf_counter() - start)
+    print(f"queries: {COUNT:,} random route get on the demo node (seed 2026)")
+    print(f"baseline kernel (one ip -force -batch process in a namespace, output discarded): {kernel_s:.3f} s")
+    print(f"tracer (Host.route_get, batch): {tracer_s:.3f} s")
+    print(f"ratio tracer/kernel: {tracer_s / kernel_s:.2f} (goal <= 1.0)")
+    print(f"answers that differ: {different}")
+    print(f"single query: tracer median {statistics.median(single_tracer) * 1e6:.1f} us; "
+          f"kernel (one `ip netns exec … ip route get` process) median {statistics.median(single_kernel) * 1e3:.2f} ms")
+    return 1 if different else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
