@@ -257,14 +257,23 @@ def _opts(options: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {o["option"]: o["args"] for o in options}
 
 
-def _mark_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
-    opts = _opts(options)
+def _set_mark(old: int, opts: dict[str, list[str]]) -> int | None:
+    """Return ``old`` after ``--set-xmark V/M`` (clear M, then xor V) or ``--set-mark V/M``
+    (clear M, then or V); None if neither option is present."""
     if "--set-xmark" in opts:
         value, mask = _mark_value(opts["--set-xmark"][0])
-        packet.mark = (packet.mark & ~mask & 0xFFFFFFFF) ^ value
-    elif "--set-mark" in opts:
+        return (old & ~mask & 0xFFFFFFFF) ^ value
+    if "--set-mark" in opts:
         value, mask = _mark_value(opts["--set-mark"][0])
-        packet.mark = (packet.mark & ~mask & 0xFFFFFFFF) | value
+        return (old & ~mask & 0xFFFFFFFF) | value
+    return None
+
+
+def _mark_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    opts = _opts(options)
+    new = _set_mark(packet.mark, opts)
+    if new is not None:
+        packet.mark = new
     elif "--and-mark" in opts:
         packet.mark &= int(opts["--and-mark"][0], 16)
     elif "--or-mark" in opts:
@@ -285,12 +294,8 @@ def _connmark_target(packet: Packet, options: list[dict[str, Any]], table: str) 
         conn.mark = (conn.mark & ~ctmask & 0xFFFFFFFF) ^ (packet.mark & nfmask)
     elif "--restore-mark" in opts:
         packet.mark = (packet.mark & ~nfmask & 0xFFFFFFFF) ^ (conn.mark & ctmask)
-    elif "--set-xmark" in opts:
-        value, mask = _mark_value(opts["--set-xmark"][0])
-        conn.mark = (conn.mark & ~mask & 0xFFFFFFFF) ^ value
-    elif "--set-mark" in opts:
-        value, mask = _mark_value(opts["--set-mark"][0])
-        conn.mark = (conn.mark & ~mask & 0xFFFFFFFF) | value
+    elif (new := _set_mark(conn.mark, opts)) is not None:
+        conn.mark = new
     else:
         raise UnsupportedRule(f"CONNMARK {options} is not modelled")
     return "CONTINUE"
