@@ -8,6 +8,7 @@ metric order; error route types; ``throw``; next hops restricted by ``oif``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -131,9 +132,12 @@ class Rule:
     table: int = 0
     target: int | None = None  # index of the goto target in Fib.rules
     suppress_prefixlen: int = -1
+    mark_only: bool = False  # set by Fib: no selector but the mark (most rules), a faster match
 
     def matches(self, flow: Flow) -> bool:
         """Return True if ``flow`` matches the selector (``not`` applied), as fib_rule_match does."""
+        if self.mark_only:
+            return (not ((self.mark ^ flow.mark) & self.markmask)) != self.invert
         ok = (
             (self.iif is None or self.iif == flow.iif)
             and (self.oif is None or self.oif == flow.oif)
@@ -165,6 +169,7 @@ class Table:
     routes: list[Route] = field(default_factory=list)
     by_length: dict[int, dict[int, list[Route]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
+    memo: dict[int, tuple[Route, Nexthop] | Errno] = field(default_factory=dict, repr=False)
 
     def add(self, route: Route) -> None:
         """Add ``route`` keeping each prefix's routes in kernel order (TOS high first, then metric)."""
@@ -173,22 +178,35 @@ class Table:
         group.append(route)
         group.sort(key=lambda r: (-r.tos, r.metric))
         self.lengths = sorted(self.by_length, reverse=True)
+        self.memo.clear()
 
     def lookup(self, flow: Flow) -> tuple[Route, Nexthop] | Errno:
-        """Return (route, first usable next hop), or the error of an error-type route, or EAGAIN."""
-        dst = flow.dst
+        """Return (route, first usable next hop), or the error of an error-type route, or EAGAIN.
+
+        Without TOS and ``oif`` the answer depends on the destination alone and is memoized.
+        """
+        if flow.tos or flow.oif is not None:
+            return self._scan(flow.dst, flow.tos, flow.oif)
+        found = self.memo.get(flow.dst)
+        if found is None:
+            if len(self.memo) > 1 << 16:
+                self.memo.clear()
+            found = self.memo[flow.dst] = self._scan(flow.dst, 0, None)
+        return found
+
+    def _scan(self, dst: int, tos: int, oif: str | None) -> tuple[Route, Nexthop] | Errno:
         for length in self.lengths:
             group = self.by_length[length].get(dst & MASKS[length])
             if group is None:
                 continue
             for route in group:
-                if route.tos and route.tos != flow.tos:
+                if route.tos and route.tos != tos:
                     continue
                 error = TYPE_ERRORS.get(route.type)
                 if error is not None:
                     return error
                 for hop in route.nexthops:
-                    if "dead" in hop.flags or (flow.oif is not None and hop.dev != flow.oif):
+                    if "dead" in hop.flags or (oif is not None and hop.dev != oif):
                         continue
                     return route, hop
         return Errno.EAGAIN
@@ -216,6 +234,13 @@ class Fib:
 
     def __init__(self, rules: list[Rule], tables: dict[int, Table]) -> None:
         self.rules = sorted(rules, key=lambda r: r.priority)  # stable: equal priorities keep their order
+        for rule in self.rules:
+            rule.mark_only = (rule.iif is None and rule.oif is None and not rule.tun_id and rule.uids is None
+                              and not rule.srcmask and not rule.dstmask and not rule.tos and not rule.proto
+                              and rule.sports is None and rule.dports is None)
+        self.mark_only = all(rule.mark_only for rule in self.rules)
+        self.plans: dict[int, tuple[Rule, ...]] = {}
+        self.results: dict[tuple[int, int], FibResult | Errno] = {}
         self.tables = tables
         for rule in self.rules:
             if rule.action == "goto":
@@ -233,41 +258,66 @@ class Fib:
             tables.setdefault(route.table, Table(route.table)).add(route)
         return cls(rules, tables)
 
-    def lookup(self, flow: Flow) -> FibResult | Errno:
-        """Return the result of ``fib_lookup`` for ``flow``: a FibResult or an error.
-
-        A miss everywhere is ENETUNREACH, as ``fib_lookup`` turns ESRCH into it.
-        """
+    def _walk(self, flow: Flow) -> Iterator[Rule]:
+        """Yield the rules that match ``flow`` and act (lookup or error), in the order
+        ``fib_rules_lookup`` reaches them: ``goto`` followed, ``nop`` and unresolved gotos skipped."""
         rules = self.rules
         i, count = 0, len(rules)
         while i < count:
             rule = rules[i]
             i += 1
-            while True:  # a goto re-enters here with its target rule
-                if not rule.matches(flow):
-                    break
+            while rule.matches(flow):  # a goto re-enters here with its target rule
                 if rule.action == "goto":
                     if rule.target is None:
                         break
                     i = rule.target + 1
                     rule = rules[rule.target]
                     continue
-                if rule.action == "nop":
-                    break
-                if rule.action != "lookup":
-                    return ACTION_ERRORS[rule.action]
-                table = self.tables.get(rule.table)
-                if table is None:
-                    break
-                found = table.lookup(flow)
-                if found is Errno.EAGAIN:
-                    break
-                if isinstance(found, Errno):
-                    return found
-                route, hop = found
-                if route.length <= rule.suppress_prefixlen:
-                    break
-                return FibResult(rule, route, hop)
+                if rule.action != "nop":
+                    yield rule
+                break
+
+    def lookup(self, flow: Flow) -> FibResult | Errno:
+        """Return the result of ``fib_lookup`` for ``flow``: a FibResult or an error.
+
+        A miss everywhere is ENETUNREACH, as ``fib_lookup`` turns ESRCH into it. When every rule
+        selects on the mark alone (as on the demo hosts), the matching rules depend on the mark
+        only, and the answer on (mark, destination) only: both are kept. Tables are not changed
+        after the Fib is built.
+        """
+        if self.mark_only and not flow.tos and flow.oif is None:  # then the answer depends on (mark, dst) alone
+            key = (flow.mark, flow.dst)
+            result = self.results.get(key)
+            if result is None:
+                if len(self.results) > 1 << 16:
+                    self.results.clear()
+                result = self.results[key] = self._lookup(flow)
+            return result
+        return self._lookup(flow)
+
+    def _lookup(self, flow: Flow) -> FibResult | Errno:
+        if self.mark_only:
+            plan = self.plans.get(flow.mark)
+            if plan is None:
+                plan = self.plans[flow.mark] = tuple(self._walk(flow))
+        else:
+            plan = self._walk(flow)
+        tables = self.tables
+        for rule in plan:
+            if rule.action != "lookup":
+                return ACTION_ERRORS[rule.action]
+            table = tables.get(rule.table)
+            if table is None:
+                continue
+            found = table.lookup(flow)
+            if found is Errno.EAGAIN:
+                continue
+            if isinstance(found, Errno):
+                return found
+            route, hop = found
+            if route.length <= rule.suppress_prefixlen:
+                continue
+            return FibResult(rule, route, hop)
         return Errno.ENETUNREACH
 
 

@@ -42,6 +42,7 @@ class Device:
     addrs: list[Address] = field(default_factory=list)
 
 
+Answer = tuple[dict[str, Any], FibResult | None]  # a record and the lookup behind it
 SYSCTL_DEFAULTS = {"forwarding": 0, "rp_filter": 0, "accept_local": 0, "src_valid_mark": 0,
                    "route_localnet": 0, "send_redirects": 1}
 
@@ -51,9 +52,16 @@ class Sysctls:
     """``net.ipv4.conf.{all,DEV}.*`` values that routing reads (missing devices use ``default``)."""
 
     conf: dict[str, dict[str, int]] = field(default_factory=dict)
+    _memo: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def get(self, dev: str, key: str) -> int:
         """Return the value in force for ``dev``, combined with ``all`` as the kernel does."""
+        found = self._memo.get((dev, key))
+        if found is None:
+            found = self._memo[(dev, key)] = self._combine(dev, key)
+        return found
+
+    def _combine(self, dev: str, key: str) -> int:
         mine = self.conf.get(dev, self.conf.get("default", {})).get(key, SYSCTL_DEFAULTS[key])
         every = self.conf.get("all", {}).get(key, SYSCTL_DEFAULTS[key])
         if key == "rp_filter":
@@ -162,16 +170,18 @@ class Host:
 
     # -- ip route get ---------------------------------------------------------------------------
     def route_get(self, dst: str, src: str | None = None, iif: str | None = None, mark: int = 0, *,
-                  proto: int = 0, sport: int = 0, dport: int = 0, anysrc: bool = False) -> dict[str, Any]:
+                  proto: int = 0, sport: int = 0, dport: int = 0, anysrc: bool = False,
+                  detail: bool = True) -> dict[str, Any]:
         """Return the answer of ``ip route get DST [from SRC] [iif DEV] [mark MARK]`` as a record
         with ``ip -j route get`` keys; a failed lookup is ``{"error": TEXT}``.
 
-        Extra keys, not printed by iproute2, tell walks what decided: ``_rule`` (the Rule),
-        ``_route`` (the Route), ``_errno``. ``anysrc`` is a transparent socket's lookup
-        (``FLOWI_FLAG_ANYSRC``): a source that is not local is allowed.
+        With ``detail``, extra keys not printed by iproute2 tell walks what decided: ``_rule``
+        (the Rule), ``_route`` (the Route), ``_candidates`` (next hops of a multipath route),
+        ``_errno``. ``anysrc`` is a transparent socket's lookup (``FLOWI_FLAG_ANYSRC``): a
+        source that is not local is allowed.
         """
         if iif is not None and iif not in self.devices:
-            return {"error": f'Cannot find device "{iif}"', "_errno": Errno.ENODEV}
+            return {"error": f'Cannot find device "{iif}"', **({"_errno": Errno.ENODEV} if detail else {})}
         flow = Flow(dst=ipv4.to_int(dst), src=ipv4.to_int(src) if src else 0, mark=mark,
                     proto=proto, sport=sport, dport=dport)
         if iif is None:
@@ -180,11 +190,18 @@ class Host:
             flow.iif = iif
             answer = self._input(flow)
         if isinstance(answer, Errno):
-            return {"error": answer.message, "_errno": answer}
-        return answer
+            return {"error": answer.message, "_errno": answer} if detail else {"error": answer.message}
+        rec, found = answer
+        if detail:
+            rec["_rule"] = found.rule if found else None
+            rec["_route"] = found.route if found else None
+            if found is not None and len(found.route.nexthops) > 1:
+                rec["_candidates"] = [(ipv4.to_text(h.gateway) if h.gateway else None, h.dev)
+                                      for h in found.route.nexthops]
+        return rec
 
     def _record(self, flow: Flow, kind: str, dev: str, found: FibResult | None, *, prefsrc: int = 0,
-                iif: str | None = None, cache: list[str]) -> dict[str, Any]:
+                iif: str | None = None, cache: list[str]) -> tuple[dict[str, Any], FibResult | None]:
         rec: dict[str, Any] = {}
         if kind != "unicast":
             rec["type"] = kind
@@ -212,13 +229,9 @@ class Host:
                     rec[key] = found.route.record[key]
         if iif is not None:
             rec["iif"] = iif
-        rec["_rule"] = found.rule if found else None
-        rec["_route"] = found.route if found else None
-        if found is not None and len(found.route.nexthops) > 1:
-            rec["_candidates"] = [(ipv4.to_text(h.gateway) if h.gateway else None, h.dev) for h in found.route.nexthops]
-        return rec
+        return rec, found
 
-    def _input(self, flow: Flow) -> dict[str, Any] | Errno:
+    def _input(self, flow: Flow) -> Answer | Errno:
         src, dst, iif = flow.src, flow.dst, flow.iif
         if ipv4.is_multicast(src) or ipv4.is_lbcast(src):
             return Errno.EINVAL
@@ -255,13 +268,13 @@ class Host:
         redirect = out == iif and checked and self.sysctls.get(iif, "send_redirects")
         return self._record(flow, "unicast", out, found, iif=iif, cache=["redirect"] if redirect else [])
 
-    def _broadcast_input(self, flow: Flow, found: FibResult | None) -> dict[str, Any] | Errno:
+    def _broadcast_input(self, flow: Flow, found: FibResult | None) -> Answer | Errno:
         if (flow.src and not ipv4.is_zeronet(flow.src)
                 and isinstance(self.validate_source(flow.src, 0, None, flow.iif, flow), Errno)):
             return Errno.EINVAL
         return self._record(flow, "broadcast", self.loopback, found, iif=flow.iif, cache=["local", "brd"])
 
-    def _output(self, flow: Flow, anysrc: bool = False) -> dict[str, Any] | Errno:
+    def _output(self, flow: Flow, anysrc: bool = False) -> Answer | Errno:
         src, dst = flow.src, flow.dst
         if src and not anysrc:
             if ipv4.is_multicast(src) or ipv4.is_lbcast(src) or ipv4.is_zeronet(src):
@@ -285,7 +298,7 @@ class Host:
             return self._make_output(flow, "local", self.loopback, found, prefsrc)
         return self._make_output(flow, route.type, found.nexthop.dev, found, src or self._prefsrc(found))
 
-    def _make_output(self, flow: Flow, kind: str, dev: str, found: FibResult, prefsrc: int) -> dict[str, Any] | Errno:
+    def _make_output(self, flow: Flow, kind: str, dev: str, found: FibResult, prefsrc: int) -> Answer | Errno:
         """``__mkroute_output``: the route type from the destination class, and the cache flags."""
         loopback = self.devices[dev].loopback
         if ipv4.is_loopback(prefsrc) and not loopback:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import socket
+from functools import lru_cache
+
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
 TABLE_NAMES = {v: k for k, v in TABLES.items() if k != "unspec"}
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 MASKS = [((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF) for n in range(33)]
 
 
+@lru_cache(maxsize=1 << 16)
 def to_int(text: str) -> int:
     """Return the dotted-quad IPv4 address ``text`` as an integer (ValueError if it is not one)."""
-    parts = text.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+    if not QUAD.fullmatch(text):
         raise ValueError(f"not an IPv4 address: {text!r}")
-    a, b, c, d = (int(p) for p in parts)
-    return (a << 24) | (b << 16) | (c << 8) | d
+    return int.from_bytes(socket.inet_aton(text), "big")
 
 
+@lru_cache(maxsize=1 << 16)
 def to_text(value: int) -> str:
     """Return the dotted-quad text of the integer IPv4 address ``value``."""
     return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
