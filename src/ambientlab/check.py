@@ -1,27 +1,123 @@
-"""Self-checks for the chapters' exercises. Each right answer is computed from the data, never
-typed in; :func:`answer` says "Correct" or gives a hint."""
+"""Self-checks for the chapters' exercises. Each right answer is computed from the data (and the
+tracer), never typed in; :func:`answer` says "Correct." or gives a hint."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from ambientlab.capture import load_capture
-from ambientlab.parse import to_records
-from ambientlab.policy import first_rule_for_mark
+import pandas as pd
+
+from ambientlab.capture import Capture, load_capture
+from ambientlab.trace import host_from_capture, ipv4
+from ambientlab.trace.breaks import PIECES, outcomes
+from ambientlab.trace.fib import Flow
+from ambientlab.trace.netfilter import Packet, Ruleset
+from ambientlab.trace.scenarios import walk
+
+DEMO, KEBE = "kind-2022-ambient-worker2", "kind-2022-kebe"
 
 
-def _pod_outside_set() -> Any:
-    cap = load_capture("kind-2022-kebe")
+@cache
+def _capture(name: str) -> Capture:
+    return load_capture(name)
+
+
+@cache
+def _walk(scenario: str) -> pd.DataFrame:
+    return walk(_capture(DEMO), scenario)
+
+
+def _packet(scenario: str, prefix: str) -> pd.DataFrame:
+    frame = _walk(scenario)
+    return frame[frame["packet"].str.startswith(prefix)]
+
+
+def _pod_outside_set() -> str:
+    cap = _capture(KEBE)
     pods = cap.parse("cluster/kubectl-get-pods-o-wide.txt")
     on_node = set(pods.loc[pods["NODE"] == "ambient-worker2", "IP"])
     (ip,) = on_node - set(cap.parse("node/ipset-list.txt").members["elem"])
-    return ip
+    return str(ip)
 
 
-def _rule_for_0x300() -> Any:
-    rules = to_records("ip-rule", load_capture("kind-2022-ambient-worker2").parse("node/ip-rule.txt"))
-    return first_rule_for_mark(rules, 0x300)["priority"]
+def _rule_for(mark: int, folder: str = "node") -> int:
+    """Return the priority of the first rule that matches a packet with ``mark`` (a ``goto``
+    counts: it is the rule that decides)."""
+    host = host_from_capture(_capture(DEMO), folder)
+    flow = Flow(dst=ipv4.to_int("10.244.2.7"), src=ipv4.to_int("10.244.2.3"), mark=mark)
+    return next(r.priority for r in host.fib.rules if r.action != "lookup" or r.table != ipv4.TABLES["local"]
+                if r.matches(flow))
+
+
+def _xmark(mark: int, spec: str) -> int:
+    rules = Ruleset(f"*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MARK --set-xmark {spec}\nCOMMIT\n", "exercise")
+    packet = Packet(src=1, dst=2, proto=6, mark=mark)
+    rules.run("PREROUTING", packet, nat=False)
+    return packet.mark
+
+
+def _mark_after_prerouting(scenario: str, prefix: str, host: str = "node") -> int:
+    rows = _packet(scenario, prefix)
+    rows = rows[(rows["host"] == host) & (rows["hook"] == "PREROUTING")]
+    return int(rows["mark_after"].iloc[-1], 16)
+
+
+def _routing(scenario: str, prefix: str, host: str = "node") -> pd.DataFrame:
+    rows = _packet(scenario, prefix)
+    return rows[(rows["host"] == host) & (rows["hook"] == "routing")]
+
+
+def _table_of(scenario: str, prefix: str, host: str = "node") -> str:
+    """Return the first routing table the packet's first lookup on ``host`` used."""
+    wheres = _routing(scenario, prefix, host)["where"]
+    return str(wheres[wheres.str.startswith("table ")].iloc[0]).removeprefix("table ")
+
+
+def _first_oif(scenario: str, prefix: str, host: str = "node") -> str:
+    rows = _routing(scenario, prefix, host)
+    return str(rows["oif"].dropna().iloc[0])
+
+
+def _tunnel_vni(folder: str, dev: str) -> int:
+    from ambientlab.parse import to_records
+
+    (rec,) = to_records("ip-link", _capture(DEMO).parse(f"{folder}/ip-d-link-{dev}.txt"))
+    return int(rec["linkinfo"]["info_data"]["id"])
+
+
+def _outer_mark() -> int:
+    rows = _packet("same-node-vip", "1 ")
+    rows = rows[(rows["host"] == "node") & (rows["hook"] == "OUTPUT")]
+    return int(rows["mark_after"].iloc[-1], 16)
+
+
+def _tproxy_port(iif: str, dport: int) -> int:
+    net_rules = Ruleset(_capture(DEMO).text("ztunnel/iptables-save.txt"), "ztunnel")
+    packet = Packet(src=1, dst=2, proto=6, sport=1000, dport=dport, iif=iif)
+    net_rules.run("PREROUTING", packet, nat=False)
+    assert packet.tproxy is not None
+    return packet.tproxy[1]
+
+
+def _ctmark(scenario: str, prefix: str) -> int:
+    rows = _packet(scenario, prefix)
+    return int(rows[rows["host"] == "node"]["ctmark"].dropna().iloc[-1], 16)
+
+
+def _breaks_only_remote() -> str:
+    healthy_local = outcomes(_capture(DEMO), "no-socket-marks", None)["ends"].tolist()
+    healthy_remote = outcomes(_capture(DEMO), "inbound-remote", None)["ends"].tolist()
+    found = [p for p in PIECES if outcomes(_capture(DEMO), "no-socket-marks", p)["ends"].tolist() == healthy_local
+             and outcomes(_capture(DEMO), "inbound-remote", p)["ends"].tolist() != healthy_remote]
+    (piece,) = found
+    return piece
+
+
+def _kebe_mtu() -> int:
+    frame = _capture(KEBE).parse("node/ip-addr-istioout-excerpt.txt")
+    return int(frame["mtu"].iloc[0])
 
 
 EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
@@ -31,17 +127,115 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
         "with the members of the ipset; give the IP as a string.",
     ),
     "01-rule-for-0x300": (
-        _rule_for_0x300,
+        lambda: _rule_for(0x300),
         "Go down the rules by priority; a rule matches when (mark XOR fwmark) AND fwmask is 0. "
         "0x300 has both bits 0x200 and 0x100 set: which of rules 100 and 101 comes first? Give the priority.",
+    ),
+    "02-xmark": (
+        lambda: _xmark(0x210, "0x40/0x40"),
+        "--set-xmark V/M first clears the bits of M, then XORs V: (0x210 AND NOT 0x40) XOR 0x40.",
+    ),
+    "02-xmark-full": (
+        lambda: _xmark(0x100, "0x220/0xffffffff"),
+        "A mask of 0xffffffff clears every bit before the XOR: the old mark does not survive.",
+    ),
+    "04-syn-mark": (
+        lambda: _mark_after_prerouting("same-node-vip", "1 "),
+        "Follow ztunnel-PREROUTING from the top for a TCP packet from productpage (in the ipset) that "
+        "comes in on its veth: which MARK rule is the first to match?",
+    ),
+    "04-reply-mark": (
+        lambda: _mark_after_prerouting("same-node-vip", "5 "),
+        "The connection was opened by ztunnel, so FORWARD saved connmark 0x220. Which rule looks at "
+        "the connmark, and what does it set?",
+    ),
+    "05-table-for-0x100": (
+        lambda: int(_table_of("same-node-vip", "1 ")),
+        "Rule 101 selects fwmark 0x100/0x100. Give the table number it looks up.",
+    ),
+    "05-outer-device": (
+        lambda: host_from_capture(_capture(DEMO), "node").route_get("10.244.2.10", mark=0x100)["dev"],
+        "Table 101 has a default route and a /32 for 10.244.2.10: the longest prefix wins.",
+    ),
+    "06-vni-istioout": (
+        lambda: _tunnel_vni("node", "istioout"),
+        "Read `ip -d link show istioout`: the number after `geneve id`.",
+    ),
+    "06-outer-mark": (
+        _outer_mark,
+        "The outer UDP packet leaves the node from 10.244.2.1: which rule of mangle ztunnel-OUTPUT "
+        "matches that source, and what does it set?",
+    ),
+    "07-port-pistioin": (
+        lambda: _tproxy_port("pistioin", 9080),
+        "TCP arriving on pistioin for a port other than 15008: which TPROXY rule is the first to match?",
+    ),
+    "07-rule-0x4d3": (
+        lambda: _rule_for(0x4D3, "ztunnel"),
+        "In the ztunnel pod, which ip rule selects fwmark 0x4d3/0xfff? Give its priority.",
+    ),
+    "08-syn-device": (
+        lambda: _first_oif("same-node-vip", "1 "),
+        "The SYN carries mark 0x100 after PREROUTING. Which device does table 101's default route use?",
+    ),
+    "08-reply-mark": (
+        lambda: _mark_after_prerouting("same-node-vip", "2 ", "node"),
+        "ztunnel's answer comes back out of a tunnel, decapsulated on istioout: what do the first "
+        "rules of ztunnel-PREROUTING do with packets from istioout?",
+    ),
+    "09-hbone-gateway": (
+        lambda: str(_packet("cross-node-hbone", "2 ").query("host == 'node' and where == 'table main'")["matched"]
+                    .iloc[0]).split(" via ")[1].split()[0],
+        "The HBONE SYN to 10.244.1.23 is marked 0x220, so rule 100 sends it to main. Which route of "
+        "main covers 10.244.1.0/24? Give its gateway.",
+    ),
+    "09-inbound-table": (
+        lambda: int(_table_of("inbound-remote", "1 ")),
+        "The SYN from the other node has no mark. Which rule catches a packet with no mark at all?",
+    ),
+    "10-connmark": (
+        lambda: _ctmark("borrowed-source", "1 "),
+        "ztunnel's SYN with a borrowed source is marked 0x210; which FORWARD rule saves it, and with which mask?",
+    ),
+    "10-reply-table": (
+        lambda: int(_table_of("borrowed-source", "2 ")),
+        "The reply gets mark 0x40 from its connmark. Which rule selects 0x40, and which table does it name?",
+    ),
+    "11-only-remote": (
+        _breaks_only_remote,
+        "Compare, piece by piece, the outcome table of the on-node connection with the one of the "
+        "connection from another node. Give the piece's name as a string.",
+    ),
+    "12-kebe-mtu": (
+        _kebe_mtu,
+        "Read the istioout line of the second capture: the number after `mtu`.",
     ),
 }
 
 
+def _norm(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().strip("'\"")
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text.lower()
+
+
+def solution(exercise: str) -> Any:
+    """Return the right answer of ``exercise``, computed from the data."""
+    return EXERCISES[exercise][0]()
+
+
 def answer(exercise: str, given: Any) -> str:
-    """Return "Correct." if ``given`` is the answer computed from the data, else a hint."""
+    """Return "Correct." if ``given`` is the answer computed from the data, else a hint.
+
+    Numbers may be given as ints or as strings (``"0x250"`` or ``"592"``).
+    """
     compute, hint = EXERCISES[exercise]
-    right = compute()
-    if str(given).strip() == str(right):
+    if _norm(given) == _norm(compute()):
         return "Correct."
     return f"Not yet. Hint: {hint}"

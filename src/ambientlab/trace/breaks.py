@@ -1,0 +1,78 @@
+"""Break one piece of the redirection and walk again: the "what is each piece for" table of
+the live-lab notes, computed by the tracer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ambientlab.capture import Capture
+from ambientlab.trace.demo import demo_network
+from ambientlab.trace.fib import Fib
+from ambientlab.trace.network import Network
+from ambientlab.trace.scenarios import SCENARIOS, play
+
+
+def remove_iptables_rule(net: Network, machine: str, chain: tuple[str, str], text: str) -> None:
+    """Delete the rule whose text is ``text`` from ``chain`` = (table, chain) of ``machine``."""
+    rules = net.machines[machine].rules
+    assert rules is not None
+    entries = rules.chains[chain]
+    kept = [e for e in entries if e[1]["text"] != text]
+    if len(kept) != len(entries) - 1:
+        raise KeyError(f"{machine}: no single rule {text!r} in {chain}")
+    rules.chains[chain] = kept
+
+
+def remove_ip_rule(net: Network, machine: str, priority: int) -> None:
+    """Delete the policy routing rule with ``priority`` from ``machine``."""
+    host = net.machines[machine].host
+    kept = [r for r in host.fib.rules if r.priority != priority]
+    if len(kept) != len(host.fib.rules) - 1:
+        raise KeyError(f"{machine}: no single ip rule {priority}")
+    host.fib = Fib(kept, host.fib.tables)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece that can be removed: what it is, and how to remove it from a network."""
+
+    title: str
+    remove: Callable[[Network], None]
+
+
+PIECES: dict[str, Piece] = {
+    "node-connmark-to-0x40": Piece(
+        "node: mangle rule `! -i veth6cc9a213 -m connmark --mark 0x210/0x210 -j MARK --set-xmark 0x40/0x40`",
+        lambda n: remove_iptables_rule(n, "node", ("mangle", "ztunnel-PREROUTING"),
+                                       "! -i veth6cc9a213 -m connmark --mark 0x210/0x210 -j MARK --set-xmark 0x40/0x40")),
+    "node-ip-rule-102": Piece("node: `ip rule` 102 (`fwmark 0x40/0x40 lookup 102`)", lambda n: remove_ip_rule(n, "node", 102)),
+    "node-mark-0x210": Piece(
+        "node: mangle rule `! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210`",
+        lambda n: remove_iptables_rule(n, "node", ("mangle", "ztunnel-PREROUTING"),
+                                       "! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210")),
+    "ztunnel-mark-0x4d3": Piece(
+        "ztunnel: mangle rule `! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff`",
+        lambda n: remove_iptables_rule(n, "ztunnel", ("mangle", "PREROUTING"),
+                                       "! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff")),
+    "ztunnel-ip-rule-20000": Piece("ztunnel: `ip rule` 20000 (`fwmark 0x400/0xfff lookup 100`)",
+                                   lambda n: remove_ip_rule(n, "ztunnel", 20000)),
+}
+
+
+def walk_without(capture: Capture, scenario: str, piece: str | None) -> pd.DataFrame:
+    """Return the hop table of ``scenario`` on ``capture`` with ``piece`` (a key of
+    :data:`PIECES`) removed first; None removes nothing."""
+    net = demo_network(capture)
+    if piece is not None:
+        PIECES[piece].remove(net)
+    return play(net, SCENARIOS[scenario](net))
+
+
+def outcomes(capture: Capture, scenario: str, piece: str | None) -> pd.DataFrame:
+    """Return, for each packet of ``scenario``, where it ended (its last hop) with ``piece`` removed."""
+    frame = walk_without(capture, scenario, piece)
+    last = frame.groupby("packet", sort=False).tail(1)
+    return last.set_index("packet")[["host", "hook", "matched"]].rename(columns={"matched": "ends"})
