@@ -115,6 +115,20 @@ def _breaks_only_remote() -> str:
     return piece
 
 
+def _first_lost_without_0x4d3() -> int:
+    before = outcomes(_capture(DEMO), "no-socket-marks", None)["ends"]
+    after = outcomes(_capture(DEMO), "no-socket-marks", "ztunnel-mark-0x4d3")["ends"]
+    return int(next(p for p in after.index if after[p] != before[p]).split()[0])
+
+
+def _kebe_ztunnel() -> str:
+    from ambientlab.parse import to_records
+
+    routes = to_records("ip-route", _capture(KEBE).parse("node/ip-route-table-101.txt"))
+    (host,) = [r["dst"] for r in routes if r["dst"] != "default"]
+    return str(host)
+
+
 def _kebe_mtu() -> int:
     frame = _capture(KEBE).parse("node/ip-addr-istioout-excerpt.txt")
     return int(frame["mtu"].iloc[0])
@@ -205,6 +219,19 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
         _breaks_only_remote,
         "Compare, piece by piece, the outcome table of the on-node connection with the one of the "
         "connection from another node. Give the piece's name as a string.",
+    ),
+    "03-members": (
+        lambda: len(_capture(DEMO).parse("node/ipset-list.txt").members),
+        "Count the lines under `Members:` (or the rows of the members table).",
+    ),
+    "11-lost-without-0x4d3": (
+        _first_lost_without_0x4d3,
+        "Remove the piece and compare where each packet of the on-node connection ends; give the "
+        "number of the first packet that ends elsewhere.",
+    ),
+    "12-kebe-ztunnel": (
+        _kebe_ztunnel,
+        "Table 101 of every node holds a /32 route to that node's ztunnel. Read the second capture's table 101.",
     ),
     "12-kebe-mtu": (
         _kebe_mtu,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pandas as pd
+
 from ambientlab.capture import Capture
 
 ORIGIN_WORDS = {
@@ -32,3 +34,26 @@ def show(capture: Capture, path: str) -> None:
     print(capture.text(path).rstrip("\n"))
     print()
     print(textwrap.fill(provenance(capture, path), width=88, subsequent_indent="    "))
+
+
+HOP_VIEW = ["host", "hook", "where", "matched", "mark", "ctmark", "dev"]
+
+
+def hops(frame: pd.DataFrame, packet: str | None = None, *, quiet: bool = True) -> pd.DataFrame:
+    """Return the hop table of one packet (its label starts with ``packet``) for reading.
+
+    With ``quiet``, rows of LOG rules and of bare jumps into ztunnel's chains (``-j ztunnel-…``
+    with no match) are left out: they match every packet and decide nothing. Marks and devices
+    are shown as text, empty where they do not apply.
+    """
+    if packet is not None:
+        frame = frame[frame["packet"].str.startswith(packet)]
+    if quiet:
+        text = frame["matched"].astype(str)
+        frame = frame[~(text.str.contains(" -j LOG ") | text.str.startswith("-j LOG ") | text.str.fullmatch(r"-j ztunnel-\S+"))]
+    view = frame.assign(
+        mark=[after if before == after else f"{before} → {after}"
+              for before, after in zip(frame["mark_before"], frame["mark_after"], strict=True)],
+        dev=frame["oif"].where(frame["where"].astype(str).str.startswith("table ")),
+    )[HOP_VIEW]
+    return view.astype(object).where(view.notna(), "")

@@ -138,16 +138,49 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None) -> Axes:
-    """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops``: solid
-    arrows on wires, dashed where the packet rides inside a tunnel. Return the axes."""
+def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None,
+              packet: str | None = None) -> Axes:
+    """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only the
+    packet whose label starts with ``packet``, if given): solid arrows on wires, dashed where the
+    packet rides inside a tunnel. Return the axes."""
+    if packet is not None:
+        hops = hops[hops["packet"].str.startswith(packet)]
     ax = draw_node(net, title, ax)
     points = layout(net)
     steps = path_points(net, hops)
+    def anchor(key: str) -> tuple[float, float]:
+        x, y = points[key]
+        return (x + 0.9, y) if key.startswith("pod:") else (x, y)  # a pod's box is entered from its right edge
+
     for (a, _), (b, kind) in itertools.pairwise(steps):
-        (x0, y0), (x1, y1) = points[a], points[b]
+        (x0, y0), (x1, y1) = anchor(a), anchor(b)
         style = "--" if kind == "tunnel" else "-"
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
                     arrowprops={"arrowstyle": "-|>", "color": "#1565c0", "lw": 2, "ls": style,
                                 "shrinkA": 4, "shrinkB": 4})
+    return ax
+
+
+def draw_cluster(nodes: pd.DataFrame, pods: pd.DataFrame, ztunnels: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Draw the cluster from ``kubectl get node`` / ``get pod`` tables: one box per node with its
+    ztunnel and the listed app pods on it. Return the axes."""
+    names = list(nodes["NAME"])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.4 * len(names), 3.6))
+    for i, node in enumerate(names):
+        x = i * 3.4
+        _box(ax, (x, 0, 3.0, 3.2), node, "#eef3fb")
+        on_node = [(n, ip) for n, ip, where in zip(ztunnels["NAME"], ztunnels["IP"], ztunnels["NODE"], strict=True)
+                   if where == node]
+        on_node += [(n, ip) for n, ip, where in zip(pods["NAME"], pods["IP"], pods["NODE"], strict=True) if where == node]
+        for j, (name, ip) in enumerate(on_node):
+            y = 2.45 - j * 0.42
+            color = "#fdf1e3" if name.startswith("ztunnel") else "#e8f5e9"
+            ax.add_patch(FancyBboxPatch((x + 0.15, y - 0.16), 2.7, 0.32, boxstyle="round,pad=0.02", fc=color, ec="#666"))
+            ax.text(x + 0.25, y, name.rsplit("-", 2)[0] if not name.startswith("ztunnel") else name, fontsize=8, va="center")
+            ax.text(x + 2.78, y, ip, fontsize=8, va="center", ha="right", family="monospace")
+    ax.set_xlim(-0.2, 3.4 * len(names))
+    ax.set_ylim(-0.2, 3.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
     return ax

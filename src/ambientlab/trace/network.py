@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ambientlab.trace import ipv4
+from ambientlab.trace.fib import Flow
 from ambientlab.trace.host import Host
 from ambientlab.trace.netfilter import Conn, Hit, Packet, Ruleset
 
@@ -193,6 +194,16 @@ class Network:
             dport=packet.dport, anysrc=anysrc)
         rule, route = answer.get("_rule"), answer.get("_route")
         if rule is not None:
+            fib = machine.host.fib
+            flow = Flow(dst=packet.dst, src=packet.src, iif=machine.host.loopback if output else str(packet.iif),
+                        mark=packet.mark, proto=packet.proto, sport=packet.sport, dport=packet.dport)
+            for earlier in fib.rules:  # a goto that led to the deciding rule is shown before it
+                if earlier.priority >= rule.priority:
+                    break
+                if earlier.action == "goto" and earlier.target is not None and fib.rules[earlier.target] is rule \
+                        and earlier.matches(flow):
+                    hops.append(self._hop(label, machine.name, "routing", "ip rule", earlier.text.replace("\t", " "),
+                                          f"{earlier.source}:{earlier.line}", packet, packet.mark))
             hops.append(self._hop(label, machine.name, "routing", "ip rule", rule.text.replace("\t", " "), f"{rule.source}:{rule.line}",
                                   packet, packet.mark))
         if route is not None:
