@@ -95,6 +95,12 @@ class Route:
     record: dict[str, Any]
     line: int | None = None
     source: str = ""
+    error: Errno | None = None  # the lookup error of an error type (blackhole, unreachable, …)
+    live: tuple[Nexthop, ...] = ()  # the next hops not flagged dead
+
+    def __post_init__(self) -> None:
+        self.error = TYPE_ERRORS.get(self.type)
+        self.live = tuple(h for h in self.nexthops if "dead" not in h.flags)
 
     @property
     def dst(self) -> str:
@@ -169,6 +175,7 @@ class Table:
     routes: list[Route] = field(default_factory=list)
     by_length: dict[int, dict[int, list[Route]]] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
+    levels: list[tuple[int, dict[int, list[Route]]]] = field(default_factory=list)
     memo: dict[int, tuple[Route, Nexthop] | Errno] = field(default_factory=dict, repr=False)
 
     def add(self, route: Route) -> None:
@@ -178,6 +185,7 @@ class Table:
         group.append(route)
         group.sort(key=lambda r: (-r.tos, r.metric))
         self.lengths = sorted(self.by_length, reverse=True)
+        self.levels = [(MASKS[n], self.by_length[n]) for n in self.lengths]
         self.memo.clear()
 
     def lookup(self, flow: Flow) -> tuple[Route, Nexthop] | Errno:
@@ -195,20 +203,18 @@ class Table:
         return found
 
     def _scan(self, dst: int, tos: int, oif: str | None) -> tuple[Route, Nexthop] | Errno:
-        for length in self.lengths:
-            group = self.by_length[length].get(dst & MASKS[length])
+        for mask, groups in self.levels:
+            group = groups.get(dst & mask)
             if group is None:
                 continue
             for route in group:
                 if route.tos and route.tos != tos:
                     continue
-                error = TYPE_ERRORS.get(route.type)
-                if error is not None:
-                    return error
-                for hop in route.nexthops:
-                    if "dead" in hop.flags or (oif is not None and hop.dev != oif):
-                        continue
-                    return route, hop
+                if route.error is not None:
+                    return route.error
+                for hop in route.live:
+                    if oif is None or hop.dev == oif:
+                        return route, hop
         return Errno.EAGAIN
 
 
@@ -239,6 +245,9 @@ class Fib:
                               and not rule.srcmask and not rule.dstmask and not rule.tos and not rule.proto
                               and rule.sports is None and rule.dports is None)
         self.mark_only = all(rule.mark_only for rule in self.rules)
+        self.mark_bits = 0  # the only mark bits any rule looks at
+        for rule in self.rules:
+            self.mark_bits |= rule.markmask
         self.plans: dict[int, tuple[Rule, ...]] = {}
         self.results: dict[tuple[int, int], FibResult | Errno] = {}
         self.tables = tables
@@ -281,12 +290,13 @@ class Fib:
         """Return the result of ``fib_lookup`` for ``flow``: a FibResult or an error.
 
         A miss everywhere is ENETUNREACH, as ``fib_lookup`` turns ESRCH into it. When every rule
-        selects on the mark alone (as on the demo hosts), the matching rules depend on the mark
-        only, and the answer on (mark, destination) only: both are kept. Tables are not changed
+        selects on the mark alone (as on the demo hosts), the matching rules depend on the mark bits
+        that some rule's mask selects, and the answer on those bits and the destination: both
+        are kept. Tables are not changed
         after the Fib is built.
         """
         if self.mark_only and not flow.tos and flow.oif is None:  # then the answer depends on (mark, dst) alone
-            key = (flow.mark, flow.dst)
+            key = (flow.mark & self.mark_bits, flow.dst)
             result = self.results.get(key)
             if result is None:
                 if len(self.results) > 1 << 16:
@@ -297,9 +307,10 @@ class Fib:
 
     def _lookup(self, flow: Flow) -> FibResult | Errno:
         if self.mark_only:
-            plan = self.plans.get(flow.mark)
+            bits = flow.mark & self.mark_bits
+            plan = self.plans.get(bits)
             if plan is None:
-                plan = self.plans[flow.mark] = tuple(self._walk(flow))
+                plan = self.plans[bits] = tuple(self._walk(flow))
         else:
             plan = self._walk(flow)
         tables = self.tables

@@ -53,6 +53,14 @@ class Sysctls:
 
     conf: dict[str, dict[str, int]] = field(default_factory=dict)
     _memo: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    _devices: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def device(self, dev: str) -> dict[str, int]:
+        """Return every value in force for ``dev`` (:meth:`get` for each key), kept per device."""
+        found = self._devices.get(dev)
+        if found is None:
+            found = self._devices[dev] = {key: self.get(dev, key) for key in SYSCTL_DEFAULTS}
+        return found
 
     def get(self, dev: str, key: str) -> int:
         """Return the value in force for ``dev``, combined with ``all`` as the kernel does."""
@@ -95,10 +103,21 @@ class Host:
     def __init__(self, name: str, devices: list[Device], fib: Fib, sysctls: Sysctls | None = None) -> None:
         self.name = name
         self.devices = {d.name: d for d in devices}
-        self.fib = fib
+        self._fib = fib
         self.sysctls = sysctls or Sysctls()
         self.local_addrs = {a.local for d in devices for a in d.addrs}
         self.loopback = next((d.name for d in devices if d.loopback), "lo")
+        self._validated: dict[tuple[int, str | None, str, int], Errno | bool] = {}
+
+    @property
+    def fib(self) -> Fib:
+        """Return the rules and tables."""
+        return self._fib
+
+    @fib.setter
+    def fib(self, fib: Fib) -> None:
+        self._fib = fib
+        self._validated.clear()  # answers kept for the old rules no longer hold
 
     # -- source address selection -------------------------------------------------------
     def _select_addr(self, dev: str, dst: int, scope: int) -> int:
@@ -140,23 +159,38 @@ class Host:
     def validate_source(self, src: int, dst: int, oif: str | None, iif: str, flow: Flow) -> Errno | bool:
         """Return ``fib_validate_source`` for a packet from ``src`` arriving on ``iif``: an error
         (martian source, or the reverse-path filter; ``ip route get`` reports both as EINVAL),
-        else True when the source is directly
-        connected (the reverse route has no gateway), else False."""
-        rpf = self.sysctls.get(iif, "rp_filter")
-        if not rpf and (iif != oif or not self.sysctls.get(iif, "send_redirects")):
-            if self.sysctls.get(iif, "accept_local"):
+        else True when the source is directly connected (the reverse route has no gateway),
+        else False.
+
+        When every rule selects on the mark alone and the flow has no TOS, the answer depends on
+        (src, oif, iif, the selected mark bits) only, and is kept.
+        """
+        fib = self.fib
+        if not (fib.mark_only and not flow.tos):
+            return self._validate_source(src, dst, oif, iif, flow)
+        key = (src, oif, iif, flow.mark & fib.mark_bits if self.sysctls.device(iif)["src_valid_mark"] else 0)
+        found = self._validated.get(key)
+        if found is None:
+            found = self._validated[key] = self._validate_source(src, dst, oif, iif, flow)
+        return found
+
+    def _validate_source(self, src: int, dst: int, oif: str | None, iif: str, flow: Flow) -> Errno | bool:
+        conf = self.sysctls.device(iif)
+        rpf = conf["rp_filter"]
+        if not rpf and (iif != oif or not conf["send_redirects"]):
+            if conf["accept_local"]:
                 return False
             if not (self.fib.custom_local_routes or self.fib.custom_rules):
                 return Errno.EINVAL if src in self.local_addrs else False
         back = Flow(dst=src, src=dst, iif=oif or self.loopback,
-                    mark=flow.mark if self.sysctls.get(iif, "src_valid_mark") else 0,
+                    mark=flow.mark if conf["src_valid_mark"] else 0,
                     tos=flow.tos, proto=flow.proto, sport=flow.dport, dport=flow.sport)
         found = self.fib.lookup(back)
         device = self.devices[iif]
         if isinstance(found, Errno):
             return Errno.EINVAL if rpf else False
         kind = found.route.type
-        if kind != "unicast" and (kind != "local" or not self.sysctls.get(iif, "accept_local")):
+        if kind != "unicast" and (kind != "local" or not conf["accept_local"]):
             return Errno.EINVAL
         if any(h.dev == iif for h in found.route.nexthops) or (kind == "local" and device.loopback):
             return found.nexthop.gateway is None
@@ -239,13 +273,14 @@ class Host:
             return self._broadcast_input(flow, None)
         if ipv4.is_zeronet(src) or ipv4.is_zeronet(dst):
             return Errno.EINVAL
-        localnet = self.sysctls.get(iif, "route_localnet")
+        conf = self.sysctls.device(iif)
+        localnet = conf["route_localnet"]
         if (ipv4.is_loopback(dst) or ipv4.is_loopback(src)) and not localnet:
             return Errno.EINVAL
         if ipv4.is_multicast(dst):
             raise NotImplementedError("multicast input is not modelled")
         found = self.fib.lookup(flow)
-        forwarding = self.sysctls.get(iif, "forwarding")
+        forwarding = conf["forwarding"]
         if isinstance(found, Errno):
             return found if forwarding else Errno.EHOSTUNREACH
         kind = found.route.type
@@ -265,7 +300,7 @@ class Host:
             return checked
         # __mkroute_input: a packet leaving by the device it came in on, from a directly
         # connected source, gets an ICMP redirect (shared_media is on by default).
-        redirect = out == iif and checked and self.sysctls.get(iif, "send_redirects")
+        redirect = out == iif and checked and conf["send_redirects"]
         return self._record(flow, "unicast", out, found, iif=iif, cache=["redirect"] if redirect else [])
 
     def _broadcast_input(self, flow: Flow, found: FibResult | None) -> Answer | Errno:
