@@ -50,6 +50,8 @@ def test_martian_source_and_forwarding_off(node) -> None:  # type: ignore[no-unt
 def test_unsupported_features_are_errors() -> None:
     with pytest.raises(UnsupportedRoute, match="realms"):
         host_from_texts("h", "0:\tfrom all lookup local realms 3\n", "local 127.0.0.1 dev lo scope host\n")
+    with pytest.raises(UnsupportedRule, match="only prefix masks"):
+        Ruleset("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -s 10.0.0.0/255.0.255.0 -j ACCEPT\nCOMMIT\n", "t")
     with pytest.raises(UnsupportedRule, match="statistic"):
         Ruleset("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m statistic --mode random --probability 0.5 -j ACCEPT\nCOMMIT\n", "t")
 

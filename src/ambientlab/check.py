@@ -10,9 +10,8 @@ from typing import Any
 import pandas as pd
 
 from ambientlab.capture import Capture, load_capture
-from ambientlab.trace import host_from_capture, ipv4
+from ambientlab.trace import host_from_capture
 from ambientlab.trace.breaks import PIECES, outcomes
-from ambientlab.trace.fib import Flow
 from ambientlab.trace.netfilter import Packet, Ruleset
 from ambientlab.trace.scenarios import walk
 
@@ -43,12 +42,10 @@ def _pod_outside_set() -> str:
 
 
 def _rule_for(mark: int, folder: str = "node") -> int:
-    """Return the priority of the first rule that matches a packet with ``mark`` (a ``goto``
-    counts: it is the rule that decides)."""
-    host = host_from_capture(_capture(DEMO), folder)
-    flow = Flow(dst=ipv4.to_int("10.244.2.7"), src=ipv4.to_int("10.244.2.3"), mark=mark)
-    return next(r.priority for r in host.fib.rules if r.action != "lookup" or r.table != ipv4.TABLES["local"]
-                if r.matches(flow))
+    """Return the priority of the rule that decides for a packet with ``mark`` (a ``goto``
+    that jumped to the looking-up rule counts as the deciding one)."""
+    found = host_from_capture(_capture(DEMO), folder).route_get("10.244.2.7", mark=mark)
+    return int((found["_via"] or found["_rule"]).priority)
 
 
 def _xmark(mark: int, spec: str) -> int:

@@ -74,10 +74,10 @@ def parse_query(text: str, where: str = "<query>") -> Query:
     return Query(**fields)
 
 
-def answer(host: Host, query: Query) -> dict[str, Any]:
-    """Return ``host``'s full answer record to ``query`` (private ``_`` keys included)."""
+def answer(host: Host, query: Query, detail: bool = True) -> dict[str, Any]:
+    """Return ``host``'s answer record to ``query`` (with ``detail``, the private ``_`` keys too)."""
     return host.route_get(query.dst, query.src, query.iif, query.mark,
-                          proto=query.proto, sport=query.sport, dport=query.dport)
+                          proto=query.proto, sport=query.sport, dport=query.dport, detail=detail)
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -95,5 +95,4 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def answer_all(host: Host, queries: list[Query]) -> list[dict[str, Any]]:
     """Return the public answer records of ``queries``, in order."""
-    get = host.route_get
-    return [get(q.dst, q.src, q.iif, q.mark, proto=q.proto, sport=q.sport, dport=q.dport, detail=False) for q in queries]
+    return [answer(host, q, detail=False) for q in queries]

@@ -48,14 +48,17 @@ def devices_from_local_routes(routes: list[Route]) -> list[Device]:
 
 
 def host_from_texts(name: str, rules: str, routes: str | list[tuple[str, str, str | None]],
-                    addrs: str | None = None, sysctl: str | None = None, *, forwarding: bool | None = None) -> Host:
+                    addrs: str | None = None, sysctl: str | None = None, *, forwarding: bool | None = None,
+                    rules_source: str | None = None) -> Host:
     """Return a Host from the text of ``ip rule``, ``ip route show table all`` (or a list of
     (text, source, table) for one file per table), ``ip addr`` and ``sysctl`` output.
 
-    ``forwarding`` overrides ``net.ipv4.ip_forward`` (default: the sysctl text, else on).
+    ``forwarding`` overrides ``net.ipv4.ip_forward`` (default: the sysctl text, else on);
+    ``rules_source`` names the rules' file in errors and hop tables.
     """
-    rule_recs, rule_lines = parse_ip_rule_records(rules, f"{name}: ip rule")
-    built_rules: list[Rule] = [rule_from_record(r, n, f"{name}: ip rule") for r, n in zip(rule_recs, rule_lines, strict=True)]
+    source = rules_source or f"{name}: ip rule"
+    rule_recs, rule_lines = parse_ip_rule_records(rules, source)
+    built_rules: list[Rule] = [rule_from_record(r, n, source) for r, n in zip(rule_recs, rule_lines, strict=True)]
     parts = [(routes, f"{name}: ip route", None)] if isinstance(routes, str) else routes
     built_routes: list[Route] = []
     for text, source, table in parts:
@@ -94,7 +97,5 @@ def host_from_capture(capture: Capture, host: str) -> Host:
     rules = text("ip-rule.txt")
     if rules is None or not tables:
         raise ValueError(f"{capture.name}: {host}/ has no ip-rule.txt or no ip-route-table-*.txt")
-    built = host_from_texts(host, rules, tables, text("ip-addr.txt"), text("sysctl-net-ipv4.txt"))
-    for rule in built.fib.rules:
-        rule.source = f"{capture.name}/{host}/ip-rule.txt"
-    return built
+    return host_from_texts(host, rules, tables, text("ip-addr.txt"), text("sysctl-net-ipv4.txt"),
+                           rules_source=f"{capture.name}/{host}/ip-rule.txt")

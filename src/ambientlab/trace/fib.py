@@ -20,10 +20,8 @@ from ambientlab.trace.ipv4 import MASKS, SCOPES
 class Errno(IntEnum):
     """The errors a route lookup can end with, as the kernel numbers them."""
 
-    ESRCH = 3
     EAGAIN = 11
     EACCES = 13
-    EXDEV = 18
     ENODEV = 19
     EINVAL = 22
     ENETUNREACH = 101
@@ -36,8 +34,7 @@ class Errno(IntEnum):
 
 
 MESSAGES = {
-    Errno.ESRCH: "No such process", Errno.EAGAIN: "Resource temporarily unavailable",
-    Errno.EACCES: "Permission denied", Errno.EXDEV: "Invalid cross-device link",
+    Errno.EAGAIN: "Resource temporarily unavailable", Errno.EACCES: "Permission denied",
     Errno.ENODEV: "No such device", Errno.EINVAL: "Invalid argument",
     Errno.ENETUNREACH: "Network is unreachable", Errno.EHOSTUNREACH: "No route to host",
 }
@@ -174,7 +171,6 @@ class Table:
     number: int
     routes: list[Route] = field(default_factory=list)
     by_length: dict[int, dict[int, list[Route]]] = field(default_factory=dict)
-    lengths: list[int] = field(default_factory=list)
     levels: list[tuple[int, dict[int, list[Route]]]] = field(default_factory=list)
     memo: dict[int, tuple[Route, Nexthop] | Errno] = field(default_factory=dict, repr=False)
 
@@ -184,8 +180,7 @@ class Table:
         group = self.by_length.setdefault(route.length, {}).setdefault(route.network, [])
         group.append(route)
         group.sort(key=lambda r: (-r.tos, r.metric))
-        self.lengths = sorted(self.by_length, reverse=True)
-        self.levels = [(MASKS[n], self.by_length[n]) for n in self.lengths]
+        self.levels = [(MASKS[n], self.by_length[n]) for n in sorted(self.by_length, reverse=True)]
         self.memo.clear()
 
     def lookup(self, flow: Flow) -> tuple[Route, Nexthop] | Errno:
@@ -225,6 +220,7 @@ class FibResult:
     rule: Rule | None
     route: Route
     nexthop: Nexthop
+    via: Rule | None = None  # the goto rule that jumped to ``rule``, if one did
 
     @property
     def table(self) -> int:
@@ -248,7 +244,7 @@ class Fib:
         self.mark_bits = 0  # the only mark bits any rule looks at
         for rule in self.rules:
             self.mark_bits |= rule.markmask
-        self.plans: dict[int, tuple[Rule, ...]] = {}
+        self.plans: dict[int, tuple[tuple[Rule, Rule | None], ...]] = {}
         self.results: dict[tuple[int, int], FibResult | Errno] = {}
         self.tables = tables
         for rule in self.rules:
@@ -267,23 +263,24 @@ class Fib:
             tables.setdefault(route.table, Table(route.table)).add(route)
         return cls(rules, tables)
 
-    def _walk(self, flow: Flow) -> Iterator[Rule]:
-        """Yield the rules that match ``flow`` and act (lookup or error), in the order
-        ``fib_rules_lookup`` reaches them: ``goto`` followed, ``nop`` and unresolved gotos skipped."""
+    def _walk(self, flow: Flow) -> Iterator[tuple[Rule, Rule | None]]:
+        """Yield (rule, goto) for the rules that match ``flow`` and act (lookup or error), in the
+        order ``fib_rules_lookup`` reaches them; ``goto`` is the rule that jumped there, if any.
+        Gotos are followed; ``nop`` and unresolved gotos are skipped."""
         rules = self.rules
         i, count = 0, len(rules)
         while i < count:
-            rule = rules[i]
+            rule, via = rules[i], None
             i += 1
             while rule.matches(flow):  # a goto re-enters here with its target rule
                 if rule.action == "goto":
                     if rule.target is None:
                         break
-                    i = rule.target + 1
+                    i, via = rule.target + 1, rule
                     rule = rules[rule.target]
                     continue
                 if rule.action != "nop":
-                    yield rule
+                    yield rule, via
                 break
 
     def lookup(self, flow: Flow) -> FibResult | Errno:
@@ -292,10 +289,9 @@ class Fib:
         A miss everywhere is ENETUNREACH, as ``fib_lookup`` turns ESRCH into it. When every rule
         selects on the mark alone (as on the demo hosts), the matching rules depend on the mark bits
         that some rule's mask selects, and the answer on those bits and the destination: both
-        are kept. Tables are not changed
-        after the Fib is built.
+        are kept. Tables are not changed after the Fib is built.
         """
-        if self.mark_only and not flow.tos and flow.oif is None:  # then the answer depends on (mark, dst) alone
+        if self.mark_only and not flow.tos and flow.oif is None:
             key = (flow.mark & self.mark_bits, flow.dst)
             result = self.results.get(key)
             if result is None:
@@ -314,7 +310,7 @@ class Fib:
         else:
             plan = self._walk(flow)
         tables = self.tables
-        for rule in plan:
+        for rule, via in plan:
             if rule.action != "lookup":
                 return ACTION_ERRORS[rule.action]
             table = tables.get(rule.table)
@@ -328,7 +324,7 @@ class Fib:
             route, hop = found
             if route.length <= rule.suppress_prefixlen:
                 continue
-            return FibResult(rule, route, hop)
+            return FibResult(rule, route, hop, via)
         return Errno.ENETUNREACH
 
 

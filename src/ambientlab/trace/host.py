@@ -52,33 +52,26 @@ class Sysctls:
     """``net.ipv4.conf.{all,DEV}.*`` values that routing reads (missing devices use ``default``)."""
 
     conf: dict[str, dict[str, int]] = field(default_factory=dict)
-    _memo: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _devices: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def device(self, dev: str) -> dict[str, int]:
-        """Return every value in force for ``dev`` (:meth:`get` for each key), kept per device."""
+        """Return every value in force for ``dev``, combined with ``all`` as the kernel does:
+        ``rp_filter`` is the larger of the two, ``forwarding`` is the device's own (kept equal to
+        ``ip_forward``), the others are on when either is. Kept per device."""
         found = self._devices.get(dev)
         if found is None:
-            found = self._devices[dev] = {key: self.get(dev, key) for key in SYSCTL_DEFAULTS}
+            mine = self.conf.get(dev, self.conf.get("default", {}))
+            every = self.conf.get("all", {})
+            found = {}
+            for key, default in SYSCTL_DEFAULTS.items():
+                own, all_ = mine.get(key, default), every.get(key, default)
+                found[key] = max(own, all_) if key == "rp_filter" else own if key == "forwarding" else int(bool(own or all_))
+            self._devices[dev] = found
         return found
 
     def get(self, dev: str, key: str) -> int:
-        """Return the value in force for ``dev``, combined with ``all`` as the kernel does."""
-        found = self._memo.get((dev, key))
-        if found is None:
-            found = self._memo[(dev, key)] = self._combine(dev, key)
-        return found
-
-    def _combine(self, dev: str, key: str) -> int:
-        mine = self.conf.get(dev, self.conf.get("default", {})).get(key, SYSCTL_DEFAULTS[key])
-        every = self.conf.get("all", {}).get(key, SYSCTL_DEFAULTS[key])
-        if key == "rp_filter":
-            return max(mine, every)
-        if key == "forwarding":  # per device, kept equal to ip_forward unless set per device
-            return mine
-        if key in ("accept_local", "src_valid_mark", "route_localnet", "send_redirects"):
-            return int(bool(mine or every))
-        return mine
+        """Return the value of ``key`` in force for ``dev`` (see :meth:`device`)."""
+        return self.device(dev)[key]
 
     @classmethod
     def from_pairs(cls, pairs: dict[str, str]) -> Sysctls:
@@ -210,9 +203,9 @@ class Host:
         with ``ip -j route get`` keys; a failed lookup is ``{"error": TEXT}``.
 
         With ``detail``, extra keys not printed by iproute2 tell walks what decided: ``_rule``
-        (the Rule), ``_route`` (the Route), ``_candidates`` (next hops of a multipath route),
-        ``_errno``. ``anysrc`` is a transparent socket's lookup (``FLOWI_FLAG_ANYSRC``): a
-        source that is not local is allowed.
+        (the Rule), ``_via`` (the goto Rule that jumped to it, or None), ``_route`` (the Route),
+        ``_candidates`` (next hops of a multipath route), ``_errno``. ``anysrc`` is a
+        transparent socket's lookup (``FLOWI_FLAG_ANYSRC``): a source that is not local is allowed.
         """
         if iif is not None and iif not in self.devices:
             return {"error": f'Cannot find device "{iif}"', **({"_errno": Errno.ENODEV} if detail else {})}
@@ -228,6 +221,7 @@ class Host:
         rec, found = answer
         if detail:
             rec["_rule"] = found.rule if found else None
+            rec["_via"] = found.via if found else None
             rec["_route"] = found.route if found else None
             if found is not None and len(found.route.nexthops) > 1:
                 rec["_candidates"] = [(ipv4.to_text(h.gateway) if h.gateway else None, h.dev)
@@ -240,7 +234,7 @@ class Host:
         if kind != "unicast":
             rec["type"] = kind
         rec["dst"] = ipv4.to_text(flow.dst)
-        if flow.src and (iif is not None or flow.src):
+        if flow.src:
             rec["from"] = ipv4.to_text(flow.src)
         if found is not None and found.nexthop.gateway is not None and kind == "unicast":
             rec["gateway"] = ipv4.to_text(found.nexthop.gateway)
@@ -320,8 +314,7 @@ class Host:
                 # "Special hack" of ip_route_output_key_hash_rcu: leave by the device that owns
                 # the source (the most recently added address wins the kernel's hash chain).
                 owner = [d.name for d in self.devices.values() if any(a.local == src for a in d.addrs)][-1]
-                kind = "broadcast" if ipv4.is_lbcast(dst) else "multicast"
-                return self._record(flow, kind, owner, None, cache=["local", "brd"] if kind == "broadcast" else ["mc"])
+                return self._make_output(flow, "unicast", owner, None, src)
         if not dst:
             raise NotImplementedError("route get 0.0.0.0 is not modelled")
         found = self.fib.lookup(flow)
@@ -333,7 +326,7 @@ class Host:
             return self._make_output(flow, "local", self.loopback, found, prefsrc)
         return self._make_output(flow, route.type, found.nexthop.dev, found, src or self._prefsrc(found))
 
-    def _make_output(self, flow: Flow, kind: str, dev: str, found: FibResult, prefsrc: int) -> Answer | Errno:
+    def _make_output(self, flow: Flow, kind: str, dev: str, found: FibResult | None, prefsrc: int) -> Answer | Errno:
         """``__mkroute_output``: the route type from the destination class, and the cache flags."""
         loopback = self.devices[dev].loopback
         if ipv4.is_loopback(prefsrc) and not loopback:

@@ -74,6 +74,11 @@ class Packet:
     inner: Packet | None = None  # the packet a tunnel's UDP packet carries
     vni: int = 0  # and the tunnel's VNI
 
+    def enter(self, dev: str, mark: int = 0) -> None:
+        """Arrive on ``dev`` of another host (or out of a tunnel): per-host state is reset. The
+        mark is cleared between namespaces; a tunnel in the same namespace keeps it (``mark``)."""
+        self.mark, self.iif, self.oif, self.conn, self.tproxy, self.socket = mark, dev, None, None, None, False
+
     def describe(self) -> str:
         """Return ``SRC:SPORT > DST:DPORT PROTO FLAGS`` for tables."""
         name = {6: "tcp", 17: "udp"}.get(self.proto, str(self.proto))
@@ -107,7 +112,7 @@ Test = Callable[[Packet], bool]
 
 
 def _addr_test(spec: str, key: str) -> Test:
-    network, length = ipv4.prefix(spec) if "/" not in spec or spec.split("/")[1].isdigit() else (0, 0)
+    network, length = ipv4.prefix(spec)  # ValueError for a dotted (non-prefix) mask
     mask = ipv4.MASKS[length]
     if key == "src":
         return lambda p: (p.src & mask) == network
@@ -122,8 +127,9 @@ def _iface_test(name: str, key: str) -> Test:
 
 
 def _port_test(spec: str, key: str) -> Test:
-    lo, _, hi = spec.partition(":")
-    low, high = int(lo or 0), int(hi or 65535) if _ else int(lo)
+    lo, colon, hi = spec.partition(":")  # PORT, or FIRST:LAST with either end optional
+    low = int(lo) if lo else 0
+    high = (int(hi) if hi else 65535) if colon else low
     return lambda p: low <= getattr(p, key) <= high
 
 
@@ -178,7 +184,10 @@ class Ruleset:
     def _test(self, module: str, option: str, args: list[str], line: int) -> Test | None:
         arg = args[0] if args else ""
         if module == "" and option in ("-s", "-d"):
-            return _addr_test(arg, "src" if option == "-s" else "dst")
+            try:
+                return _addr_test(arg, "src" if option == "-s" else "dst")
+            except ValueError:
+                raise UnsupportedRule(f"{self._where(line)}: {option} {arg}: only prefix masks are modelled") from None
         if module == "" and option in ("-i", "-o"):
             return _iface_test(arg, "iif" if option == "-i" else "oif")
         if module == "" and option == "-p":

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ambientlab.trace import ipv4
-from ambientlab.trace.fib import Flow
 from ambientlab.trace.host import Host
 from ambientlab.trace.netfilter import Conn, Hit, Packet, Ruleset
 
@@ -130,7 +129,7 @@ class Network:
             machine, dev = self.entries[origin]
             hops.append(self._hop(label, origin, "wire", f"into {machine}/{dev}", f"sent by {origin}", None, packet,
                                   packet.mark, oif="eth0"))
-            packet.mark, packet.iif, packet.oif = 0, dev, None
+            packet.enter(dev)
             self._receive(label, self.machines[machine], packet, hops)
         else:
             packet.mark, packet.socket = socket_mark, True
@@ -192,20 +191,11 @@ class Network:
             ipv4.to_text(packet.dst), ipv4.to_text(packet.src) if packet.src else None,
             None if output else packet.iif, packet.mark, proto=packet.proto, sport=packet.sport,
             dport=packet.dport, anysrc=anysrc)
-        rule, route = answer.get("_rule"), answer.get("_route")
-        if rule is not None:
-            fib = machine.host.fib
-            flow = Flow(dst=packet.dst, src=packet.src, iif=machine.host.loopback if output else str(packet.iif),
-                        mark=packet.mark, proto=packet.proto, sport=packet.sport, dport=packet.dport)
-            for earlier in fib.rules:  # a goto that led to the deciding rule is shown before it
-                if earlier.priority >= rule.priority:
-                    break
-                if earlier.action == "goto" and earlier.target is not None and fib.rules[earlier.target] is rule \
-                        and earlier.matches(flow):
-                    hops.append(self._hop(label, machine.name, "routing", "ip rule", earlier.text.replace("\t", " "),
-                                          f"{earlier.source}:{earlier.line}", packet, packet.mark))
-            hops.append(self._hop(label, machine.name, "routing", "ip rule", rule.text.replace("\t", " "), f"{rule.source}:{rule.line}",
-                                  packet, packet.mark))
+        route = answer.get("_route")
+        for rule in (answer.get("_via"), answer.get("_rule")):  # a goto that led to the deciding rule first
+            if rule is not None:
+                hops.append(self._hop(label, machine.name, "routing", "ip rule", rule.text.replace("\t", " "),
+                                      f"{rule.source}:{rule.line}", packet, packet.mark))
         if route is not None:
             from ambientlab.parse.ip_route import render_route
 
@@ -236,7 +226,7 @@ class Network:
         packet.oif = answer["dev"]
         if not self._hook(label, machine, "FORWARD", packet, hops):
             return
-        self._transmit(label, machine, packet, answer, hops)
+        self._transmit(label, machine, packet, hops)
 
     def _output(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]], transparent: bool) -> None:
         answer = self._route(label, machine, packet, hops, output=True, anysrc=transparent)
@@ -255,9 +245,9 @@ class Network:
             if "error" in answer:
                 return
             packet.oif = answer["dev"]
-        self._transmit(label, machine, packet, answer, hops)
+        self._transmit(label, machine, packet, hops)
 
-    def _transmit(self, label: str, machine: Machine, packet: Packet, answer: dict[str, Any], hops: list[dict[str, Any]]) -> None:
+    def _transmit(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]]) -> None:
         if not self._hook(label, machine, "POSTROUTING", packet, hops):
             return
         machine.confirm(packet)
@@ -282,7 +272,7 @@ class Network:
         other, other_dev = peer
         hops.append(self._hop(label, machine.name, "wire", f"veth {dev} -> {other}/{other_dev}",
                               "crosses a veth: mark and conntrack reset", None, packet, packet.mark))
-        packet.mark, packet.iif, packet.oif, packet.conn, packet.tproxy, packet.socket = 0, other_dev, None, None, None, False
+        packet.enter(other_dev)
         self._receive(label, self.machines[other], packet, hops)
 
     def _encapsulate(self, label: str, machine: Machine, dev: str, tunnel: Tunnel, inner: Packet,
@@ -303,8 +293,7 @@ class Network:
                 if tunnel.remote == packet.src and tunnel.vni == packet.vni and inner is not None:
                     hops.append(self._hop(label, machine.name, "deliver", f"tunnel {dev}",
                                           f"decapsulated onto {dev} (mark kept: same namespace)", None, packet, packet.mark))
-                    inner.mark, inner.iif, inner.oif, inner.conn, inner.tproxy, inner.socket = (
-                        packet.mark, dev, None, None, None, False)
+                    inner.enter(dev, mark=packet.mark)
                     self._receive(label, machine, inner, hops)
                     return
         sock = machine.socket_for(packet)

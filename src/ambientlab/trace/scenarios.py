@@ -58,6 +58,11 @@ def _connected(net: Network, machine: str, name: str, local: tuple[int, int], re
     net.machines[machine].sockets.append(Socket(name, local, remote, transparent=True))
 
 
+def _syn_to_reviews_vip() -> Send:
+    """productpage's SYN to the reviews service: how the VIP scenarios start."""
+    return Send("1 SYN productpage -> reviews VIP", "productpage-v1", _tcp(PRODUCTPAGE, 40000, REVIEWS_VIP, 9080, "S"))
+
+
 def same_node_vip(net: Network) -> list[Send]:
     """productpage -> reviews VIP; ztunnel picks reviews-v2 on the same node (HBONE to itself)."""
     _listeners(net)
@@ -65,7 +70,7 @@ def same_node_vip(net: Network) -> list[Send]:
     _connected(net, "ztunnel", "HBONE to reviews-v2", (ZTUNNEL, 41000), (REVIEWS_V2, 15088))
     _connected(net, "ztunnel", "to reviews-v2 (original_src)", (ZTUNNEL, 42000), (REVIEWS_V2, 9080))
     return [
-        Send("1 SYN productpage -> reviews VIP", "productpage-v1", _tcp(PRODUCTPAGE, 40000, REVIEWS_VIP, 9080, "S")),
+        _syn_to_reviews_vip(),
         Send("2 SYN-ACK ztunnel (as the VIP) -> productpage", "ztunnel",
              _tcp(REVIEWS_VIP, 9080, PRODUCTPAGE, 40000, "SA"), 0x401, True),
         Send("3 HBONE SYN ztunnel -> reviews-v2:15088", "ztunnel", _tcp(ZTUNNEL, 41000, REVIEWS_V2, 15088, "S")),
@@ -79,7 +84,7 @@ def cross_node_hbone(net: Network) -> list[Send]:
     _listeners(net)
     _connected(net, "ztunnel", "HBONE to reviews-v1 on ambient-worker", (ZTUNNEL, 43000), (REMOTE_REVIEWS_V1, 15008))
     return [
-        Send("1 SYN productpage -> reviews VIP", "productpage-v1", _tcp(PRODUCTPAGE, 40000, REVIEWS_VIP, 9080, "S")),
+        _syn_to_reviews_vip(),
         Send("2 HBONE SYN ztunnel -> reviews-v1:15008 (ambient-worker)", "ztunnel",
              _tcp(ZTUNNEL, 43000, REMOTE_REVIEWS_V1, 15008, "S")),
         Send("3 HBONE SYN-ACK from ambient-worker", WORLD, _tcp(REMOTE_REVIEWS_V1, 15008, ZTUNNEL, 43000, "SA")),
