@@ -12,6 +12,7 @@ import pandas as pd
 from ambientlab import __version__
 from ambientlab.capture import ManifestError, list_captures, load_capture, rehash
 from ambientlab.errors import ParseError
+from ambientlab.lab.cli import add_lab_parser, handle_errors
 from ambientlab.parse import KINDS, IpsetList, IptablesSave, parse, to_records
 
 
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("scenario", help="scenario name, e.g. same-node-vip")
     w.add_argument("--json", action="store_true", help="print the hops as JSON records")
     w.set_defaults(func=cmd_walk)
+    add_lab_parser(sub)
     return top
 
 
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad input)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "lab":
+            return handle_errors(args.func, args)
         return int(args.func(args))
     except ParseError as err:
         print(f"ambientlab: {err}", file=sys.stderr)

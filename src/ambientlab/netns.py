@@ -14,6 +14,12 @@ import subprocess
 from collections.abc import Sequence
 from types import TracebackType
 
+# The kernel's defaults of the IPv4 sysctls routing reads. A new namespace copies the host's
+# conf/all and conf/default values instead, so every namespace pins them at creation.
+KERNEL_DEFAULTS = {f"net.ipv4.conf.{where}.{key}": value for where in ("all", "default")
+                   for key, value in (("rp_filter", "0"), ("accept_local", "0"), ("src_valid_mark", "0"),
+                                      ("route_localnet", "0"), ("send_redirects", "1"))}
+
 
 class NetnsUnavailable(RuntimeError):
     """Network namespaces cannot be used here (not root, or a tool is missing)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.parse import ip_addr, ip_route, ip_rule, logs, sysctl
+from ambientlab.parse import ip_addr, ip_route, ip_rule, logs, nft_trace, sysctl
 from ambientlab.parse.ip_addr import addresses, parse_ip_addr, parse_ip_link
 from ambientlab.parse.ip_route import parse_ip_route, parse_route_get, render_route
 from ambientlab.parse.ip_rule import parse_ip_rule, render_rule
@@ -22,6 +22,7 @@ from ambientlab.parse.ipset import IpsetList, parse_ipset
 from ambientlab.parse.iptables import IptablesSave, parse_iptables_save, render_iptables_save
 from ambientlab.parse.kubectl import custom_columns, parse_kubectl
 from ambientlab.parse.logs import parse_cni_log
+from ambientlab.parse.nft_trace import parse_jsonl, parse_nft_trace
 from ambientlab.parse.sysctl import parse_sysctl
 from ambientlab.tables import Column, records_from_frame
 
@@ -51,6 +52,8 @@ KINDS: dict[str, Kind] = {
         Kind("kubectl", parse_kubectl, None, ("columns",)),
         Kind("cni-log", parse_cni_log, logs.SCHEMA),
         Kind("sysctl", parse_sysctl, sysctl.SCHEMA),
+        Kind("nft-trace", parse_nft_trace, nft_trace.SCHEMA),
+        Kind("jsonl", parse_jsonl, None),
     )
 }
 
@@ -76,7 +79,7 @@ def to_records(kind: str, result: Parsed) -> list[dict[str, Any]]:
 
 __all__ = [
     "KINDS", "IpsetList", "IptablesSave", "Kind", "Parsed", "addresses", "custom_columns", "parse",
-    "parse_cni_log", "parse_ip_addr", "parse_ip_link", "parse_ip_route", "parse_ip_rule",
-    "parse_ipset", "parse_iptables_save", "parse_kubectl", "parse_route_get", "parse_sysctl", "render_iptables_save",
+    "parse_cni_log", "parse_ip_addr", "parse_ip_link", "parse_ip_route", "parse_ip_rule", "parse_ipset",
+    "parse_iptables_save", "parse_jsonl", "parse_kubectl", "parse_nft_trace", "parse_route_get", "parse_sysctl", "render_iptables_save",
     "render_route", "render_rule", "to_records",
 ]

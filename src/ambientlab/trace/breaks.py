@@ -3,7 +3,6 @@ the live-lab notes, computed by the tracer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from ambientlab.capture import Capture
 from ambientlab.trace.demo import demo_network
 from ambientlab.trace.fib import Fib
+from ambientlab.trace.host import Sysctls
 from ambientlab.trace.network import Network
 from ambientlab.trace.scenarios import SCENARIOS, play
 
@@ -35,30 +35,61 @@ def remove_ip_rule(net: Network, machine: str, priority: int) -> None:
     host.fib = Fib(kept, host.fib.tables)
 
 
+def set_sysctl(net: Network, machine: str, key: str, value: str) -> None:
+    """Set ``net.ipv4.conf.DEV.KEY`` = ``value`` on ``machine`` (a fresh Sysctls, so no memo
+    of the old value survives)."""
+    host = net.machines[machine].host
+    parts = key.split(".")
+    if parts[:3] != ["net", "ipv4", "conf"] or len(parts) != 5:
+        raise KeyError(f"{key}: only net.ipv4.conf.DEV.KEY can be changed")
+    conf = {dev: dict(values) for dev, values in host.sysctls.conf.items()}
+    conf.setdefault(parts[3], {})[parts[4]] = int(value)
+    host.sysctls = Sysctls(conf)
+
+
 @dataclass(frozen=True)
 class Piece:
-    """A piece that can be removed: what it is, and how to remove it from a network."""
+    """A piece that can be removed (or a sysctl changed) on one machine.
+
+    ``kind`` is ``iptables`` (``where`` = (table, chain), ``what`` = the rule as iptables-save
+    prints it), ``ip-rule`` (``what`` = the priority) or ``sysctl`` (``what`` = key, ``value``).
+    """
 
     title: str
-    remove: Callable[[Network], None]
+    machine: str
+    kind: str
+    what: str
+    where: tuple[str, str] = ("", "")
+    value: str = ""
+
+    def remove(self, net: Network) -> None:
+        """Apply this break to the tracer's network ``net``."""
+        if self.kind == "iptables":
+            remove_iptables_rule(net, self.machine, self.where, self.what)
+        elif self.kind == "ip-rule":
+            remove_ip_rule(net, self.machine, int(self.what))
+        else:
+            set_sysctl(net, self.machine, self.what, self.value)
 
 
 PIECES: dict[str, Piece] = {
     "node-connmark-to-0x40": Piece(
         "node: mangle rule `! -i veth6cc9a213 -m connmark --mark 0x210/0x210 -j MARK --set-xmark 0x40/0x40`",
-        lambda n: remove_iptables_rule(n, "node", ("mangle", "ztunnel-PREROUTING"),
-                                       "! -i veth6cc9a213 -m connmark --mark 0x210/0x210 -j MARK --set-xmark 0x40/0x40")),
-    "node-ip-rule-102": Piece("node: `ip rule` 102 (`fwmark 0x40/0x40 lookup 102`)", lambda n: remove_ip_rule(n, "node", 102)),
+        "node", "iptables", "! -i veth6cc9a213 -m connmark --mark 0x210/0x210 -j MARK --set-xmark 0x40/0x40",
+        ("mangle", "ztunnel-PREROUTING")),
+    "node-ip-rule-102": Piece("node: `ip rule` 102 (`fwmark 0x40/0x40 lookup 102`)", "node", "ip-rule", "102"),
     "node-mark-0x210": Piece(
         "node: mangle rule `! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210`",
-        lambda n: remove_iptables_rule(n, "node", ("mangle", "ztunnel-PREROUTING"),
-                                       "! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210")),
+        "node", "iptables", "! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210",
+        ("mangle", "ztunnel-PREROUTING")),
+    "node-rp-filter-strict": Piece("node: `net.ipv4.conf.all.rp_filter` set to 1 (strict reverse-path filter)",
+                                   "node", "sysctl", "net.ipv4.conf.all.rp_filter", value="1"),
     "ztunnel-mark-0x4d3": Piece(
         "ztunnel: mangle rule `! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff`",
-        lambda n: remove_iptables_rule(n, "ztunnel", ("mangle", "PREROUTING"),
-                                       "! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff")),
+        "ztunnel", "iptables", "! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff",
+        ("mangle", "PREROUTING")),
     "ztunnel-ip-rule-20000": Piece("ztunnel: `ip rule` 20000 (`fwmark 0x400/0xfff lookup 100`)",
-                                   lambda n: remove_ip_rule(n, "ztunnel", 20000)),
+                                   "ztunnel", "ip-rule", "20000"),
 }
 
 

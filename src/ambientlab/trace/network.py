@@ -228,7 +228,8 @@ class Network:
             return
         self._transmit(label, machine, packet, hops)
 
-    def _output(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]], transparent: bool) -> None:
+    def _output(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]], transparent: bool,
+                indev: str | None = None) -> None:
         answer = self._route(label, machine, packet, hops, output=True, anysrc=transparent)
         if "error" in answer:
             return
@@ -245,6 +246,7 @@ class Network:
             if "error" in answer:
                 return
             packet.oif = answer["dev"]
+        packet.iif = indev  # ip_output() passes skb->dev as POSTROUTING's in-device: the tunnel, if any
         self._transmit(label, machine, packet, hops)
 
     def _transmit(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]]) -> None:
@@ -284,7 +286,7 @@ class Network:
         hops.append(self._hop(label, machine.name, "wire", f"tunnel {dev}", f"encapsulated: UDP to "
                               f"{ipv4.to_text(tunnel.remote)}:{tunnel.port}, VNI {tunnel.vni}", None, inner, inner.mark))
         outer.mark, outer.inner, outer.vni = inner.mark, inner, tunnel.vni
-        self._output(label, machine, outer, hops, transparent=False)
+        self._output(label, machine, outer, hops, transparent=False, indev=dev)
 
     def _deliver(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]]) -> None:
         if packet.proto == 17 and packet.dport == GENEVE_PORT:

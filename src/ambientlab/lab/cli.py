@@ -1,0 +1,209 @@
+"""``ambientlab lab …``: the live lab's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ambientlab.lab.plan import TUNNELS
+from ambientlab.lab.runtime import DEFAULT_CAPTURE, Lab, LabError, open_lab, remove, running_labs, up
+from ambientlab.lab.standin import BEHAVIOURS
+
+
+def _lab(args: argparse.Namespace) -> Lab:
+    return open_lab(args.prefix)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Build a lab and start its programs."""
+    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel)
+    print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}, "
+          f"{lab.state['tunnel']} tunnels, ztunnel stand-in {lab.state['behaviour']}")
+    for host in lab.state["hosts"]:
+        where = lab.state["pods"].get(host) or (lab.state["ztunnel_ip"] if host == "ztunnel" else "")
+        if host == "peer":
+            where = ", ".join(f"{ip} ({what})" for ip, what in lab.state["remote"].items())
+        print(f"  {host:16} namespace {lab.full(host):28} {where}")
+    print(f"try: ambientlab lab trace productpage-v1 reviews-v1 --prefix {lab.prefix}")
+    print(f"     ambientlab lab exec node --prefix {lab.prefix} -- ip rule")
+    print(f"then: ambientlab lab down --prefix {lab.prefix}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what a lab is and whether its kernel prints what the capture shows."""
+    from ambientlab.lab.status import status
+
+    found = status(_lab(args))
+    if args.json:
+        print(json.dumps(found, indent=1))
+        return 0
+    for key, value in found.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k:34} {v}")
+        elif isinstance(value, list):
+            print(f"{key}: {', '.join(value) if value else '(none)'}")
+        else:
+            print(f"{key}: {value}")
+    return 0 if all(v != "DIFFERENT" for v in found["compared with the capture"].values()) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Tear a lab down (idempotent)."""
+    prefixes = [args.prefix] if args.prefix else running_labs()
+    if not prefixes:
+        print("no lab is running")
+    for prefix in prefixes:
+        gone = remove(prefix)
+        print(f"lab {prefix}: {len(gone)} namespaces deleted" if gone else f"lab {prefix}: nothing left to delete")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command inside one lab host (replaces this process)."""
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise LabError("lab exec HOST -- COMMAND: no command given")
+    os.execvp("ip", ["ip", "netns", "exec", _lab(args).full(args.host), *argv])
+    return 0  # not reached
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Open one connection and print the app's greeting and what ztunnel logged for it."""
+    lab = _lab(args)
+    before = len(lab.events("ztunnel"))
+    print(lab.connect(args.source, args.destination, args.port))
+    for event in lab.events("ztunnel")[before:]:
+        print("ztunnel:", json.dumps(event, sort_keys=True))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Trace one connection in the kernel and print it next to the tracer's prediction."""
+    from ambientlab.lab.nftrace import compare, kernel_segments, trace
+    from ambientlab.lab.predict import predict
+
+    lab = _lab(args)
+    output, texts, conn = trace(lab, args.source, args.destination, args.sport)
+    if args.raw:
+        for host, text in texts.items():
+            print(f"== nft monitor trace in {lab.full(host)}\n{text}")
+    table = compare(predict(conn).hops, kernel_segments(texts, lab.prefix))
+    print(f"client: {output}")
+    with pd.option_context("display.max_rows", None, "display.width", 250):
+        for label, group in table.groupby("packet", sort=False):
+            print(f"== {label}")
+            print(group.drop(columns="packet").replace({True: "yes", False: "NO"}).to_string(index=False))
+    agree = int(table["agree"].sum())
+    print(f"{agree} of {len(table)} hooks agree (device and mark) between the kernel and the tracer")
+    return 0 if agree == len(table) else 1
+
+
+def cmd_break(args: argparse.Namespace) -> int:
+    """Remove one piece from a lab (or list the pieces)."""
+    from ambientlab.lab.breaks import break_piece
+    from ambientlab.trace.breaks import PIECES
+
+    if args.list or not args.piece:
+        for name, piece in PIECES.items():
+            print(f"{name:24} {piece.title}")
+        return 0
+    print(f"removed: {break_piece(_lab(args), args.piece)}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put back every piece removed with ``lab break``."""
+    from ambientlab.lab.breaks import restore
+
+    done = restore(_lab(args))
+    print(f"restored: {', '.join(done)}" if done else "nothing was broken")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record a running lab (or, with --session, the book's whole lab session) as a capture."""
+    root = Path(args.dir)
+    if args.session:
+        from ambientlab.lab.session import record_session
+
+        written = record_session(root, args.capture, args.tunnel)
+    else:
+        from ambientlab.lab.record import record
+
+        written = record(_lab(args), root)
+    print(f"{root}: {len(written)} files and manifest.yaml written (origin: lab)")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    """Print the kernel features the lab needs or uses, probed in a throwaway namespace."""
+    from ambientlab.lab.features import missing_required, pick_tunnel, probe_features
+
+    found = probe_features()
+    for f in found:
+        print(f"[{' OK ' if f.ok else 'FAIL' if f.required else 'miss'}] {f.name}" + ("" if f.ok else f": {f.hint}"))
+    print(f"tunnel the lab would use: {pick_tunnel(found)}")
+    return 1 if missing_required(found) else 0
+
+
+def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``lab`` and its subcommands to the top-level subparsers ``sub``."""
+    lab = sub.add_parser("lab", help="the live lab: the node rebuilt in network namespaces (root)")
+    cmds = lab.add_subparsers(dest="lab_command", required=True)
+
+    def command(name: str, func: object, text: str, prefix: bool = True) -> argparse.ArgumentParser:
+        p = cmds.add_parser(name, help=text)
+        if prefix:
+            p.add_argument("--prefix", help="the lab's prefix (default: the only running lab)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("up", cmd_up, "build a lab and start the stand-in ztunnel and the apps", prefix=False)
+    p.add_argument("--capture", default=DEFAULT_CAPTURE, help="capture to rebuild (default: %(default)s)")
+    p.add_argument("--tunnel", choices=TUNNELS, help="tunnel type (default: geneve, else vxlan, else veth)")
+    p.add_argument("--prefix", help="name prefix of the namespaces (default: a new unique one)")
+    p.add_argument("--ztunnel", choices=sorted(BEHAVIOURS), default="marks-2022",
+                   help="stand-in behaviour: Sept 2022 socket marks, or none as the 2023 Rust ztunnel")
+    p = command("status", cmd_status, "what the lab is, and whether it prints what the capture shows")
+    p.add_argument("--json", action="store_true")
+    command("down", cmd_down, "tear the lab down (all labs without --prefix; idempotent)")
+    p = command("exec", cmd_exec, "run a command in a lab host: lab exec HOST -- CMD…")
+    p.add_argument("host")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p = command("connect", cmd_connect, "one connection: the app's greeting and ztunnel's log")
+    p.add_argument("source")
+    p.add_argument("destination", help="a lab host or an address")
+    p.add_argument("--port", type=int, default=9080)
+    p = command("trace", cmd_trace, "one connection traced by the kernel, next to the tracer's prediction")
+    p.add_argument("source")
+    p.add_argument("destination")
+    p.add_argument("--sport", type=int, default=41234, help="the client's port (default: %(default)s)")
+    p.add_argument("--raw", action="store_true", help="also print the raw nft monitor trace")
+    p = command("break", cmd_break, "remove one piece of the redirection (--list: the pieces)")
+    p.add_argument("piece", nargs="?")
+    p.add_argument("--list", action="store_true")
+    command("restore", cmd_restore, "put back every removed piece")
+    p = command("record", cmd_record, "record the lab's outputs as a capture folder (origin: lab)")
+    p.add_argument("dir")
+    p.add_argument("--session", action="store_true",
+                   help="build, trace and break two labs (one per ztunnel behaviour) and record it all")
+    p.add_argument("--capture", default=DEFAULT_CAPTURE)
+    p.add_argument("--tunnel", choices=TUNNELS)
+    command("features", cmd_features, "probe the kernel features the lab needs", prefix=False)
+
+
+def handle_errors(func: object, args: argparse.Namespace) -> int:
+    """Run a lab command; print a LabError as a message and return 2."""
+    try:
+        return int(func(args))  # type: ignore[operator]
+    except LabError as err:
+        print(f"ambientlab lab: {err}", file=sys.stderr)
+        return 2

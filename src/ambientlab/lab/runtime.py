@@ -1,0 +1,258 @@
+"""The live lab: a capture's node, pods, ztunnel and peer rebuilt in network namespaces, with
+the stand-in ztunnel and the app servers running, kept between commands.
+
+A lab is named by its prefix: its namespaces are ``PREFIX-node``, ``PREFIX-ztunnel``,
+``PREFIX-productpage-v1``… and its state (capture, tunnel type, processes, breaks) lives in
+``$AMBIENTLAB_STATE/PREFIX/`` (default ``/run/ambientlab``). Nothing outside those namespaces
+is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ambientlab.capture import load_capture
+from ambientlab.lab.features import missing_required, pick_tunnel, probe_features
+from ambientlab.lab.plan import PEER, TUNNELS, build_plan
+from ambientlab.lab.predict import APP_PORT
+from ambientlab.lab.standin import BEHAVIOURS
+from ambientlab.netns import NamespaceSet, netns_problem
+
+PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")
+DEFAULT_CAPTURE = "kind-2022-ambient-worker2"
+
+
+class LabError(RuntimeError):
+    """A lab command that cannot be done; the message says why and what to do."""
+
+
+def state_root() -> Path:
+    """Return the folder that holds the labs' state (``$AMBIENTLAB_STATE`` or /run/ambientlab)."""
+    return Path(os.environ.get("AMBIENTLAB_STATE", "/run/ambientlab"))
+
+
+def namespaces_with_prefix(prefix: str) -> list[str]:
+    """Return the names of existing network namespaces that belong to lab ``prefix``."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return sorted(n for n in (line.split()[0] for line in out.splitlines() if line.strip())
+                  if n.startswith(f"{prefix}-"))
+
+
+def running_labs() -> list[str]:
+    """Return the prefixes of the labs that have state on this machine."""
+    root = state_root()
+    return sorted(p.parent.name for p in root.glob("*/state.json")) if root.is_dir() else []
+
+
+def _check_prefix(prefix: str) -> None:
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise LabError(f"prefix {prefix!r}: use 2-12 lowercase letters and digits, starting with a letter")
+
+
+def _kill_namespace_processes(name: str) -> None:
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def remove(prefix: str) -> list[str]:
+    """Tear lab ``prefix`` down: kill its processes, delete its namespaces and state; return the
+    namespaces deleted. Idempotent: a lab that is already gone is not an error."""
+    _check_prefix(prefix)
+    names = namespaces_with_prefix(prefix)
+    for name in names:
+        _kill_namespace_processes(name)
+    for name in reversed(names):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    shutil.rmtree(state_root() / prefix, ignore_errors=True)
+    left = namespaces_with_prefix(prefix)
+    if left:
+        raise LabError(f"could not delete {', '.join(left)}")
+    return names
+
+
+@dataclass
+class Lab:
+    """A running lab, read from its state file."""
+
+    prefix: str
+    state: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        """Return the lab's state folder (state.json and the processes' logs)."""
+        return state_root() / self.prefix
+
+    @property
+    def ns(self) -> NamespaceSet:
+        """Return the lab's namespaces as a NamespaceSet (closing it deletes them)."""
+        ns = NamespaceSet(self.prefix)
+        ns.names = [ns.full(h) for h in self.state["hosts"]]
+        return ns
+
+    def full(self, host: str) -> str:
+        """Return the namespace name of lab host ``host``."""
+        if host not in self.state["hosts"]:
+            raise LabError(f"no host {host!r} in lab {self.prefix}; hosts: {', '.join(self.state['hosts'])}")
+        return f"{self.prefix}-{host}"
+
+    def run(self, host: str, *argv: str, stdin: str | None = None, check: bool = True) -> str:
+        """Run ``argv`` in lab host ``host``; return its stdout (raise on failure if ``check``)."""
+        self.full(host)
+        return self.ns.run(host, *argv, stdin=stdin, check=check)
+
+    def address(self, host: str) -> str:
+        """Return the address a lab host talks from: a pod's IP, the peer's first remote pod."""
+        if host in self.state["pods"]:
+            return str(self.state["pods"][host])
+        if host == "ztunnel":
+            return str(self.state["ztunnel_ip"])
+        if host == PEER:
+            pods = [ip for ip, what in self.state["remote"].items() if not what.startswith("the ")]
+            return pods[-1] if pods else next(iter(self.state["remote"]))
+        raise LabError(f"{host} has no address of its own to talk from")
+
+    def save(self) -> None:
+        """Write the state file."""
+        (self.folder / "state.json").write_text(json.dumps(self.state, indent=1, sort_keys=True))
+
+    def events(self, process: str) -> list[dict[str, Any]]:
+        """Return the JSON events logged so far by ``process`` (``ztunnel`` or an app host)."""
+        path = self.folder / f"{process}.log"
+        out = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append({"event": "output", "text": line})
+        return out
+
+    def connect(self, source: str, destination: str, port: int = APP_PORT, sport: int = 0,
+                timeout: float = 2.0) -> str:
+        """Open one TCP connection from lab host ``source`` to ``destination`` (a lab host or an
+        address) and return the app's greeting, or ``error: …``."""
+        dst = self.address(destination) if destination in self.state["hosts"] else destination
+        argv = [sys.executable, "-m", "ambientlab.lab.standin", "client", dst, str(port), "--timeout", str(timeout)]
+        if source == PEER or sport:
+            argv += ["--bind", self.address(source), "--sport", str(sport)]
+        return self.run(source, *argv, check=False).strip()
+
+    def down(self) -> list[str]:
+        """Tear the lab down (see :func:`remove`)."""
+        return remove(self.prefix)
+
+
+def open_lab(prefix: str | None = None) -> Lab:
+    """Return the running lab ``prefix``, or the only running lab when ``prefix`` is None."""
+    if prefix is None:
+        labs = running_labs()
+        if len(labs) != 1:
+            raise LabError("no lab is running (start one with `ambientlab lab up`)" if not labs else
+                           f"several labs are running ({', '.join(labs)}): name one with --prefix")
+        prefix = labs[0]
+    _check_prefix(prefix)
+    path = state_root() / prefix / "state.json"
+    if not path.is_file():
+        raise LabError(f"no lab {prefix!r} is running (no {path})")
+    return Lab(prefix, json.loads(path.read_text()))
+
+
+def _start(lab: Lab, host: str, name: str, *args: str) -> None:
+    log = open(lab.folder / f"{name}.log", "w")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), sys.executable, "-m", "ambientlab.lab.standin",
+                             *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+    lab.state["processes"][name] = {"host": host, "pid": proc.pid, "args": list(args)}
+
+
+def _wait_ready(lab: Lab, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = set(lab.state["processes"])
+    while waiting and time.monotonic() < deadline:
+        for name in sorted(waiting):
+            if any(e.get("event") == "ready" for e in lab.events(name)):
+                waiting.discard(name)
+        time.sleep(0.02)
+    if waiting:
+        logs = {n: (lab.folder / f"{n}.log").read_text()[-500:] for n in waiting}
+        raise LabError(f"not ready after {timeout} s: {logs}")
+
+
+def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | None = None,
+       behaviour: str = "marks-2022") -> Lab:
+    """Build a lab from ``capture`` and start its programs; return it.
+
+    ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
+    the stand-in ztunnel's (``marks-2022`` or ``no-marks``). A failed step removes everything
+    built so far and raises :class:`LabError` naming the step and the capture line it applies.
+    """
+    problem = netns_problem()
+    if problem:
+        raise LabError(f"the live lab {problem}")
+    prefix = prefix or f"al{secrets.token_hex(3)}"
+    _check_prefix(prefix)
+    if behaviour not in BEHAVIOURS:
+        raise LabError(f"ztunnel behaviour {behaviour!r} not in {sorted(BEHAVIOURS)}")
+    if namespaces_with_prefix(prefix) or (state_root() / prefix).exists():
+        raise LabError(f"a lab with prefix {prefix!r} exists: `ambientlab lab down --prefix {prefix}` first")
+    features = probe_features()
+    missing = missing_required(features)
+    if missing:
+        raise LabError("this kernel lacks what the lab needs: " + "; ".join(f"{f.name} ({f.hint})" for f in missing))
+    chosen = tunnel or pick_tunnel(features)
+    have = {f.name for f in features if f.ok} | {"veth"}
+    if chosen not in TUNNELS:
+        raise LabError(f"tunnel {chosen!r} not in {TUNNELS}")
+    if chosen not in have:
+        hint = next(f.hint for f in features if f.name == chosen)
+        raise LabError(f"this kernel has no {chosen} devices ({hint}); try --tunnel {pick_tunnel(features)}")
+    cap = load_capture(capture)
+    plan = build_plan(cap, chosen, lambda h: f"{prefix}-{h}")
+    lab = Lab(prefix, {"prefix": prefix, "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
+                       "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
+                       "ztunnel_ip": _ztunnel_ip(plan), "processes": {}, "breaks": [],
+                       "features": {f.name: f.ok for f in features}})
+    started = time.monotonic()
+    try:
+        lab.folder.mkdir(parents=True)
+        lab.save()
+        ns = NamespaceSet(prefix)
+        for host, sysctls in plan.hosts.items():
+            ns.add(host, sysctls)
+        for step in plan.steps:
+            done = subprocess.run(["ip", "netns", "exec", ns.full(step.host), *step.argv], input=step.stdin,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {cap.name}/{step.why}) failed: "
+                               f"{done.stderr.strip() or done.stdout.strip()}")
+        _start(lab, "ztunnel", "ztunnel", "ztunnel", "--behaviour", behaviour)
+        for host in [*plan.pods, PEER]:
+            _start(lab, host, host, "app", "--name", host, "--port", str(APP_PORT))
+        _wait_ready(lab)
+        lab.state["build_seconds"] = round(time.monotonic() - started, 2)
+        lab.save()
+    except BaseException:
+        remove(prefix)
+        raise
+    return lab
+
+
+def _ztunnel_ip(plan: Any) -> str:
+    for step in plan.steps:
+        if step.host == "ztunnel" and step.argv[:3] == ("ip", "addr", "add") and step.argv[-1] == "eth0":
+            return str(step.argv[3]).split("/")[0]
+    raise LabError("the plan gives ztunnel no eth0 address")
