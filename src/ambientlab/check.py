@@ -15,7 +15,7 @@ from ambientlab.trace.breaks import PIECES, outcomes
 from ambientlab.trace.netfilter import Packet, Ruleset
 from ambientlab.trace.scenarios import walk
 
-DEMO, KEBE = "kind-2022-ambient-worker2", "kind-2022-kebe"
+DEMO, KEBE, LAB = "kind-2022-ambient-worker2", "kind-2022-kebe", "lab-2026-11-ambient-worker2"
 
 
 @cache
@@ -131,6 +131,14 @@ def _kebe_mtu() -> int:
     return int(frame["mtu"].iloc[0])
 
 
+def _lab_reset_piece() -> str:
+    import json
+
+    rows = [json.loads(line) for line in _capture(LAB).text("session/breaks-no-marks.jsonl").splitlines()]
+    (piece,) = {r["piece"] for r in rows if "ConnectionResetError" in r["result"]}
+    return str(piece)
+
+
 EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
     "01-pod-outside-set": (
         _pod_outside_set,
@@ -233,6 +241,15 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
     "12-kebe-mtu": (
         _kebe_mtu,
         "Read the istioout line of the second capture: the number after `mtu`.",
+    ),
+    "13-onward-table": (
+        lambda: host_from_capture(_capture(DEMO), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
+        "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of rules 20000-20003. If none matches, "
+        "which rule comes next, and which table does it look up? Give the table's name or number as a string.",
+    ),
+    "13-reset-piece": (
+        _lab_reset_piece,
+        "Read the `result` column of the no-marks rows: all failures but one are time-outs. Give the piece's name.",
     ),
 }
 

@@ -22,6 +22,10 @@ def provenance(capture: Capture, path: str) -> str:
     origin = entry["origin"]
     if origin in ("recorded", "excerpt"):
         where = capture.manifest.get("sources", {}).get(entry["source"], entry["source"])
+    elif origin == "lab":
+        lab = capture.manifest.get("lab", {})
+        where = (f"built from {lab.get('built_from', '?')} with {lab.get('tunnel', '?')} tunnels, kernel "
+                 f"{lab.get('kernel', '?')}, {lab.get('iproute2', '?')}, recorded {lab.get('recorded', '?')}")
     else:
         where = entry.get("basis", "")
     return f"[{origin}] {ORIGIN_WORDS[origin]}: {where}"

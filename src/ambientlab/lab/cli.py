@@ -68,7 +68,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """Run a command inside one lab host (replaces this process)."""
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    argv = list(args.argv)
+    if "--" in argv:  # options given after HOST, before `--`
+        cut = argv.index("--")
+        options, argv = argv[:cut], argv[cut + 1:]
+        if options[:1] == ["--prefix"] and len(options) == 2:
+            args.prefix = options[1]
+        elif options:
+            raise LabError(f"lab exec: unexpected {' '.join(options)} before --")
     if not argv:
         raise LabError("lab exec HOST -- COMMAND: no command given")
     os.execvp("ip", ["ip", "netns", "exec", _lab(args).full(args.host), *argv])

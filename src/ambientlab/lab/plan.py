@@ -42,6 +42,12 @@ class Step:
     why: str
     stdin: str | None = None
 
+    @property
+    def source(self) -> str:
+        """Return the capture file this step applies (the start of ``why``)."""
+        found = re.match(r"[\w-]+/[\w.-]+\.txt", self.why)
+        return found.group(0) if found else self.why
+
 
 @dataclass
 class Plan:
@@ -281,7 +287,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     _address_steps(plan, "ztunnel", zt_eth0, "ztunnel/ip-addr.txt: eth0")
     for pod, ip in plan.pods.items():
         pod_eth0 = {"ifname": "eth0", "addr_info": [{**zt_addr, "local": ip, "label": "eth0"}]}
-        _address_steps(plan, pod, pod_eth0, f"wired like ztunnel/ip-addr.txt eth0 ({pod} {ip})")
+        _address_steps(plan, pod, pod_eth0, f"ztunnel/ip-addr.txt: eth0, wired alike for {pod} ({ip})")
     # tunnels (or their stand-ins), paired by VNI
     pairs = []
     for name, rec in node_tunnels.items():
@@ -312,11 +318,11 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     for cidr, gateway in others:
         plan.remote[gateway] = f"the node that owns {cidr}"
         plan.add(PEER, f"{main[0]}: {cidr} via {gateway}", "ip", "addr", "add", f"{gateway}/{length}", "dev", "eth0")
-    for ip, name in names.items():
+    for path, name, ip in _kubectl_pods(capture):
         if any(_network(ip, int(c.split("/")[1])) == c for c, _ in others):
             plan.remote[ip] = name
-            plan.add(PEER, f"kubectl: {name} {ip}", "ip", "addr", "add", f"{ip}/32", "dev", "lo")
-    plan.add(PEER, "replies to this node's pods go back to it", "ip", "route", "add",
+            plan.add(PEER, f"{path}: {name} {ip}", "ip", "addr", "add", f"{ip}/32", "dev", "lo")
+    plan.add(PEER, f"ztunnel/ip-addr.txt: the pods' network, reached through the node's {uplink}", "ip", "route", "add",
              _network(zt_addr["local"], int(zt_addr["prefixlen"])), "via", uplink_addr["local"], "dev", "eth0")
     # routes, rules, ipsets, iptables and sysctls, from the capture
     for host, folder, devs in (("node", "node", node_devs), ("ztunnel", "ztunnel", zt_devs)):
@@ -338,4 +344,14 @@ def _routes_like_ztunnel(plan: Plan, capture: Capture, pod: str) -> None:
     before = len(plan.steps)
     _routes(plan, capture, pod, "ztunnel")
     kept = [s for s in plan.steps[before:] if s.argv[4] == "main"]
-    plan.steps[before:] = [Step(s.host, s.argv, f"wired like {s.why}") for s in kept]
+    plan.steps[before:] = [Step(s.host, s.argv, f"{s.why}, wired alike for {pod}") for s in kept]
+
+
+def _kubectl_pods(capture: Capture) -> list[tuple[str, str, str]]:
+    """Return (file, pod name, IP) of every pod in the capture's ``kubectl get pod`` outputs."""
+    out = []
+    for path in capture.files.index:
+        if path.startswith("cluster/kubectl-get-pods"):
+            frame = capture.parse(path)
+            out += [(path, str(n), str(ip)) for n, ip in zip(frame["NAME"], frame["IP"], strict=True)]
+    return out

@@ -170,13 +170,22 @@ def open_lab(prefix: str | None = None) -> Lab:
     return Lab(prefix, json.loads(path.read_text()))
 
 
+# Started by a short-lived intermediate interpreter, so that the program is nobody's child here
+# (no zombie, no Popen left running) and is reaped by init when `lab down` kills it.
+_SPAWN = """
+import subprocess, sys
+log = open(sys.argv[1], "w")
+proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        start_new_session=True)
+print(proc.pid)
+"""
+
+
 def _start(lab: Lab, host: str, name: str, *args: str) -> None:
-    log = open(lab.folder / f"{name}.log", "w")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), sys.executable, "-m", "ambientlab.lab.standin",
-                             *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    log.close()
-    lab.state["processes"][name] = {"host": host, "pid": proc.pid, "args": list(args)}
+    argv = ["ip", "netns", "exec", lab.full(host), sys.executable, "-m", "ambientlab.lab.standin", *args]
+    done = subprocess.run([sys.executable, "-c", _SPAWN, str(lab.folder / f"{name}.log"), *argv],
+                          capture_output=True, text=True, check=True)
+    lab.state["processes"][name] = {"host": host, "pid": int(done.stdout), "args": list(args)}
 
 
 def _wait_ready(lab: Lab, timeout: float = 10.0) -> None:

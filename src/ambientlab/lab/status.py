@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ambientlab.capture import load_capture
+from ambientlab.capture import Capture, load_capture
 from ambientlab.lab.record import commands
 from ambientlab.lab.runtime import Lab, namespaces_with_prefix
 from ambientlab.parse import parse, to_records
@@ -21,36 +21,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def verdict(source: Capture, path: str, parser: str, text: str, where: str = "lab") -> str:
+    """Return how ``text`` (an output printed elsewhere, e.g. by a lab) compares with file ``path``
+    of capture ``source``: ``same text``; for an ipset ``same members`` (revision, hash seed, order
+    and size in memory depend on the kernel); for a tunnel ``same id, remote, port`` (a stand-in
+    type prints other details); else ``DIFFERENT``."""
+    if text == source.text(path):
+        return "same text"
+    if parser == "ipset":
+        ours, theirs = (frame.members[["set", "elem"]] for frame in (parse("ipset", text, where), source.parse(path)))
+        same = set(map(tuple, ours.to_numpy().tolist())) == set(map(tuple, theirs.to_numpy().tolist()))
+        return "same members" if same else "DIFFERENT"
+    if parser == "ip-link":
+        keys = ("id", "remote", "port")
+        ours_l, theirs_l = (to_records("ip-link", f) for f in (parse("ip-link", text, where), source.parse(path)))
+        same = [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in ours_l] == \
+            [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in theirs_l]
+        return "same id, remote, port" if same else "DIFFERENT"
+    return "DIFFERENT"
+
+
 def differences(lab: Lab) -> dict[str, str]:
-    """Return {capture path: verdict} for every node/ztunnel file that both the lab and its
-    source capture have: ``same text`` (iptables-save date lines and trailing blanks aside),
-    ``same members`` for an ipset (revision, hash seed, order and size in memory depend on the
-    kernel), ``same id, remote, port`` for a tunnel (a stand-in type prints other details), or
-    ``DIFFERENT``."""
+    """Return {capture path: :func:`verdict`} for every node/ztunnel file that both the lab and
+    its source capture have (iptables-save date lines and trailing blanks aside)."""
     source = load_capture(lab.state["capture"])
     out = {}
     for path, (host, argv, parser) in commands(lab).items():
-        if path not in source.files.index:
-            continue
-        mine = clean_output(lab.run(host, *argv))
-        if argv[:2] == ["ip", "addr"]:
-            mine = netnsid_names(lab.ns, host, mine)
-        if mine == source.text(path):
-            out[path] = "same text"
-        elif parser == "ipset":
-            ours, theirs = (frame.members[["set", "elem"]] for frame in
-                            (parse("ipset", mine, f"lab {host}: ipset list"), source.parse(path)))
-            same = set(map(tuple, ours.to_numpy().tolist())) == set(map(tuple, theirs.to_numpy().tolist()))
-            out[path] = "same members" if same else "DIFFERENT"
-        elif parser == "ip-link":
-            ours_l, theirs_l = (to_records("ip-link", f) for f in
-                                (parse("ip-link", mine, f"lab {host}: {' '.join(argv)}"), source.parse(path)))
-            keys = ("id", "remote", "port")
-            same = [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in ours_l] == \
-                [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in theirs_l]
-            out[path] = "same id, remote, port" if same else "DIFFERENT"
-        else:
-            out[path] = "DIFFERENT"
+        if path in source.files.index:
+            mine = clean_output(lab.run(host, *argv))
+            if argv[:2] == ["ip", "addr"]:
+                mine = netnsid_names(lab.ns, host, mine)
+            out[path] = verdict(source, path, parser, mine, f"lab {host}: {' '.join(argv)}")
     return out
 
 

@@ -81,5 +81,5 @@ def parse_jsonl(text: str, source: str = "<text>") -> pd.DataFrame:
             raise ParseError(source, line.number, line.text[:20], "expected a JSON object")
         records.append({k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for k, v in value.items()})
         numbers.append(line.number)
-    frame = pd.DataFrame(records, index=pd.Index(numbers, name="line"))
-    return frame.astype(object).where(frame.notna(), None) if len(frame) else frame
+    frame = pd.DataFrame(records, index=pd.Index(numbers, name="line"), dtype=object)
+    return frame.where(frame.notna(), None) if len(frame) else frame
