@@ -24,7 +24,6 @@ T = TypeVar("T")
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 TRACED = ("node", "ztunnel")
-SEGMENT_COLUMNS = ("host", "packet", "hook", "iif", "oif", "mark")
 _FLAGS = {"syn": "S", "ack": "A", "0x12": "SA", "0x18": "PA", "0x11": "FA", "0x19": "FPA", "rst": "R", "0x14": "RA",
           "fin": "F", "0x10": "A", "0x02": "S"}
 
