@@ -19,6 +19,7 @@ from ambientlab.parse import parse
 from ambientlab.parse.ip_route import parse_ip_route_records
 from ambientlab.trace import host_from_capture
 from ambientlab.trace.batch import answer, parse_query, public
+from ambientlab.trace.breaks import PIECES
 from tests.conftest import DATA
 
 DEMO = load_capture("kind-2022-ambient-worker2")
@@ -107,7 +108,7 @@ def test_recorded_traces_agree_with_the_tracer_hook_by_hook(stem: str) -> None:
 @pytest.mark.parametrize("behaviour", ["marks-2022", "no-marks"])
 def test_recorded_breaks_match_the_tracers_prediction(behaviour: str) -> None:
     rows = [json.loads(line) for line in SESSION.text(f"session/breaks-{behaviour}.jsonl").splitlines()]
-    assert len(rows) == 14
+    assert len(rows) == 2 * (len(PIECES) + 1)
     for row in rows:
         client_host = "the rest of the cluster (eth0)" if row["client"] == "peer" else row["client"]
         conn = Connection(DEMO.name, behaviour, client_host, row["client_address"], "reviews-v1", "10.244.2.7",

@@ -35,6 +35,14 @@ def _ip_rule_commands(lab: Lab, host: str, priority: str) -> tuple[list[str], li
     return (["ip", "rule", "del", "priority", priority], ["ip", "rule", "add", "priority", priority, *words])
 
 
+def _route_commands(lab: Lab, host: str, table: str, text: str) -> tuple[list[str], list[str]]:
+    shown = [ln.rstrip() for ln in lab.run(host, "ip", "route", "show", "table", table).splitlines()]
+    if shown.count(text) != 1:
+        raise LabError(f"{host}: no single route {text!r} in table {table} (already broken?)")
+    words = shlex.split(text)
+    return (["ip", "route", "del", "table", table, *words], ["ip", "route", "add", "table", table, *words])
+
+
 def break_piece(lab: Lab, name: str) -> str:
     """Remove piece ``name`` from the lab (remembering how to put it back); return its title."""
     if name not in PIECES:
@@ -47,6 +55,8 @@ def break_piece(lab: Lab, name: str) -> str:
         remove, restore = _iptables_commands(lab, host, *piece.where, piece.what)
     elif piece.kind == "ip-rule":
         remove, restore = _ip_rule_commands(lab, host, piece.what)
+    elif piece.kind == "route":
+        remove, restore = _route_commands(lab, host, piece.where[1], piece.what)
     else:
         old = lab.run(host, "sysctl", "-n", piece.what).strip()
         remove, restore = ["sysctl", "-qw", f"{piece.what}={piece.value}"], ["sysctl", "-qw", f"{piece.what}={old}"]

@@ -102,8 +102,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.raw:
         for host, text in texts.items():
             print(f"== nft monitor trace in {lab.full(host)}\n{text}")
-    table = compare(predict(conn).hops, kernel_segments(texts, lab.prefix))
-    print(f"client: {output}")
+    broken = [b["piece"] for b in lab.state["breaks"]]
+    table = compare(predict(conn, broken).until_lost(), kernel_segments(texts, lab.prefix))
+    print(f"client: {output}" + (f"   (broken: {', '.join(broken)})" if broken else ""))
     with pd.option_context("display.max_rows", None, "display.width", 250):
         for label, group in table.groupby("packet", sort=False):
             print(f"== {label}")

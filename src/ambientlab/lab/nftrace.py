@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,39 +143,75 @@ def _without_markers(text: str) -> str:
     return "".join(ln + "\n" for ln in text.splitlines() if ln.split()[2:3] and ln.split()[2] not in ids)
 
 
+class _Monitor:
+    """``nft monitor trace`` in one lab host, its lines collected by a thread."""
+
+    def __init__(self, lab: Lab, host: str) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), "nft", "monitor", "trace"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.endswith("\n"):  # a line cut short when the monitor is stopped is dropped
+                self.lines.append(line)
+
+    def wait_for_marker(self, after: int, send: Callable[[], None], timeout: float = 5.0) -> None:
+        """Send marker packets until one shows up after line ``after`` (so every earlier event is in)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            send()
+            for _ in range(20):
+                if any("udp dport 9 " in ln for ln in self.lines[after:]):
+                    return
+                time.sleep(0.01)
+        raise LabError(f"nft monitor trace showed no marker packet within {timeout} s")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        self.proc.wait()
+        self.reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return "".join(self.lines)
+
+
 def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_PORT,)) -> tuple[T, dict[str, str]]:
     """Run ``action`` with TRACE rules for TCP ``ports`` and UDP 6081 in the node and ztunnel;
-    return (its result, {host: the ``nft monitor trace`` text}). The rules are removed after."""
+    return (its result, {host: the ``nft monitor trace`` text}). The rules are removed after.
+
+    A marker packet (UDP port 9, to the host itself) is sent before and after: the first shows
+    that the monitor listens, the second that every event of the connection has arrived. The
+    markers' events are left out of the text.
+    """
     specs = [[*p, "--dport" if i == 0 else "--sport", str(port)] for port in ports for i, p in
              enumerate((["-p", "tcp"], ["-p", "tcp"]))] + [["-p", "udp", "--dport", "6081"], ["-p", "udp", "--dport", "9"]]
-    monitors: dict[str, subprocess.Popen[str]] = {}
+    monitors: dict[str, _Monitor] = {}
     added: list[tuple[str, list[str]]] = []
     marker = [sys.executable, "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
+    texts: dict[str, str] = {}
     try:
         for host in TRACED:
             for spec in specs:
                 for chain in ("PREROUTING", "OUTPUT"):
                     lab.run(host, "iptables", "-t", "raw", "-I", chain, *spec, "-j", "TRACE")
                     added.append((host, ["iptables", "-t", "raw", "-D", chain, *spec, "-j", "TRACE"]))
-            monitors[host] = subprocess.Popen(["ip", "netns", "exec", lab.full(host), "nft", "monitor", "trace"],
-                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for host, mon in monitors.items():  # ready once a marker packet shows up
-            assert mon.stdout is not None
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                lab.run(host, *marker)
-                if "udp dport 9 " in mon.stdout.readline():
-                    break
-            else:
-                raise LabError(f"nft monitor trace in {host} showed nothing within 5 s")
+            monitors[host] = _Monitor(lab, host)
+        for host, mon in monitors.items():
+            mon.wait_for_marker(0, lambda h=host: lab.run(h, *marker))  # type: ignore[misc]
         result = action()
-        time.sleep(0.3)  # the last packets' events
+        time.sleep(0.2)  # packets still in flight inside the lab
+        for host, mon in monitors.items():
+            mon.wait_for_marker(len(mon.lines), lambda h=host: lab.run(h, *marker))  # type: ignore[misc]
     finally:
-        for mon in monitors.values():
-            mon.terminate()
+        for host, mon in monitors.items():
+            texts[host] = _without_markers(mon.stop())
         for host, argv in added:
             lab.run(host, *argv, check=False)
-    return result, {host: _without_markers(mon.communicate()[0]) for host, mon in monitors.items()}
+    return result, texts
 
 
 def connection_of(lab: Lab, source: str, destination: str, sport: int, onward_port: int) -> Connection:
@@ -183,18 +220,23 @@ def connection_of(lab: Lab, source: str, destination: str, sport: int, onward_po
                       lab.address(source), destination, lab.address(destination), sport, onward_port)
 
 
-def trace(lab: Lab, source: str, destination: str, sport: int = 41234) -> tuple[str, dict[str, str], Connection]:
+def trace(lab: Lab, source: str, destination: str, sport: int = 41234,
+          timeout: float = 2.0) -> tuple[str, dict[str, str], Connection]:
     """Run one connection ``source`` -> ``destination`` with the kernel tracing it; return (the
     client's output, {host: nft monitor trace text}, the connection as the tracer sees it)."""
     if lab.state["features"].get("nft monitor trace (TRACE target)") is False:
         raise LabError("`lab trace` needs iptables-nft and the nft tool (apt-get install nftables)")
     before = len(lab.events("ztunnel"))
-    output, texts = run_traced(lab, lambda: lab.connect(source, destination, sport=sport))
-    onward = sport + 1
+    output, texts = run_traced(lab, lambda: lab.connect(source, destination, sport=sport, timeout=timeout))
+    client, server = lab.address(source), lab.address(destination)
+    onward = None
     for event in lab.events("ztunnel")[before:]:
-        if event.get("event") == "accepted" and event.get("peer") == f"{lab.address(source)}:{sport}" \
-                and event.get("onward"):
+        if event.get("event") == "accepted" and event.get("peer") == f"{client}:{sport}" and event.get("onward"):
             onward = int(event["onward"].split(" -> ")[0].rsplit(":", 1)[1])
+    if onward is None:  # not logged yet (the onward connect may still be waiting): the trace shows it
+        seen = re.search(rf"OUTPUT packet: .*ip saddr {re.escape(client)} ip daddr {re.escape(server)} .*"
+                         rf"tcp sport (?!{sport}\b)(\d+) tcp dport {APP_PORT}\b", texts.get("ztunnel", ""))
+        onward = int(seen.group(1)) if seen else sport + 1
     return output, texts, connection_of(lab, source, destination, sport, onward)
 
 

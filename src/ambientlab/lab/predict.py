@@ -5,6 +5,7 @@ each packet with the place it must reach for the connection to work."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -45,6 +46,15 @@ class Prediction:
     works: bool
     captured_by: int | None  # the ztunnel listener port that took the SYN, if any
 
+    def until_lost(self) -> pd.DataFrame:
+        """Return the hops of the packets up to the first one that does not end where it must
+        (what really happens: a lost packet is sent again, the later ones never are)."""
+        lost = self.ends.index[~self.ends["ok"]]
+        if not len(lost):
+            return self.hops
+        keep = list(self.ends.index[: list(self.ends.index).index(lost[0]) + 1])
+        return self.hops[self.hops["packet"].isin(keep)]
+
 
 def _tcp(src: int, sport: int, dst: int, dport: int, flags: str) -> Packet:
     return Packet(src=src, dst=dst, proto=6, sport=sport, dport=dport, flags=flags)
@@ -54,27 +64,27 @@ def _arrival(host: str) -> str:
     return f"leaves for {WORLD}" if host == WORLD else f"arrives in pod {host}"
 
 
-def network_for(conn: Connection, piece: str | None = None) -> Network:
+def network_for(conn: Connection, pieces: str | Sequence[str] | None = None) -> Network:
     """Return the capture's network with ztunnel's three listeners (marked as the behaviour
-    says) and ``piece`` (a key of :data:`~ambientlab.trace.breaks.PIECES`) removed."""
+    says) and ``pieces`` (keys of :data:`~ambientlab.trace.breaks.PIECES`) removed."""
     net = demo_network(load_capture(conn.capture))
     for port, mark in BEHAVIOURS[conn.behaviour]["listeners"].items():
         net.machines["ztunnel"].sockets.append(
             Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
-    if piece is not None:
+    for piece in [pieces] if isinstance(pieces, str) else pieces or ():
         PIECES[piece].remove(net)
     return net
 
 
-def predict(conn: Connection, piece: str | None = None) -> Prediction:
-    """Return the tracer's prediction for ``conn`` with ``piece`` removed (None: intact).
+def predict(conn: Connection, pieces: str | Sequence[str] | None = None) -> Prediction:
+    """Return the tracer's prediction for ``conn`` with ``pieces`` removed (None: intact).
 
     The connection works when every packet ends where it must: the SYN at a ztunnel listener
     (or at the server, if nothing captures it), replies at the client, the client's ACK at
     ztunnel's accepted socket, the onward packets at the server and their replies at ztunnel's
     onward socket.
     """
-    net = network_for(conn, piece)
+    net = network_for(conn, pieces)
     ip = ipv4.to_int
     client, server = ip(conn.client), ip(conn.server)
     marks = BEHAVIOURS[conn.behaviour]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ambientlab.capture import Capture
+from ambientlab.parse.ip_route import render_route
+from ambientlab.trace import ipv4
 from ambientlab.trace.demo import demo_network
 from ambientlab.trace.fib import Fib
 from ambientlab.trace.host import Sysctls
@@ -35,6 +37,17 @@ def remove_ip_rule(net: Network, machine: str, priority: int) -> None:
     host.fib = Fib(kept, host.fib.tables)
 
 
+def remove_route(net: Network, machine: str, table: str, text: str) -> None:
+    """Delete the route printed as ``text`` from routing table ``table`` of ``machine``."""
+    host = net.machines[machine].host
+    number = ipv4.table_id(table)
+    routes = [r for t in host.fib.tables.values() for r in t.routes]
+    kept = [r for r in routes if not (r.table == number and render_route(r.record) == text)]
+    if len(kept) != len(routes) - 1:
+        raise KeyError(f"{machine}: no single route {text!r} in table {table}")
+    host.fib = Fib.from_parts(host.fib.rules, kept)
+
+
 def set_sysctl(net: Network, machine: str, key: str, value: str) -> None:
     """Set ``net.ipv4.conf.DEV.KEY`` = ``value`` on ``machine`` (a fresh Sysctls, so no memo
     of the old value survives)."""
@@ -52,7 +65,8 @@ class Piece:
     """A piece that can be removed (or a sysctl changed) on one machine.
 
     ``kind`` is ``iptables`` (``where`` = (table, chain), ``what`` = the rule as iptables-save
-    prints it), ``ip-rule`` (``what`` = the priority) or ``sysctl`` (``what`` = key, ``value``).
+    prints it), ``ip-rule`` (``what`` = the priority), ``route`` (``where`` = ("table", N),
+    ``what`` = the route as ``ip route`` prints it) or ``sysctl`` (``what`` = key, ``value``).
     """
 
     title: str
@@ -68,6 +82,8 @@ class Piece:
             remove_iptables_rule(net, self.machine, self.where, self.what)
         elif self.kind == "ip-rule":
             remove_ip_rule(net, self.machine, int(self.what))
+        elif self.kind == "route":
+            remove_route(net, self.machine, self.where[1], self.what)
         else:
             set_sysctl(net, self.machine, self.what, self.value)
 
@@ -82,6 +98,9 @@ PIECES: dict[str, Piece] = {
         "node: mangle rule `! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210`",
         "node", "iptables", "! -s 10.244.2.10/32 -i veth6cc9a213 -j MARK --set-xmark 0x210/0x210",
         ("mangle", "ztunnel-PREROUTING")),
+    "node-table-101-ztunnel-route": Piece(
+        "node: table 101's route `10.244.2.10 dev veth6cc9a213 scope link`", "node", "route",
+        "10.244.2.10 dev veth6cc9a213 scope link", ("table", "101")),
     "node-rp-filter-strict": Piece("node: `net.ipv4.conf.all.rp_filter` set to 1 (strict reverse-path filter)",
                                    "node", "sysctl", "net.ipv4.conf.all.rp_filter", value="1"),
     "ztunnel-mark-0x4d3": Piece(

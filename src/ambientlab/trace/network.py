@@ -233,6 +233,11 @@ class Network:
         answer = self._route(label, machine, packet, hops, output=True, anysrc=transparent)
         if "error" in answer:
             return
+        if indev is not None and answer["dev"] == indev:  # geneve_get_v4_rt / vxlan: "circular route"
+            hops.append(self._hop(label, machine.name, "wire", f"tunnel {indev}", "dropped by the tunnel driver: "
+                                  f"its outer packet would be routed into {indev} again (circular route)", None,
+                                  packet, packet.mark, oif=indev))
+            return
         if not packet.src:
             packet.src = ipv4.to_int(answer.get("prefsrc", answer.get("from", "0.0.0.0")))
         packet.oif, packet.iif = answer["dev"], None
