@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: book test lab clean data bench
+.PHONY: book test lab clean data bench check student release serve
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,22 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/route_get.py
+
+check: $(STAMP)
+	$(BIN)/ambientlab check-env
+
+student: $(STAMP)
+	$(BIN)/ambientlab student _build/student
+
+release: $(STAMP)
+	$(BIN)/ambientlab release _build/release --student _build/student
+
+# Serve the built book on this machine only (build it first with `make book`).
+PORT ?= 8000
+serve:
+	@test -f _build/html/index.html || { echo "no book yet: run make book first"; exit 1; }
+	@echo "The book: http://127.0.0.1:$(PORT)/  (Ctrl-C stops)"
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)

@@ -128,6 +128,36 @@ def cmd_walk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_env(args: argparse.Namespace) -> int:
+    """Print [ OK ]/[FAIL] lines for what the workshop needs; exit 1 if a required one failed."""
+    from ambientlab.checkenv import report
+
+    lines, ok = report(lab=not args.no_lab)
+    print("\n".join(lines))
+    print("ready for the workshop" if ok else "NOT ready: fix the [FAIL] lines above")
+    return 0 if ok else 1
+
+
+def cmd_student(args: argparse.Namespace) -> int:
+    """Write the student notebooks (solutions replaced by stubs)."""
+    from ambientlab.student import write_student
+
+    written = write_student(Path(args.out))
+    print(f"{args.out}: {len(written)} student notebooks")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Write the workshop zip: student notebooks, data, the package, the quick start."""
+    from ambientlab.student import write_release, write_student
+
+    student = Path(args.student)
+    write_student(student)
+    target = write_release(Path(args.out), student)
+    print(f"{target}: {target.stat().st_size // 1024} KiB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``ambientlab`` command."""
     top = argparse.ArgumentParser(prog="ambientlab", description="Istio ambient redirection, computed.")
@@ -161,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("scenario", help="scenario name, e.g. same-node-vip")
     w.add_argument("--json", action="store_true", help="print the hops as JSON records")
     w.set_defaults(func=cmd_walk)
+    c = sub.add_parser("check-env", help="is this machine ready for the workshop? [ OK ]/[FAIL] lines")
+    c.add_argument("--no-lab", action="store_true", help="skip root, the tools and the kernel features of the live lab")
+    c.set_defaults(func=cmd_check_env)
+    s = sub.add_parser("student", help="write the student notebooks (solutions replaced by stubs)")
+    s.add_argument("out", help="folder to write into, e.g. _build/student")
+    s.set_defaults(func=cmd_student)
+    z = sub.add_parser("release", help="write the workshop zip (student notebooks, data, package, quick start)")
+    z.add_argument("out", help="folder for the zip, e.g. _build/release")
+    z.add_argument("--student", default="_build/student", help="where the student notebooks are written first")
+    z.set_defaults(func=cmd_release)
     add_lab_parser(sub)
     return top
 

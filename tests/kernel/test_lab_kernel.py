@@ -106,7 +106,7 @@ def test_each_break_gives_what_the_tracer_predicts(lab: Lab) -> None:
             break_piece(lab, piece)
         for client in ("productpage-v1", "peer"):
             if traced:
-                output, texts, conn = trace(lab, client, "reviews-v1", sport=42000 + 2 * n + len(client) % 2, timeout=0.6)
+                output, texts, conn = trace(lab, client, "reviews-v1", sport=42000 + 2 * n + len(client) % 2, timeout=0.9)
                 predicted = predict(conn, piece)
                 table = compare(predicted.until_lost(), kernel_segments(texts))
                 if not (len(table) and table["agree"].all()):

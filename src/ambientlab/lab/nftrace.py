@@ -233,9 +233,12 @@ def trace(lab: Lab, source: str, destination: str, sport: int = 41234,
     for event in lab.events("ztunnel")[before:]:
         if event.get("event") == "accepted" and event.get("peer") == f"{client}:{sport}" and event.get("onward"):
             onward = int(event["onward"].split(" -> ")[0].rsplit(":", 1)[1])
-    if onward is None:  # not logged yet (the onward connect may still be waiting): the trace shows it
+    if onward is None:  # not logged yet (the onward connect may still be waiting): the trace shows it,
+        # as the first SYN from the client's address to the server after the client's own SYN
+        text = texts.get("ztunnel", "")
+        start = re.search(rf"tcp sport {sport} tcp dport {APP_PORT} tcp flags == syn\b", text)
         seen = re.search(rf"OUTPUT packet: .*ip saddr {re.escape(client)} ip daddr {re.escape(server)} .*"
-                         rf"tcp sport (?!{sport}\b)(\d+) tcp dport {APP_PORT}\b", texts.get("ztunnel", ""))
+                         rf"tcp sport (\d+) tcp dport {APP_PORT} tcp flags == syn\b", text[start.end():] if start else "")
         onward = int(seen.group(1)) if seen else sport + 1
     return output, texts, connection_of(lab, source, destination, sport, onward)
 
