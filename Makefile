@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: book test lab clean data bench check student release serve
+.PHONY: book test lab clean data bench check student release serve venv
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,16 +13,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+venv: $(STAMP)
+
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is in _build/html: open file://$(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest --nbval
 
 bench: $(STAMP)
-	$(BIN)/python bench/route_get.py
+	$(BIN)/python -m benchmarks.run
 
 check: $(STAMP)
 	$(BIN)/ambientlab check-env

@@ -32,7 +32,7 @@ def test_a_solution_becomes_a_stub_with_the_hints() -> None:
 def test_student_notebook_runs_and_only_the_stubs_fail(chapter: Path) -> None:
     nb = student_notebook(chapter)
     stubs = [i for i, c in enumerate(nb.cells) if "stub" in c.metadata.get("tags", [])]
-    assert stubs, "every chapter has an exercise"
+    assert stubs or chapter.name.startswith("A"), "every chapter but the appendices has an exercise"
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert not any("solution" in c.metadata.get("tags", []) for c in nb.cells)
     NotebookClient(nb, timeout=120, allow_errors=True, resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
@@ -90,6 +90,6 @@ def test_the_prose_is_spelled_right(tmp_path: Path) -> None:
         cells = nbformat.read(chapter, 4).cells
         (tmp_path / f"{chapter.stem}.md").write_text("\n".join(c.source for c in cells))
     done = subprocess.run([str(Path(sys.executable).parent / "codespell"), "--toml", str(ROOT / "pyproject.toml"),
-                           "README.md", "book", "src/ambientlab", "tests", "bench", str(tmp_path)],
+                           "README.md", "book", "src/ambientlab", "tests", "benchmarks", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -52,18 +52,20 @@ def frame_from_records(
         extra = set(rec) - known
         if extra:
             raise KeyError(f"record has keys outside the schema: {sorted(extra)}")
-    data: dict[str, pd.Series] = {}
     idx = pd.Index(list(index) if index is not None else range(len(records)), name="line")
+    # one C-level pass builds every column (a missing key becomes NaN); each column is then cast
+    raw = pd.DataFrame.from_records(list(records), columns=names) if records else pd.DataFrame(columns=names)
+    raw.index = idx
+    data: dict[str, pd.Series] = {}
     for col in schema:
         if col.presence:
-            values: list[Any] = [col.name in rec for rec in records]
-        else:
-            values = [rec.get(col.name, pd.NA) for rec in records]
+            data[col.name] = pd.Series([col.name in rec for rec in records], index=idx, dtype=col.dtype)
+            continue
+        series = raw[col.name]
         if col.dtype == "object":
-            series = pd.Series([None if v is pd.NA else v for v in values], index=idx, dtype="object")
+            data[col.name] = series.astype("object").where(series.notna(), None)
         else:
-            series = pd.Series(values, index=idx, dtype=col.dtype)
-        data[col.name] = series
+            data[col.name] = series.astype("object").where(series.notna(), pd.NA).astype(col.dtype)
     return pd.DataFrame(data, index=idx, columns=names)
 
 

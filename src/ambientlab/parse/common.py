@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import netaddr
+import socket
+from functools import lru_cache
 
 from ambientlab.parse.lexer import TokenCursor
 
 
+@lru_cache(maxsize=1 << 16)
+def is_address(word: str) -> bool:
+    """Return True if ``word`` is an IPv4 or IPv6 address in the form iproute2 prints (inet_pton)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, word)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def check_address(cur: TokenCursor, word: str) -> str:
     """Return ``word`` if it is an IPv4 or IPv6 address, else raise ParseError."""
-    try:
-        netaddr.IPAddress(word)
-    except (netaddr.AddrFormatError, ValueError, TypeError):
-        raise cur.error(word, "not an IP address") from None
+    if not is_address(word):
+        raise cur.error(word, "not an IP address")
     return word
 
 

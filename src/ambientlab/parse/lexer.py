@@ -29,6 +29,8 @@ def lines_of(text: str) -> Iterator[Line]:
 def split_quoted(text: str, source: str, number: int) -> list[str]:
     """Return the whitespace-separated words of ``text``; ``"…"`` groups (with ``\\``
     escapes) become one word without the quotes. An unterminated quote is a ParseError."""
+    if '"' not in text:
+        return text.split()  # the common case: no quoted word
     words: list[str] = []
     i, n = 0, len(text)
     while i < n:
