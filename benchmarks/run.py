@@ -25,6 +25,8 @@ def machine() -> dict[str, Any]:
                 if ln.startswith("model name")), platform.processor())
     mem = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip():
+        rev += "+uncommitted changes"
     return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(), "commit": rev}
 
