@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -71,18 +70,13 @@ def python_checks() -> list[Check]:
 def lab_checks() -> list[Check]:
     """Return the checks of the live lab: root, the tools, and the kernel features (probed in a
     throwaway namespace)."""
-    from ambientlab.lab.features import probe_features
+    from ambientlab.lab.features import VERSIONS, probe_features, tool_version
 
     root = os.geteuid() == 0
     checks = [Check("root", root, "(uid 0)" if root else "the live lab needs root: run with sudo")]
     for tool, package in TOOLS.items():
-        where = shutil.which(tool)
-        version = ""
-        if where:
-            flag = "-V" if tool in ("ip", "iptables") else "-v"
-            done = subprocess.run([tool, flag], capture_output=True, text=True)
-            version = (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else where
-        checks.append(Check(tool, bool(where), version if where else f"not found (apt-get install {package})"))
+        version = tool_version(next(argv for argv in VERSIONS.values() if argv[0] == tool))
+        checks.append(Check(tool, version is not None, version or f"not found (apt-get install {package})"))
     for feature in probe_features():
         checks.append(Check(f"kernel: {feature.name}", feature.ok, "" if feature.ok else feature.hint, feature.required))
     return checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import secrets
 import shutil
 import subprocess
@@ -78,3 +79,24 @@ def pick_tunnel(features: list[Feature]) -> str:
 def missing_required(features: list[Feature]) -> list[Feature]:
     """Return the required features that are missing."""
     return [f for f in features if f.required and not f.ok]
+
+
+# The kernel and the tools that print the lab's outputs: {name: the command that prints its version}.
+VERSIONS = {"kernel": ["uname", "-r"], "iproute2": ["ip", "-V"], "iptables": ["iptables", "-V"],
+            "ipset": ["ipset", "-v"], "nft": ["nft", "-v"]}
+
+
+def tool_version(argv: list[str]) -> str | None:
+    """Return the first line a version command prints, or None if the tool is not installed."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True)
+        return (done.stdout or done.stderr).strip().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def tool_versions() -> dict[str, str]:
+    """Return {kernel, iproute2, iptables, ipset, nft, python: version} (``not installed`` if missing)."""
+    out = {name: tool_version(argv) or "not installed" for name, argv in VERSIONS.items()}
+    out["python"] = platform.python_version()
+    return out

@@ -22,7 +22,7 @@ from ambientlab.parse import to_records
 from ambientlab.parse.ip_route import parse_ip_route_records
 from ambientlab.parse.ip_rule import parse_ip_rule_records
 from ambientlab.trace import ipv4
-from ambientlab.trace.demo import pod_names
+from ambientlab.trace.demo import kubectl_pods, pod_names
 
 TUNNELS = ("geneve", "vxlan", "veth")
 DEFAULT_RULES = {0: "local", 32766: "main", 32767: "default"}
@@ -58,6 +58,7 @@ class Plan:
     pods: dict[str, str] = field(default_factory=dict)  # host name -> pod IP
     remote: dict[str, str] = field(default_factory=dict)  # address on the peer -> what it stands for
     tunnel: str = "geneve"
+    ztunnel_ip: str = ""
 
     def add(self, host: str, why: str, *argv: str, stdin: str | None = None) -> None:
         """Append one step."""
@@ -241,6 +242,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     if zt_eth0 is None or not zt_eth0.get("addr_info"):
         raise PlanError(f"{capture.name}/ztunnel/ip-addr.txt: no eth0 address")
     zt_addr = zt_eth0["addr_info"][0]
+    plan.ztunnel_ip = zt_addr["local"]
     node_tunnels, zt_tunnels = _tunnel_links(capture, "node"), _tunnel_links(capture, "ztunnel")
     main = [p for p, t in _route_files(capture, "node") if t == "main"]
     if not main:
@@ -318,7 +320,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     for cidr, gateway in others:
         plan.remote[gateway] = f"the node that owns {cidr}"
         plan.add(PEER, f"{main[0]}: {cidr} via {gateway}", "ip", "addr", "add", f"{gateway}/{length}", "dev", "eth0")
-    for path, name, ip in _kubectl_pods(capture):
+    for path, name, ip in kubectl_pods(capture):
         if any(_network(ip, int(c.split("/")[1])) == c for c, _ in others):
             plan.remote[ip] = name
             plan.add(PEER, f"{path}: {name} {ip}", "ip", "addr", "add", f"{ip}/32", "dev", "lo")
@@ -346,12 +348,3 @@ def _routes_like_ztunnel(plan: Plan, capture: Capture, pod: str) -> None:
     kept = [s for s in plan.steps[before:] if s.argv[4] == "main"]
     plan.steps[before:] = [Step(s.host, s.argv, f"{s.why}, wired alike for {pod}") for s in kept]
 
-
-def _kubectl_pods(capture: Capture) -> list[tuple[str, str, str]]:
-    """Return (file, pod name, IP) of every pod in the capture's ``kubectl get pod`` outputs."""
-    out = []
-    for path in capture.files.index:
-        if path.startswith("cluster/kubectl-get-pods"):
-            frame = capture.parse(path)
-            out += [(path, str(n), str(ip)) for n, ip in zip(frame["NAME"], frame["IP"], strict=True)]
-    return out

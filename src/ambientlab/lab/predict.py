@@ -15,9 +15,8 @@ from ambientlab.lab.standin import BEHAVIOURS
 from ambientlab.trace import ipv4
 from ambientlab.trace.breaks import PIECES
 from ambientlab.trace.demo import WORLD, demo_network
-from ambientlab.trace.netfilter import Packet
-from ambientlab.trace.network import Network, Socket
-from ambientlab.trace.scenarios import Send, play
+from ambientlab.trace.network import Exit, Network, Socket, arrival
+from ambientlab.trace.scenarios import Send, play, tcp
 
 APP_PORT = 9080
 
@@ -56,12 +55,8 @@ class Prediction:
         return self.hops[self.hops["packet"].isin(keep)]
 
 
-def _tcp(src: int, sport: int, dst: int, dport: int, flags: str) -> Packet:
-    return Packet(src=src, dst=dst, proto=6, sport=sport, dport=dport, flags=flags)
-
-
 def _arrival(host: str) -> str:
-    return f"leaves for {WORLD}" if host == WORLD else f"arrives in pod {host}"
+    return arrival(Exit("world", WORLD) if host == WORLD else Exit("pod", host))
 
 
 def network_for(conn: Connection, pieces: str | Sequence[str] | None = None) -> Network:
@@ -88,7 +83,7 @@ def predict(conn: Connection, pieces: str | Sequence[str] | None = None) -> Pred
     ip = ipv4.to_int
     client, server = ip(conn.client), ip(conn.server)
     marks = BEHAVIOURS[conn.behaviour]
-    first = Send("1 SYN", conn.client_host, _tcp(client, conn.sport, server, conn.port, "S"))
+    first = Send("1 SYN", conn.client_host, tcp(client, conn.sport, server, conn.port, "S"))
     sends: list[tuple[Send, str]] = []
     hops = play(net, [first])
     ends = str(hops["matched"].iloc[-1])
@@ -100,20 +95,20 @@ def predict(conn: Connection, pieces: str | Sequence[str] | None = None) -> Pred
         zt.sockets += [Socket("accepted", (server, conn.port), (client, conn.sport), transparent=True, mark=lmark),
                        Socket("onward", (client, conn.onward_port), (server, conn.port), transparent=True, mark=omark)]
         sends = [
-            (Send("2 SYN-ACK", "ztunnel", _tcp(server, conn.port, client, conn.sport, "SA"), lmark, True),
+            (Send("2 SYN-ACK", "ztunnel", tcp(server, conn.port, client, conn.sport, "SA"), lmark, True),
              _arrival(conn.client_host)),
-            (Send("3 ACK", conn.client_host, _tcp(client, conn.sport, server, conn.port, "A")), "socket accepted"),
-            (Send("4 onward SYN", "ztunnel", _tcp(client, conn.onward_port, server, conn.port, "S"), omark, True),
+            (Send("3 ACK", conn.client_host, tcp(client, conn.sport, server, conn.port, "A")), "socket accepted"),
+            (Send("4 onward SYN", "ztunnel", tcp(client, conn.onward_port, server, conn.port, "S"), omark, True),
              _arrival(conn.server_host)),
-            (Send("5 onward SYN-ACK", conn.server_host, _tcp(server, conn.port, client, conn.onward_port, "SA")),
+            (Send("5 onward SYN-ACK", conn.server_host, tcp(server, conn.port, client, conn.onward_port, "SA")),
              "socket onward"),
-            (Send("6 onward ACK", "ztunnel", _tcp(client, conn.onward_port, server, conn.port, "A"), omark, True),
+            (Send("6 onward ACK", "ztunnel", tcp(client, conn.onward_port, server, conn.port, "A"), omark, True),
              _arrival(conn.server_host)),
         ]
     elif ends == _arrival(conn.server_host):  # not captured: the client talks to the server itself
-        sends = [(Send("2 SYN-ACK", conn.server_host, _tcp(server, conn.port, client, conn.sport, "SA")),
+        sends = [(Send("2 SYN-ACK", conn.server_host, tcp(server, conn.port, client, conn.sport, "SA")),
                   _arrival(conn.client_host)),
-                 (Send("3 ACK", conn.client_host, _tcp(client, conn.sport, server, conn.port, "A")),
+                 (Send("3 ACK", conn.client_host, tcp(client, conn.sport, server, conn.port, "A")),
                   _arrival(conn.server_host))]
     rest = play(net, [s for s, _ in sends]) if sends else hops.iloc[0:0]
     frame = pd.concat([hops, rest], ignore_index=True).rename_axis("hop")

@@ -5,16 +5,14 @@ read like any other capture."""
 from __future__ import annotations
 
 import datetime
-import hashlib
-import platform
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ambientlab.capture import load_capture
+from ambientlab.capture import load_capture, sha256_of
+from ambientlab.lab.features import tool_versions
 from ambientlab.lab.runtime import Lab
 from ambientlab.reconstruct import SYSCTL, clean_output, netnsid_names
 
@@ -24,23 +22,6 @@ CLEANING = {
                "own `link-netnsid N`",
     "ip-route": "iproute2 6.1's trailing blanks removed",
 }
-VERSIONS = {"kernel": ["uname", "-r"], "iproute2": ["ip", "-V"], "iptables": ["iptables", "-V"],
-            "ipset": ["ipset", "-v"], "nft": ["nft", "-v"]}
-
-
-def tool_versions() -> dict[str, str]:
-    """Return the versions of the kernel and the tools that print the lab's outputs."""
-    out = {}
-    for name, argv in VERSIONS.items():
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True)
-            out[name] = (done.stdout or done.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
-            out[name] = "not installed"
-    out["python"] = platform.python_version()
-    return out
-
-
 def commands(lab: Lab) -> dict[str, tuple[str, list[str], str]]:
     """Return {capture path: (lab host, argv, parser)} of what ``lab record`` runs: the same
     outputs, under the same paths, as the lab's source capture has for node/ and ztunnel/."""
@@ -66,7 +47,7 @@ def commands(lab: Lab) -> dict[str, tuple[str, list[str], str]]:
 def write_capture(root: Path, title: str, meta: dict[str, Any], files: list[dict[str, Any]]) -> None:
     """Write ``manifest.yaml`` for the files already in ``root`` (hashes computed here)."""
     for entry in files:
-        entry["sha256"] = hashlib.sha256((root / entry["path"]).read_bytes()).hexdigest()
+        entry["sha256"] = sha256_of(root / entry["path"])
     manifest = {"capture": root.name, "title": title, **meta, "files": files}
     header = ("# Recorded on ambientlab's live lab (origin `lab`): the outputs of a lab built from the capture\n"
               "# named below, printed by this machine's kernel and tools. Checked by `ambientlab data`.\n")

@@ -233,7 +233,7 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
     plan = build_plan(cap, chosen, lambda h: f"{prefix}-{h}")
     lab = Lab(prefix, {"prefix": prefix, "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
                        "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
-                       "ztunnel_ip": _ztunnel_ip(plan), "processes": {}, "breaks": [],
+                       "ztunnel_ip": plan.ztunnel_ip, "processes": {}, "breaks": [],
                        "features": {f.name: f.ok for f in features}})
     started = time.monotonic()
     try:
@@ -259,9 +259,3 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
         raise
     return lab
 
-
-def _ztunnel_ip(plan: Any) -> str:
-    for step in plan.steps:
-        if step.host == "ztunnel" and step.argv[:3] == ("ip", "addr", "add") and step.argv[-1] == "eth0":
-            return str(step.argv[3]).split("/")[0]
-    raise LabError("the plan gives ztunnel no eth0 address")

@@ -31,14 +31,19 @@ def _tunnels(capture: Capture, folder: str) -> dict[str, Tunnel]:
     return out
 
 
-def pod_names(capture: Capture) -> dict[str, str]:
-    """Return {pod IP: pod name} from the capture's ``kubectl get pod`` outputs."""
-    names = {}
+def kubectl_pods(capture: Capture) -> list[tuple[str, str, str]]:
+    """Return (file, pod name, pod IP) of every pod in the capture's ``kubectl get pod`` outputs."""
+    out = []
     for path in capture.files.index:
         if path.startswith("cluster/kubectl-get-pods"):
             frame = capture.parse(path)
-            names.update(zip(frame["IP"], frame["NAME"], strict=True))
-    return names
+            out += [(path, str(n), str(ip)) for n, ip in zip(frame["NAME"], frame["IP"], strict=True)]
+    return out
+
+
+def pod_names(capture: Capture) -> dict[str, str]:
+    """Return {pod IP: pod name} from the capture's ``kubectl get pod`` outputs."""
+    return {ip: name for _, name, ip in kubectl_pods(capture)}
 
 
 def demo_network(capture: Capture) -> Network:

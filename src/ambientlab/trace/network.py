@@ -95,6 +95,11 @@ class Exit:
     name: str
 
 
+def arrival(exit: Exit) -> str:
+    """Return the hop text of a packet that leaves the modelled hosts through ``exit``."""
+    return f"arrives in pod {exit.name}" if exit.kind == "pod" else f"leaves for {exit.name}"
+
+
 class Network:
     """Machines, the wires between them, and the walk of single packets."""
 
@@ -272,8 +277,7 @@ class Network:
             return
         peer = self.wires.get((machine.name, dev))
         if isinstance(peer, Exit) or peer is None:
-            what = f"arrives in pod {peer.name}" if isinstance(peer, Exit) and peer.kind == "pod" else (
-                f"leaves for {peer.name}" if isinstance(peer, Exit) else "leaves by an unmodelled device")
+            what = arrival(peer) if isinstance(peer, Exit) else "leaves by an unmodelled device"
             hops.append(self._hop(label, machine.name, "wire", dev, what, None, packet, packet.mark))
             return
         other, other_dev = peer

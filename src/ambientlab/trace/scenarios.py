@@ -41,7 +41,8 @@ class Send:
     transparent: bool = False
 
 
-def _tcp(src: int, sport: int, dst: int, dport: int, flags: str) -> Packet:
+def tcp(src: int, sport: int, dst: int, dport: int, flags: str) -> Packet:
+    """Return a TCP packet with these addresses, ports and flags (``S``, ``SA``, ``A``…)."""
     return Packet(src=src, dst=dst, proto=TCP, sport=sport, dport=dport, flags=flags)
 
 
@@ -60,7 +61,7 @@ def _connected(net: Network, machine: str, name: str, local: tuple[int, int], re
 
 def _syn_to_reviews_vip() -> Send:
     """productpage's SYN to the reviews service: how the VIP scenarios start."""
-    return Send("1 SYN productpage -> reviews VIP", "productpage-v1", _tcp(PRODUCTPAGE, 40000, REVIEWS_VIP, 9080, "S"))
+    return Send("1 SYN productpage -> reviews VIP", "productpage-v1", tcp(PRODUCTPAGE, 40000, REVIEWS_VIP, 9080, "S"))
 
 
 def same_node_vip(net: Network) -> list[Send]:
@@ -72,10 +73,10 @@ def same_node_vip(net: Network) -> list[Send]:
     return [
         _syn_to_reviews_vip(),
         Send("2 SYN-ACK ztunnel (as the VIP) -> productpage", "ztunnel",
-             _tcp(REVIEWS_VIP, 9080, PRODUCTPAGE, 40000, "SA"), 0x401, True),
-        Send("3 HBONE SYN ztunnel -> reviews-v2:15088", "ztunnel", _tcp(ZTUNNEL, 41000, REVIEWS_V2, 15088, "S")),
-        Send("4 SYN ztunnel -> reviews-v2:9080", "ztunnel", _tcp(ZTUNNEL, 42000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
-        Send("5 SYN-ACK reviews-v2 -> ztunnel", "reviews-v2", _tcp(REVIEWS_V2, 9080, ZTUNNEL, 42000, "SA")),
+             tcp(REVIEWS_VIP, 9080, PRODUCTPAGE, 40000, "SA"), 0x401, True),
+        Send("3 HBONE SYN ztunnel -> reviews-v2:15088", "ztunnel", tcp(ZTUNNEL, 41000, REVIEWS_V2, 15088, "S")),
+        Send("4 SYN ztunnel -> reviews-v2:9080", "ztunnel", tcp(ZTUNNEL, 42000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
+        Send("5 SYN-ACK reviews-v2 -> ztunnel", "reviews-v2", tcp(REVIEWS_V2, 9080, ZTUNNEL, 42000, "SA")),
     ]
 
 
@@ -86,8 +87,8 @@ def cross_node_hbone(net: Network) -> list[Send]:
     return [
         _syn_to_reviews_vip(),
         Send("2 HBONE SYN ztunnel -> reviews-v1:15008 (ambient-worker)", "ztunnel",
-             _tcp(ZTUNNEL, 43000, REMOTE_REVIEWS_V1, 15008, "S")),
-        Send("3 HBONE SYN-ACK from ambient-worker", WORLD, _tcp(REMOTE_REVIEWS_V1, 15008, ZTUNNEL, 43000, "SA")),
+             tcp(ZTUNNEL, 43000, REMOTE_REVIEWS_V1, 15008, "S")),
+        Send("3 HBONE SYN-ACK from ambient-worker", WORLD, tcp(REMOTE_REVIEWS_V1, 15008, ZTUNNEL, 43000, "SA")),
     ]
 
 
@@ -97,13 +98,13 @@ def inbound_remote(net: Network) -> list[Send]:
     _listeners(net)
     _connected(net, "ztunnel", "to reviews-v1 (original_src = the remote ztunnel)", (REMOTE_ZTUNNEL, 44000), (REVIEWS_V1, 9080))
     return [
-        Send("1 HBONE SYN remote ztunnel -> reviews-v1:15008", WORLD, _tcp(REMOTE_ZTUNNEL, 50000, REVIEWS_V1, 15008, "S")),
+        Send("1 HBONE SYN remote ztunnel -> reviews-v1:15008", WORLD, tcp(REMOTE_ZTUNNEL, 50000, REVIEWS_V1, 15008, "S")),
         Send("2 HBONE SYN-ACK ztunnel -> remote ztunnel", "ztunnel",
-             _tcp(REVIEWS_V1, 15008, REMOTE_ZTUNNEL, 50000, "SA"), 0x402, True),
+             tcp(REVIEWS_V1, 15008, REMOTE_ZTUNNEL, 50000, "SA"), 0x402, True),
         Send("3 SYN ztunnel (as 10.244.1.19) -> reviews-v1:9080", "ztunnel",
-             _tcp(REMOTE_ZTUNNEL, 44000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
+             tcp(REMOTE_ZTUNNEL, 44000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
         Send("4 SYN-ACK reviews-v1 -> 10.244.1.19 (borrowed source)", "reviews-v1",
-             _tcp(REVIEWS_V1, 9080, REMOTE_ZTUNNEL, 44000, "SA")),
+             tcp(REVIEWS_V1, 9080, REMOTE_ZTUNNEL, 44000, "SA")),
     ]
 
 
@@ -113,11 +114,11 @@ def borrowed_source(net: Network) -> list[Send]:
     _connected(net, "ztunnel", "to reviews-v1 (original_src = productpage)", (PRODUCTPAGE, 45000), (REVIEWS_V1, 9080))
     return [
         Send("1 SYN ztunnel (as productpage) -> reviews-v1", "ztunnel",
-             _tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
-        Send("2 SYN-ACK reviews-v1 -> productpage", "reviews-v1", _tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "SA")),
+             tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
+        Send("2 SYN-ACK reviews-v1 -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "SA")),
         Send("3 ACK ztunnel (as productpage) -> reviews-v1", "ztunnel",
-             _tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "A"), 0x4D2, True),
-        Send("4 data reviews-v1 -> productpage", "reviews-v1", _tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "PA")),
+             tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "A"), 0x4D2, True),
+        Send("4 data reviews-v1 -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "PA")),
     ]
 
 
@@ -128,10 +129,10 @@ def pod_not_in_ipset(net: Network) -> list[Send]:
     _listeners(net)
     _connected(net, "ztunnel", "to reviews-v1 (original_src = ratings)", (RATINGS, 46000), (REVIEWS_V1, 9080))
     return [
-        Send("1 SYN ratings -> reviews-v1", "ratings-v1", _tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S")),
+        Send("1 SYN ratings -> reviews-v1", "ratings-v1", tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S")),
         Send("2 SYN ztunnel (as ratings) -> reviews-v1", "ztunnel",
-             _tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
-        Send("3 SYN-ACK reviews-v1 -> ratings", "reviews-v1", _tcp(REVIEWS_V1, 9080, RATINGS, 46000, "SA")),
+             tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
+        Send("3 SYN-ACK reviews-v1 -> ratings", "reviews-v1", tcp(REVIEWS_V1, 9080, RATINGS, 46000, "SA")),
     ]
 
 
@@ -139,8 +140,8 @@ def kubelet(net: Network) -> list[Send]:
     """A kubelet probe from the node (source 10.244.2.1) to productpage, and the answer."""
     net.machines["node"].sockets.append(Socket("kubelet probe", (HOST_IP, 47000), (PRODUCTPAGE, 9080)))
     return [
-        Send("1 SYN kubelet -> productpage:9080", "node", _tcp(HOST_IP, 47000, PRODUCTPAGE, 9080, "S")),
-        Send("2 SYN-ACK productpage -> kubelet", "productpage-v1", _tcp(PRODUCTPAGE, 9080, HOST_IP, 47000, "SA")),
+        Send("1 SYN kubelet -> productpage:9080", "node", tcp(HOST_IP, 47000, PRODUCTPAGE, 9080, "S")),
+        Send("2 SYN-ACK productpage -> kubelet", "productpage-v1", tcp(PRODUCTPAGE, 9080, HOST_IP, 47000, "SA")),
     ]
 
 
@@ -151,11 +152,11 @@ def ztunnel_own(net: Network) -> list[Send]:
     istiod, dns = IP("10.244.0.5"), IP("10.244.0.2")  # control-plane pods: addresses assumed
     _connected(net, "ztunnel", "xDS client", (ZTUNNEL, 48000), (istiod, 15012))
     return [
-        Send("1 SYN ztunnel -> control plane (xDS)", "ztunnel", _tcp(ZTUNNEL, 48000, istiod, 15012, "S")),
-        Send("2 SYN-ACK control plane -> ztunnel", WORLD, _tcp(istiod, 15012, ZTUNNEL, 48000, "SA")),
+        Send("1 SYN ztunnel -> control plane (xDS)", "ztunnel", tcp(ZTUNNEL, 48000, istiod, 15012, "S")),
+        Send("2 SYN-ACK control plane -> ztunnel", WORLD, tcp(istiod, 15012, ZTUNNEL, 48000, "SA")),
         Send("3 DNS query ztunnel -> DNS pod", "ztunnel", Packet(src=ZTUNNEL, dst=dns, proto=UDP, sport=53000, dport=53)),
         Send("4 SYN productpage -> reviews-v1 (geneve to ztunnel)", "productpage-v1",
-             _tcp(PRODUCTPAGE, 40001, REVIEWS_V1, 9080, "S")),
+             tcp(PRODUCTPAGE, 40001, REVIEWS_V1, 9080, "S")),
     ]
 
 
@@ -166,10 +167,10 @@ def no_socket_marks(net: Network) -> list[Send]:
         Socket("ztunnel outbound (15001)", (IP("127.0.0.1"), 15001), transparent=True))
     _connected(net, "ztunnel", "accepted from productpage", (REVIEWS_V1, 9080), (PRODUCTPAGE, 40002))
     return [
-        Send("1 SYN productpage -> reviews-v1", "productpage-v1", _tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "S")),
+        Send("1 SYN productpage -> reviews-v1", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "S")),
         Send("2 SYN-ACK ztunnel (as reviews-v1) -> productpage", "ztunnel",
-             _tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 40002, "SA"), 0, True),
-        Send("3 ACK productpage -> reviews-v1", "productpage-v1", _tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "A")),
+             tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 40002, "SA"), 0, True),
+        Send("3 ACK productpage -> reviews-v1", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "A")),
     ]
 
 
