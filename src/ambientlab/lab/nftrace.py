@@ -261,7 +261,11 @@ def compare(predicted: pd.DataFrame, kernel: dict[str, list[Segment]]) -> pd.Dat
         for seg in segs:
             queue = pending.get(seg.host, [])
             inner = _inner_key(seg.key)
-            match = next((k for k in queue if k.key == inner), None)
+            # Tunnel packets all look alike (same addresses and port): where the sender's
+            # POSTROUTING names the tunnel they came out of, that must match too, so that a late
+            # packet of an earlier connection through the other tunnel is not taken for this one.
+            tunnel = _tunnel_of(inner, seg.hooks)
+            match = next((k for k in queue if k.key == inner and _tunnel_of(k.key, k.hooks) == tunnel), None)
             if match is not None:
                 queue.remove(match)
             hooks = max(len(seg.hooks), len(match.hooks) if match else 0)
@@ -273,6 +277,14 @@ def compare(predicted: pd.DataFrame, kernel: dict[str, list[Segment]]) -> pd.Dat
                              "tracer iif": mine[1], "tracer oif": mine[2], "tracer mark": mine[3],
                              "agree": mine == theirs})
     return pd.DataFrame(rows)
+
+
+def _tunnel_of(key: str, hooks: list[tuple[str, str, str, str]]) -> str | None:
+    """Return the tunnel a UDP tunnel packet (``key``) came out of: its POSTROUTING in-device,
+    or None where the passage does not show one (other packets, the receiving side)."""
+    if not key.startswith("udp "):
+        return None
+    return next((iif for hook, iif, _, _ in hooks if hook == "POSTROUTING" and iif), None)
 
 
 def _inner_key(headers: str) -> str:
