@@ -57,10 +57,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     """Check (or, with ``--rehash``, update) the manifests of the captures under data/."""
     names = args.captures or list_captures()
     if args.reconstruct:
-        from ambientlab.reconstruct import write_reconstruction
+        from ambientlab.reconstruct import TUNNEL_FILES, WORKER, write_reconstruction
 
-        written = write_reconstruction(load_capture("kind-2022-ambient-worker2").root)
-        print(f"kind-2022-ambient-worker2: {len(written)} reconstructed files written")
+        demo = load_capture("kind-2022-ambient-worker2")
+        written = write_reconstruction(demo.root)
+        print(f"{demo.name}: {len(written)} reconstructed files written")
+        second = load_capture("kind-2022-ambient-worker")
+        written = write_reconstruction(second.root, WORKER, {p: demo.text(p) for p in TUNNEL_FILES.values()})
+        print(f"{second.name}: {len(written)} reconstructed files written")
     for name in names:
         capture = load_capture(name)
         if args.rehash:
@@ -174,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("captures", nargs="*", help="capture names (default: all)")
     d.add_argument("--rehash", action="store_true", help="write current sha256 values into the manifests first")
     d.add_argument("--reconstruct", action="store_true",
-                   help="rebuild the demo node in network namespaces (root) and rewrite its reconstructed files")
+                   help="rebuild the demo node and the second node (ambient-worker) in network namespaces (root) and "
+                        "rewrite their reconstructed files")
     d.set_defaults(func=cmd_data)
     r = sub.add_parser("route-get", help="answer ip route get from recorded rules, routes and addresses")
     r.add_argument("--rules", required=True, help="output of `ip rule`")

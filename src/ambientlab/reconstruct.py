@@ -31,23 +31,59 @@ class Pod:
     index: int
 
 
-PODS = (  # IPs as recorded; veth names, indexes and MACs are not recorded (synthetic).
-    Pod("ratings-v1-85c74b6cb4-t4pq6", "10.244.2.2", "vethratings", 3),
-    Pod("productpage-v1-7c548b785b-mhjm6", "10.244.2.3", "vethproductpage", 4),
-    Pod("reviews-v2-79857b95b-m4lst", "10.244.2.5", "vethreviewsv2", 6),
-    Pod("reviews-v1-6494d87c7b-jnjcl", "10.244.2.7", "vethreviewsv1", 8),
-    Pod("reviews-v3-75f494fccb-5jgzw", "10.244.2.8", "vethreviewsv3", 9),
-)
-ZTUNNEL = Pod("ztunnel-gzlxs", "10.244.2.10", "veth6cc9a213", 11)
-HOST_IP = "10.244.2.1"
-NODE_ETH0 = "172.18.0.2"
-OTHER_NODES = {"10.244.0.0/24": "172.18.0.3", "10.244.1.0/24": "172.18.0.4"}
+@dataclass(frozen=True)
+class NodeSpec:
+    """What upstream's code takes as input on one node, plus the synthetic details (veth names,
+    indexes, MACs) that the 2022 outputs do not show."""
+
+    name: str
+    pods: tuple[Pod, ...]
+    ztunnel: Pod
+    host_ip: str  # the node's address in its pod CIDR (kindnet puts it on every host-side veth)
+    pod_cidr: str
+    node_eth0: str
+    other_nodes: dict[str, str]  # pod CIDR -> node address
+    tunnels: dict[str, tuple[int, str, int, int]]  # (index, MAC, VNI, qlen); qlen 0 prints no "qlen"
+
+
 GATEWAY = "172.18.0.1"
-# (index, MAC, VNI, qlen) of the tunnel devices, as recorded (qlen 0 prints no "qlen").
-TUNNELS = {
-    "istioin": (15, "06:8e:86:eb:6e:34", 1000, 0), "istioout": (16, "46:91:e0:6d:2e:25", 1001, 0),
-    "pistioin": (3, "26:ea:c6:d4:ef:a2", 1000, 1000), "pistioout": (4, "8a:0f:80:ca:ae:d3", 1001, 1000),
-}
+# The demo node, ambient-worker2: IPs as recorded; veth names, indexes and MACs are not recorded
+# (synthetic), except the tunnels'.
+WORKER2 = NodeSpec(
+    name="ambient-worker2",
+    pods=(
+        Pod("ratings-v1-85c74b6cb4-t4pq6", "10.244.2.2", "vethratings", 3),
+        Pod("productpage-v1-7c548b785b-mhjm6", "10.244.2.3", "vethproductpage", 4),
+        Pod("reviews-v2-79857b95b-m4lst", "10.244.2.5", "vethreviewsv2", 6),
+        Pod("reviews-v1-6494d87c7b-jnjcl", "10.244.2.7", "vethreviewsv1", 8),
+        Pod("reviews-v3-75f494fccb-5jgzw", "10.244.2.8", "vethreviewsv3", 9),
+    ),
+    ztunnel=Pod("ztunnel-gzlxs", "10.244.2.10", "veth6cc9a213", 11),
+    host_ip="10.244.2.1",
+    pod_cidr="10.244.2.0/24",
+    node_eth0="172.18.0.2",
+    other_nodes={"10.244.0.0/24": "172.18.0.3", "10.244.1.0/24": "172.18.0.4"},
+    tunnels={"istioin": (15, "06:8e:86:eb:6e:34", 1000, 0), "istioout": (16, "46:91:e0:6d:2e:25", 1001, 0),
+             "pistioin": (3, "26:ea:c6:d4:ef:a2", 1000, 1000), "pistioout": (4, "8a:0f:80:ca:ae:d3", 1001, 1000)},
+)
+# The second node of the HBONE chapter, ambient-worker: the ztunnel's name and IP are recorded
+# (kubectl get pod on the demo cluster), reviews-v1's IP after it moved there is recorded in
+# Zhao's part 3 (S11); the pod's name suffix, the veth names, indexes and all MACs are synthetic.
+WORKER = NodeSpec(
+    name="ambient-worker",
+    pods=(Pod("reviews-v1-6494d87c7b-synth", "10.244.1.23", "vethreviewsv1", 3),),
+    ztunnel=Pod("ztunnel-w59fl", "10.244.1.19", "vethztunnel", 4),
+    host_ip="10.244.1.1",
+    pod_cidr="10.244.1.0/24",
+    node_eth0="172.18.0.4",
+    other_nodes={"10.244.0.0/24": "172.18.0.3", "10.244.2.0/24": "172.18.0.2"},
+    tunnels={"istioin": (7, "02:00:0a:f4:01:e0", 1000, 0), "istioout": (8, "02:00:0a:f4:01:e1", 1001, 0),
+             "pistioin": (3, "02:00:0a:f4:01:f0", 1000, 1000), "pistioout": (4, "02:00:0a:f4:01:f1", 1001, 1000)},
+)
+NODES = {spec.name: spec for spec in (WORKER2, WORKER)}
+# The demo node's values under their old names (used by the kernel tests and benchmarks).
+PODS, ZTUNNEL, HOST_IP, NODE_ETH0, OTHER_NODES, TUNNELS = (WORKER2.pods, WORKER2.ztunnel, WORKER2.host_ip,
+                                                           WORKER2.node_eth0, WORKER2.other_nodes, WORKER2.tunnels)
 ASSUMPTIONS = (
     "node eth0 is 172.18.0.2/16 (kind's docker network; the gateway 172.18.0.1 and the other nodes "
     "172.18.0.3 (ambient-control-plane) and 172.18.0.4 (ambient-worker) are assumed: not recorded)",
@@ -129,8 +165,8 @@ def _ztunnel_iptables(pod: str, ztunnel_ip: str) -> list[str]:
     ]
 
 
-def _geneve_or_vxlan(ns: NamespaceSet, host: str, name: str, remote: str) -> None:
-    index, mac, vni, qlen = TUNNELS[name]
+def _geneve_or_vxlan(ns: NamespaceSet, host: str, spec: NodeSpec, name: str, remote: str) -> None:
+    index, mac, vni, qlen = spec.tunnels[name]
     common = ["ip", "link", "add", name, "index", str(index), "address", mac, "mtu", "1500", "txqueuelen", str(qlen)]
     made = subprocess.run(["ip", "netns", "exec", ns.full(host), *common, "type", "geneve", "id", str(vni),
                            "remote", remote], capture_output=True, text=True)
@@ -138,59 +174,62 @@ def _geneve_or_vxlan(ns: NamespaceSet, host: str, name: str, remote: str) -> Non
         ns.run(host, *common, "type", "vxlan", "id", str(vni), "remote", remote, "dstport", "6081")
 
 
-def build(ns: NamespaceSet) -> None:
-    """Build node ``node``, ztunnel ``ztunnel``, one namespace per pod and ``world`` in ``ns``."""
+def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
+    """Build node ``node``, one namespace per pod (named by its host veth), the ztunnel pod
+    (named by its veth) and ``world`` in ``ns``, with upstream's commands for ``spec``."""
     # Every IPv4 sysctl routing reads is pinned, so that results do not depend on this machine
     # (a new namespace copies the host's conf/all and conf/default values).
     pinned = KERNEL_DEFAULTS
+    host_ip, cidr, zt, ztunnel = spec.host_ip, spec.pod_cidr, spec.ztunnel.veth, spec.ztunnel
     ns.add("node", {**pinned, "net.ipv4.ip_forward": "1"})
     ns.add("world")
-    ns.run("node", "ip", "link", "add", "eth0", "index", "2", "address", _mac(NODE_ETH0, 1), "type", "veth",
+    ns.run("node", "ip", "link", "add", "eth0", "index", "2", "address", _mac(spec.node_eth0, 1), "type", "veth",
            "peer", "name", "eth0", "address", _mac(GATEWAY, 1), "netns", ns.full("world"))
-    ns.script("node", [f"ip addr add {NODE_ETH0}/16 brd + dev eth0", "ip link set eth0 up"])
+    ns.script("node", [f"ip addr add {spec.node_eth0}/16 brd + dev eth0", "ip link set eth0 up"])
     ns.script("world", [f"ip addr add {GATEWAY}/16 dev eth0", "ip link set eth0 up"])
     ns.script("node", [f"ip route add default via {GATEWAY} dev eth0"]
-              + [f"ip route add {cidr} via {gw} dev eth0" for cidr, gw in OTHER_NODES.items()])
-    for pod in (*PODS, ZTUNNEL):
+              + [f"ip route add {other} via {gw} dev eth0" for other, gw in spec.other_nodes.items()])
+    for pod in (*spec.pods, ztunnel):
         short = pod.veth
         ns.add(short, {**pinned, "net.ipv4.ip_forward": "0"})
         ns.run("node", "ip", "link", "add", pod.veth, "index", str(pod.index), "address", _mac(pod.ip, 1),
                "type", "veth", "peer", "name", "eth0", "index", "2", "address", _mac(pod.ip, 2),
                "netns", ns.full(short))
-        ns.script("node", [f"ip addr add {HOST_IP}/32 dev {pod.veth}", f"ip link set {pod.veth} up",
+        ns.script("node", [f"ip addr add {host_ip}/32 dev {pod.veth}", f"ip link set {pod.veth} up",
                            f"ip route add {pod.ip} dev {pod.veth} scope host"])
         # CNI ptp plugin: /24 address, its connected route replaced by one via the gateway
         ns.script(short, [f"ip addr add {pod.ip}/24 brd + dev eth0", "ip link set eth0 up",
-                          "ip route del 10.244.2.0/24 dev eth0",
-                          f"ip route add {HOST_IP} dev eth0 scope link",
-                          f"ip route add 10.244.2.0/24 via {HOST_IP} dev eth0",
-                          f"ip route add default via {HOST_IP} dev eth0"])
-    zt = ZTUNNEL.veth
+                          f"ip route del {cidr} dev eth0",
+                          f"ip route add {host_ip} dev eth0 scope link",
+                          f"ip route add {cidr} via {host_ip} dev eth0",
+                          f"ip route add default via {host_ip} dev eth0"])
     # node side of CreateRulesOnNode: ipset, tunnels, routes, rules, iptables (S2, S4)
-    ns.script("node", ["ipset create ztunnel-pods-ips hash:ip"] + [f"ipset add ztunnel-pods-ips {p.ip}" for p in PODS])
+    ns.script("node", ["ipset create ztunnel-pods-ips hash:ip"]
+              + [f"ipset add ztunnel-pods-ips {p.ip}" for p in spec.pods])
     for name in ("istioin", "istioout"):
-        _geneve_or_vxlan(ns, "node", name, ZTUNNEL.ip)
+        _geneve_or_vxlan(ns, "node", spec, name, ztunnel.ip)
     ns.script("node", [
         "ip addr add 192.168.126.1/30 brd + dev istioin", "ip link set istioin up",
         "ip addr add 192.168.127.1/30 brd + dev istioout", "ip link set istioout up",
-        f"ip route add table 101 {ZTUNNEL.ip} dev {zt} scope link",
+        f"ip route add table 101 {ztunnel.ip} dev {zt} scope link",
         "ip route add table 101 0.0.0.0/0 via 192.168.127.2 dev istioout",
-        f"ip route add table 102 {ZTUNNEL.ip} dev {zt} scope link",
-        f"ip route add table 102 0.0.0.0/0 via {ZTUNNEL.ip} dev {zt} onlink",
-        f"ip route add table 100 {ZTUNNEL.ip} dev {zt} scope link",
+        f"ip route add table 102 {ztunnel.ip} dev {zt} scope link",
+        f"ip route add table 102 0.0.0.0/0 via {ztunnel.ip} dev {zt} onlink",
+        f"ip route add table 100 {ztunnel.ip} dev {zt} scope link",
         "ip rule add priority 100 fwmark 0x200/0x200 goto 32766",
         "ip rule add priority 101 fwmark 0x100/0x100 lookup 101",
         "ip rule add priority 102 fwmark 0x040/0x040 lookup 102",
         "ip rule add priority 103 table 100",
-    ] + [f"ip route add table 100 {p.ip}/32 via 192.168.126.2 dev istioin src {HOST_IP}" for p in PODS])
-    ns.script("node", _node_iptables(zt, ZTUNNEL.ip, HOST_IP))
+    ] + [f"ip route add table 100 {p.ip}/32 via 192.168.126.2 dev istioin src {host_ip}" for p in spec.pods])
+    ns.script("node", _node_iptables(zt, ztunnel.ip, host_ip))
     # sysctls of CreateRulesOnNode / AddPodToMesh (S2, S6): rp_filter off, accept_local on the
     # ztunnel veth and the tunnels.
-    ns.script("node", [f"sysctl -qw net.ipv4.conf.{dev}.rp_filter=0" for dev in (zt, "istioin", "istioout", *(p.veth for p in PODS))]
+    ns.script("node", [f"sysctl -qw net.ipv4.conf.{dev}.rp_filter=0"
+                       for dev in (zt, "istioin", "istioout", *(p.veth for p in spec.pods))]
               + [f"sysctl -qw net.ipv4.conf.{dev}.accept_local=1" for dev in (zt, "istioin", "istioout")])
     # ztunnel side (S7)
     for name in ("pistioin", "pistioout"):
-        _geneve_or_vxlan(ns, zt, name, HOST_IP)
+        _geneve_or_vxlan(ns, zt, spec, name, host_ip)
     ns.script(zt, [
         "ip addr add 192.168.126.2/30 dev pistioin", "ip link set pistioin up",
         "ip addr add 192.168.127.2/30 dev pistioout", "ip link set pistioout up",
@@ -199,11 +238,11 @@ def build(ns: NamespaceSet) -> None:
         "ip rule add priority 20002 fwmark 0x402/0xfff lookup 102",
         "ip rule add priority 20003 fwmark 0x4d3/0xfff lookup 100",
         "ip route add local 0.0.0.0/0 dev lo table 100",
-        "ip route add table 101 10.244.2.1 dev eth0 scope link",
+        f"ip route add table 101 {host_ip} dev eth0 scope link",
         "ip route add table 101 0.0.0.0/0 via 192.168.127.1 dev pistioout",
-        "ip route add table 102 10.244.2.1 dev eth0 scope link",
+        f"ip route add table 102 {host_ip} dev eth0 scope link",
         "ip route add table 102 0.0.0.0/0 via 192.168.126.1 dev pistioin",
-    ] + _ztunnel_iptables(ZTUNNEL.name, ZTUNNEL.ip)
+    ] + _ztunnel_iptables(ztunnel.name, ztunnel.ip)
       + [f"sysctl -qw net.ipv4.conf.{dev}.rp_filter=0" for dev in ("pistioin", "pistioout", "all", "default", "eth0")])
 
 
@@ -230,27 +269,39 @@ def netnsid_names(ns: NamespaceSet, host: str, text: str) -> str:
 # The IPv4 sysctls that routing reads (ambientlab.trace.host.Sysctls).
 SYSCTL_PATTERN = r"^net\.ipv4\.(ip_forward|conf\.[^.]+\.(forwarding|rp_filter|accept_local|src_valid_mark|route_localnet|send_redirects))$"
 SYSCTL = ["sysctl", "-a", "-r", SYSCTL_PATTERN]
-OUTPUTS = {
-    "node": {
+IP_ROUTE_TABLES = ("100", "101", "102")
+
+
+def outputs(spec: NodeSpec = WORKER2, *, complete: bool = False) -> dict[str, dict[str, list[str]]]:
+    """Return {namespace: {capture path: command}} of what a reconstruction records for ``spec``.
+
+    For the demo node (``complete`` False) the files that were recorded in 2022 are left out;
+    a node with no recording (``complete`` True) gets every file the lab and the tracer read.
+    """
+    node = {
         "node/sysctl-net-ipv4.txt": SYSCTL,
         "node/ip-route-table-main.txt": ["ip", "route", "show", "table", "main"],
         "node/ip-route-table-local.txt": ["ip", "route", "show", "table", "local"],
         "node/ip-addr.txt": ["ip", "addr"],
         "node/iptables-save.txt": ["iptables-save"],
-    },
-    ZTUNNEL.veth: {
+    }
+    if complete:
+        node |= {"node/ip-rule.txt": ["ip", "rule"], "node/ipset-list.txt": ["ipset", "list"]}
+        node |= {f"node/ip-route-table-{t}.txt": ["ip", "route", "show", "table", t] for t in IP_ROUTE_TABLES}
+    ztunnel = {
         "ztunnel/ip-rule.txt": ["ip", "rule"],
-        "ztunnel/ip-route-table-100.txt": ["ip", "route", "show", "table", "100"],
-        "ztunnel/ip-route-table-101.txt": ["ip", "route", "show", "table", "101"],
-        "ztunnel/ip-route-table-102.txt": ["ip", "route", "show", "table", "102"],
+        **{f"ztunnel/ip-route-table-{t}.txt": ["ip", "route", "show", "table", t] for t in IP_ROUTE_TABLES},
         "ztunnel/ip-route-table-main.txt": ["ip", "route", "show", "table", "main"],
         "ztunnel/ip-route-table-local.txt": ["ip", "route", "show", "table", "local"],
         "ztunnel/ip-addr.txt": ["ip", "addr"],
         "ztunnel/iptables-save.txt": ["iptables-save"],
         "ztunnel/sysctl-net-ipv4.txt": SYSCTL,
-    },
-}
-# Outputs that must equal the recorded files of the capture (a check on the reconstruction).
+    }
+    return {"node": node, spec.ztunnel.veth: ztunnel}
+
+
+OUTPUTS = outputs()
+# Outputs that must equal the recorded files of the demo capture (a check on the reconstruction).
 RECORDED_CHECKS = {
     "node": {
         "node/ip-rule.txt": ["ip", "rule"],
@@ -261,16 +312,18 @@ RECORDED_CHECKS = {
 }
 
 
-def reconstruct_demo(prefix: str | None = None) -> dict[str, str]:
-    """Build the demo node in namespaces and return {capture path: text the tools printed}.
+def reconstruct_node(spec: NodeSpec = WORKER2, prefix: str | None = None) -> dict[str, str]:
+    """Build ``spec``'s node in namespaces and return {capture path: text the tools printed}.
 
-    The result also holds the outputs listed in :data:`RECORDED_CHECKS`, which callers compare
-    with the recorded files.
+    For the demo node the result also holds the outputs listed in :data:`RECORDED_CHECKS`,
+    which callers compare with the recorded files.
     """
     out: dict[str, str] = {}
+    wanted = outputs(spec, complete=spec is not WORKER2)
+    checks = RECORDED_CHECKS if spec is WORKER2 else {}
     with NamespaceSet(prefix) as ns:
-        build(ns)
-        for host, files in (*OUTPUTS.items(), *RECORDED_CHECKS.items()):
+        build(ns, spec)
+        for host, files in (*wanted.items(), *checks.items()):
             for path, argv in files.items():
                 text = clean_output(ns.run(host, *argv))
                 if argv[:2] == ["ip", "addr"]:
@@ -279,11 +332,45 @@ def reconstruct_demo(prefix: str | None = None) -> dict[str, str]:
     return out
 
 
-def write_reconstruction(root: Path) -> list[str]:
-    """Write the reconstructed files into capture folder ``root``; return their paths."""
-    outputs = reconstruct_demo()
-    for group in OUTPUTS.values():
-        for path in group:
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(outputs[path])
-    return [p for g in OUTPUTS.values() for p in g]
+def reconstruct_demo(prefix: str | None = None) -> dict[str, str]:
+    """Return :func:`reconstruct_node` of the demo node (ambient-worker2)."""
+    return reconstruct_node(WORKER2, prefix)
+
+
+TUNNEL_FILES = {"istioin": "node/ip-d-link-istioin.txt", "istioout": "node/ip-d-link-istioout.txt",
+                "pistioin": "ztunnel/ip-d-link-pistioin.txt", "pistioout": "ztunnel/ip-d-link-pistioout.txt"}
+
+
+def tunnel_link_texts(spec: NodeSpec, demo: dict[str, str]) -> dict[str, str]:
+    """Return {capture path: ``ip -d link show DEV`` text} of ``spec``'s four geneve devices,
+    written from the demo node's recorded files (``demo``: {path: text}) with ``spec``'s index,
+    MAC and remote (the ztunnel's IP on the node side, the HostIP in the pod, as S2/S7 create
+    them). The kernel here may have no geneve, so these are not printed by a live device.
+    """
+    out = {}
+    for dev, path in TUNNEL_FILES.items():
+        index, mac, _, _ = spec.tunnels[dev]
+        remote = spec.ztunnel.ip if path.startswith("node/") else spec.host_ip
+        text = re.sub(r"^\d+:", f"{index}:", demo[path], count=1)
+        text = re.sub(r"link/ether \S+", f"link/ether {mac}", text, count=1)
+        out[path] = re.sub(r"\bremote \S+", f"remote {remote}", text, count=1)
+    return out
+
+
+def write_reconstruction(root: Path, spec: NodeSpec = WORKER2, demo: dict[str, str] | None = None) -> list[str]:
+    """Write the reconstructed files of ``spec`` into capture folder ``root``; return their paths.
+
+    A node other than the demo node also gets its tunnel files, written from ``demo`` (the
+    demo capture's recorded ``ip -d link`` texts) by :func:`tunnel_link_texts`.
+    """
+    texts = reconstruct_node(spec)
+    written = [p for g in outputs(spec, complete=spec is not WORKER2).values() for p in g]
+    if spec is not WORKER2:
+        if demo is None:
+            raise ValueError("the tunnel files of another node are written from the demo node's recorded ones")
+        texts |= tunnel_link_texts(spec, demo)
+        written += list(TUNNEL_FILES.values())
+    for path in written:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(texts[path])
+    return written

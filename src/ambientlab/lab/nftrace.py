@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import pandas as pd
 
-from ambientlab.lab.plan import PEER
-from ambientlab.lab.predict import APP_PORT, Connection
+from ambientlab.lab.plan import PEER, SECOND
+from ambientlab.lab.predict import APP_PORT, HBONE_PORT, Connection, HboneConnection
 from ambientlab.lab.runtime import Lab, LabError
 from ambientlab.parse.nft_trace import parse_nft_trace
 from ambientlab.trace.demo import WORLD
@@ -110,7 +110,7 @@ def segments(host: str, events: pd.DataFrame) -> list[Segment]:
     return out
 
 
-def _tracer_segments(frame: pd.DataFrame) -> dict[str, list[Segment]]:
+def _tracer_segments(frame: pd.DataFrame, hosts: tuple[str, ...] = TRACED) -> dict[str, list[Segment]]:
     """Return {packet label: segments} of a hop table, split where a packet changes namespace
     or is encapsulated/decapsulated (the kernel traces each passage separately)."""
     out: dict[str, list[Segment]] = {}
@@ -121,7 +121,7 @@ def _tracer_segments(frame: pd.DataFrame) -> dict[str, list[Segment]]:
             if row.hook in ("wire", "deliver"):
                 seg = None
                 continue
-            if row.hook not in HOOKS or row.host not in TRACED:
+            if row.hook not in HOOKS or row.host not in hosts:
                 continue
             if seg is None or seg.host != row.host:
                 seg = Segment(str(row.host), str(row.headers), [])
@@ -179,9 +179,11 @@ class _Monitor:
         return "".join(self.lines)
 
 
-def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_PORT,)) -> tuple[T, dict[str, str]]:
-    """Run ``action`` with TRACE rules for TCP ``ports`` and UDP 6081 in the node and ztunnel;
-    return (its result, {host: the ``nft monitor trace`` text}). The rules are removed after.
+def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_PORT,),
+               hosts: tuple[str, ...] = TRACED) -> tuple[T, dict[str, str]]:
+    """Run ``action`` with TRACE rules for TCP ``ports`` and UDP 6081 in ``hosts`` (the node
+    and ztunnel); return (its result, {host: the ``nft monitor trace`` text}). The rules are
+    removed after.
 
     A marker packet (UDP port 9, to the host itself) is sent before and after: the first shows
     that the monitor listens, the second that every event of the connection has arrived. The
@@ -194,7 +196,7 @@ def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_
     marker = [sys.executable, "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
     texts: dict[str, str] = {}
     try:
-        for host in TRACED:
+        for host in hosts:
             for spec in specs:
                 for chain in ("PREROUTING", "OUTPUT"):
                     lab.run(host, "iptables", "-t", "raw", "-I", chain, *spec, "-j", "TRACE")
@@ -243,6 +245,42 @@ def trace(lab: Lab, source: str, destination: str, sport: int = 41234,
     return output, texts, connection_of(lab, source, destination, sport, onward)
 
 
+def trace_hbone(lab: Lab, source: str, destination: str, sport: int = 41234, timeout: float = 2.0,
+                send: str = "") -> tuple[str, dict[str, str], HboneConnection]:
+    """Run one connection across the two nodes of a two-node lab with the kernel tracing both
+    nodes and both ztunnels (TCP 9080 and 15008, UDP 6081); return (the client's output,
+    {host: nft monitor trace text}, the connection as the tracer sees it, with the ports the
+    two ztunnels' sockets got, read from their logs)."""
+    if "workloads" not in lab.state:
+        raise LabError("an HBONE trace needs a two-node lab (`ambientlab lab up --nodes 2`)")
+    far = f"{SECOND}ztunnel"
+    before = {z: len(lab.events(z)) for z in ("ztunnel", far)}
+    output, texts = run_traced(lab, lambda: lab.connect(source, destination, sport=sport, timeout=timeout, send=send),
+                               (APP_PORT, HBONE_PORT), ("node", "ztunnel", f"{SECOND}node", far))
+    client = f"{lab.address(source)}:{sport}"
+    near_event = _wait_event(lab, "ztunnel", before["ztunnel"], lambda e: e.get("peer") == client)
+    hbone_src = str(near_event.get("hbone", ":0").split(" -> ")[0])
+    far_event = _wait_event(lab, far, before[far], lambda e: e.get("peer") == hbone_src)
+    tunnel_port = int(hbone_src.rsplit(":", 1)[1])
+    onward_port = int(str(far_event.get("onward", ":0")).split(" -> ")[0].rsplit(":", 1)[1])
+    conn = HboneConnection(lab.state["behaviour"], source, lab.address(source), destination, lab.address(destination),
+                           sport, tunnel_port, onward_port)
+    return output, texts, conn
+
+
+def _wait_event(lab: Lab, process: str, after: int, match: Callable[[dict[str, object]], bool],
+                timeout: float = 3.0) -> dict[str, object]:
+    """Return the first ``tunnel`` event of ``process`` after event ``after`` that ``match``es
+    (it is written when the tunnelled connection closes: wait for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in lab.events(process)[after:]:
+            if event.get("event") == "tunnel" and match(event):
+                return event
+        time.sleep(0.05)
+    raise LabError(f"{process} logged no tunnelled connection within {timeout} s: {lab.events(process)[after:]}")
+
+
 def kernel_segments(texts: dict[str, str], source: str = "lab") -> dict[str, list[Segment]]:
     """Return {host: segments} of ``nft monitor trace`` texts."""
     return {h: segments(h, parse_nft_trace(t, f"{source}: {h} nft monitor trace")) for h, t in texts.items()}
@@ -257,7 +295,7 @@ def compare(predicted: pd.DataFrame, kernel: dict[str, list[Segment]]) -> pd.Dat
     """
     rows = []
     pending = {host: list(segs) for host, segs in kernel.items()}
-    for label, segs in _tracer_segments(predicted).items():
+    for label, segs in _tracer_segments(predicted, tuple(kernel)).items():
         for seg in segs:
             queue = pending.get(seg.host, [])
             inner = _inner_key(seg.key)

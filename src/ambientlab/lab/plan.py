@@ -25,6 +25,8 @@ from ambientlab.trace import ipv4
 from ambientlab.trace.demo import kubectl_pods, pod_names
 
 TUNNELS = ("geneve", "vxlan", "veth")
+SECOND = "worker-"  # the host names of a two-node lab's second node start with this
+BRIDGE = "br0"
 DEFAULT_RULES = {0: "local", 32766: "main", 32767: "default"}
 PEER = "peer"
 
@@ -59,6 +61,7 @@ class Plan:
     remote: dict[str, str] = field(default_factory=dict)  # address on the peer -> what it stands for
     tunnel: str = "geneve"
     ztunnel_ip: str = ""
+    ztunnels: dict[str, str] = field(default_factory=dict)  # ztunnel host name -> its IP
 
     def add(self, host: str, why: str, *argv: str, stdin: str | None = None) -> None:
         """Append one step."""
@@ -225,17 +228,20 @@ def _require(capture: Capture, *paths: str) -> None:
                         "ztunnel's ip addr, ip rule, route tables and iptables-save")
 
 
-def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Plan:
+def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix: str = "") -> Plan:
     """Return the plan that rebuilds ``capture``'s node, pods, ztunnel and peer in namespaces.
 
     ``tunnel`` is ``geneve``, ``vxlan`` (same VNI and UDP port) or ``veth`` (one veth pair per
-    tunnel pair); ``full`` maps a host name to its real namespace name.
+    tunnel pair); ``full`` maps a host name to its real namespace name; ``prefix`` is put before
+    the names of the node, ztunnel and pod hosts (not the peer's): the second node of a
+    two-node lab (see :func:`build_cluster_plan`).
     """
     if tunnel not in TUNNELS:
         raise PlanError(f"tunnel {tunnel!r} not in {TUNNELS}")
     _require(capture, "node/ip-addr.txt", "node/ip-rule.txt", "node/iptables-save.txt",
              "ztunnel/ip-addr.txt", "ztunnel/ip-rule.txt", "ztunnel/iptables-save.txt")
     plan = Plan(tunnel=tunnel)
+    node, ztunnel = f"{prefix}node", f"{prefix}ztunnel"
     node_devs = _records(capture, "node/ip-addr.txt", "ip-addr")
     zt_devs = _records(capture, "ztunnel/ip-addr.txt", "ip-addr")
     zt_eth0 = next((d for d in zt_devs if d["ifname"] == "eth0"), None)
@@ -243,6 +249,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
         raise PlanError(f"{capture.name}/ztunnel/ip-addr.txt: no eth0 address")
     zt_addr = zt_eth0["addr_info"][0]
     plan.ztunnel_ip = zt_addr["local"]
+    plan.ztunnels[ztunnel] = zt_addr["local"]
     node_tunnels, zt_tunnels = _tunnel_links(capture, "node"), _tunnel_links(capture, "ztunnel")
     main = [p for p, t in _route_files(capture, "node") if t == "main"]
     if not main:
@@ -251,8 +258,8 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     host_routes = {r["dev"]: r["dst"] for r in main_recs if r.get("scope") == "host" and "gateway" not in r}
     names = pod_names(capture)
 
-    plan.hosts["node"] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "1"}
-    plan.hosts["ztunnel"] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
+    plan.hosts[node] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "1"}
+    plan.hosts[ztunnel] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
     plan.hosts[PEER] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
     default = next((r for r in main_recs if r["dst"] == "default"), None)
     if default is None:
@@ -269,24 +276,24 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
         if name == uplink:
             peer, peer_dev = PEER, "eth0"
         elif host_routes.get(name) == zt_addr["local"]:
-            peer, peer_dev = "ztunnel", zt_eth0["ifname"]
+            peer, peer_dev = ztunnel, zt_eth0["ifname"]
         elif name in host_routes:
             ip = host_routes[name]
-            peer, peer_dev = short_name(names.get(ip, f"pod-{ip}")), "eth0"
+            peer, peer_dev = prefix + short_name(names.get(ip, f"pod-{ip}")), "eth0"
             plan.pods[peer] = ip
             plan.hosts[peer] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
         else:
             raise PlanError(f"{capture.name}: node device {name} is a veth but no `scope host` route or default "
                             "route says where it leads")
-        peer_index = str(zt_eth0["ifindex"] if peer == "ztunnel" else dev.get("link_index", 2))
-        peer_args = ["index", peer_index] + (["address", zt_eth0["address"]] if peer == "ztunnel" else [])
-        plan.add("node", why, "ip", "link", "add", name, *_link_args(dev), "type", "veth", "peer", "name", peer_dev,
+        peer_index = str(zt_eth0["ifindex"] if peer == ztunnel else dev.get("link_index", 2))
+        peer_args = ["index", peer_index] + (["address", zt_eth0["address"]] if peer == ztunnel else [])
+        plan.add(node, why, "ip", "link", "add", name, *_link_args(dev), "type", "veth", "peer", "name", peer_dev,
                  *peer_args, "netns", full(peer))
-        _address_steps(plan, "node", dev, why)
-        plan.add("node", why, "ip", "link", "set", name, "up")
+        _address_steps(plan, node, dev, why)
+        plan.add(node, why, "ip", "link", "set", name, "up")
         plan.add(peer, why, "ip", "link", "set", peer_dev, "up")
     # ztunnel: its eth0 address as recorded; the app pods are wired the same way (ptp)
-    _address_steps(plan, "ztunnel", zt_eth0, "ztunnel/ip-addr.txt: eth0")
+    _address_steps(plan, ztunnel, zt_eth0, "ztunnel/ip-addr.txt: eth0")
     for pod, ip in plan.pods.items():
         pod_eth0 = {"ifname": "eth0", "addr_info": [{**zt_addr, "local": ip, "label": "eth0"}]}
         _address_steps(plan, pod, pod_eth0, f"ztunnel/ip-addr.txt: eth0, wired alike for {pod} ({ip})")
@@ -301,15 +308,15 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     for name, mate in pairs:
         node_rec, zt_rec = node_tunnels[name], zt_tunnels[mate]
         if tunnel == "veth":
-            plan.add("node", f"node/{name} (veth stand-in)", "ip", "link", "add", name, *_link_args(node_rec), "type",
-                     "veth", "peer", "name", mate, *_link_args(zt_rec), "netns", full("ztunnel"))
+            plan.add(node, f"node/{name} (veth stand-in)", "ip", "link", "add", name, *_link_args(node_rec), "type",
+                     "veth", "peer", "name", mate, *_link_args(zt_rec), "netns", full(ztunnel))
         else:
-            _tunnel_step(plan, "node", node_rec, tunnel, f"node/ip-d-link-{name}.txt")
-            _tunnel_step(plan, "ztunnel", zt_rec, tunnel, f"ztunnel/ip-d-link-{mate}.txt")
-        for host, dev_name, devs in (("node", name, node_devs), ("ztunnel", mate, zt_devs)):
+            _tunnel_step(plan, node, node_rec, tunnel, f"node/ip-d-link-{name}.txt")
+            _tunnel_step(plan, ztunnel, zt_rec, tunnel, f"ztunnel/ip-d-link-{mate}.txt")
+        for host, folder, dev_name, devs in ((node, "node", name, node_devs), (ztunnel, "ztunnel", mate, zt_devs)):
             dev = next((d for d in devs if d["ifname"] == dev_name), {"ifname": dev_name})
-            _address_steps(plan, host, dev, f"{host}/ip-addr.txt: {dev_name}")
-            plan.add(host, f"{host}/ip-addr.txt: {dev_name}", "ip", "link", "set", dev_name, "up")
+            _address_steps(plan, host, dev, f"{folder}/ip-addr.txt: {dev_name}")
+            plan.add(host, f"{folder}/ip-addr.txt: {dev_name}", "ip", "link", "set", dev_name, "up")
     # the peer: kind's gateway, the other nodes, and the other nodes' pods
     uplink_addr = next(d for d in node_devs if d["ifname"] == uplink)["addr_info"][0]
     length = uplink_addr["prefixlen"]
@@ -327,7 +334,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str]) -> Pla
     plan.add(PEER, f"ztunnel/ip-addr.txt: the pods' network, reached through the node's {uplink}", "ip", "route", "add",
              _network(zt_addr["local"], int(zt_addr["prefixlen"])), "via", uplink_addr["local"], "dev", "eth0")
     # routes, rules, ipsets, iptables and sysctls, from the capture
-    for host, folder, devs in (("node", "node", node_devs), ("ztunnel", "ztunnel", zt_devs)):
+    for host, folder, devs in ((node, "node", node_devs), (ztunnel, "ztunnel", zt_devs)):
         _stray_kernel_routes(plan, capture, host, folder, devs)
         _routes(plan, capture, host, folder)
         _rules(plan, capture, host, folder)
@@ -348,3 +355,44 @@ def _routes_like_ztunnel(plan: Plan, capture: Capture, pod: str) -> None:
     kept = [s for s in plan.steps[before:] if s.argv[4] == "main"]
     plan.steps[before:] = [Step(s.host, s.argv, f"{s.why}, wired alike for {pod}") for s in kept]
 
+
+
+def build_cluster_plan(first: Capture, second: Capture, tunnel: str, full: Callable[[str], str]) -> Plan:
+    """Return the plan of a two-node lab: ``first``'s node as :func:`build_plan` builds it, and
+    ``second``'s node with host names starting with :data:`SECOND`, both uplinks joined by a
+    bridge in the peer (kind's docker network). The peer keeps what neither node owns (the
+    gateway, the control-plane node and its pods) and routes each node's pod network to it.
+    """
+    one = build_plan(first, tunnel, full)
+    two = build_plan(second, tunnel, full, SECOND)
+    owned = {step.argv[3].split("/")[0] for step in (*one.steps, *two.steps)
+             if step.host != PEER and step.argv[:3] == ("ip", "addr", "add")}
+    plan = Plan(hosts={**one.hosts, **two.hosts}, pods={**one.pods, **two.pods}, tunnel=tunnel,
+                ztunnel_ip=one.ztunnel_ip, ztunnels={**one.ztunnels, **two.ztunnels})
+    plan.remote = {ip: what for ip, what in {**one.remote, **two.remote}.items() if ip not in owned}
+    plan.add(PEER, "kind's docker network: one bridge for both nodes' eth0", "ip", "link", "add", BRIDGE, "index", "10", "type", "bridge")
+    plan.add(PEER, "kind's docker network: one bridge for both nodes' eth0", "ip", "link", "set", BRIDGE, "up")
+    seen: set[tuple[str, ...]] = set()
+    for steps, uplink in ((one.steps, "eth0"), (two.steps, "eth1")):
+        for step in steps:
+            argv = list(step.argv)
+            if step.host == PEER:
+                if argv[:3] == ["ip", "addr", "add"] and argv[3].split("/")[0] in owned:
+                    continue  # a node of the lab owns it
+                if argv[:3] == ["ip", "link", "set"]:
+                    argv[3] = uplink
+                elif "dev" in argv and argv[argv.index("dev") + 1] == "eth0":
+                    argv[argv.index("dev") + 1] = BRIDGE
+                if tuple(argv) in seen:
+                    continue
+                seen.add(tuple(argv))
+            elif argv[:3] == ["ip", "link", "add"] and argv[-2:] == ["netns", full(PEER)]:
+                at = argv.index("peer")
+                argv[at + 2] = uplink
+                if "index" in argv[at:]:  # the peer's two ends cannot share an index
+                    argv[at + argv[at:].index("index") + 1] = str(2 + int(uplink[-1]))
+                plan.steps.append(Step(step.host, tuple(argv), step.why, step.stdin))
+                plan.add(PEER, f"{step.why}: on the bridge", "ip", "link", "set", uplink, "master", BRIDGE)
+                continue
+            plan.steps.append(Step(step.host, tuple(argv), step.why, step.stdin))
+    return plan

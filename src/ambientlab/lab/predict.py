@@ -14,11 +14,13 @@ from ambientlab.capture import load_capture
 from ambientlab.lab.standin import BEHAVIOURS
 from ambientlab.trace import ipv4
 from ambientlab.trace.breaks import PIECES
-from ambientlab.trace.demo import WORLD, demo_network
+from ambientlab.trace.demo import SECOND, WORLD, demo_network, two_node_network
 from ambientlab.trace.network import Exit, Network, Socket, arrival
 from ambientlab.trace.scenarios import Send, play, tcp
 
 APP_PORT = 9080
+HBONE_PORT = 15008
+SECOND_CAPTURE = "kind-2022-ambient-worker"  # the second node of a two-node lab
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,101 @@ def predict(conn: Connection, pieces: str | Sequence[str] | None = None) -> Pred
                   _arrival(conn.client_host)),
                  (Send("3 ACK", conn.client_host, tcp(client, conn.sport, server, conn.port, "A")),
                   _arrival(conn.server_host))]
+    intended = {"1 SYN": "socket ztunnel …" if captured else _arrival(conn.server_host)}
+    return _judge(net, hops, sends, intended, captured)
+
+
+def _judge(net: Network, hops: pd.DataFrame, sends: list[tuple[Send, str]], intended: dict[str, str],
+           captured: int | None) -> Prediction:
+    """Play ``sends`` after the first packet's ``hops``; return the prediction with each
+    packet's end next to where it must end (``intended`` for the first packet)."""
     rest = play(net, [s for s, _ in sends]) if sends else hops.iloc[0:0]
     frame = pd.concat([hops, rest], ignore_index=True).rename_axis("hop")
     last = frame.groupby("packet", sort=False).tail(1).set_index("packet")
-    intended = {"1 SYN": "socket ztunnel …" if captured else _arrival(conn.server_host)}
-    intended.update({s.label: want for s, want in sends})
+    intended = {**intended, **{s.label: want for s, want in sends}}
     table = pd.DataFrame({"ends": last["matched"], "host": last["host"]})
     table["must reach"] = [intended[p] for p in table.index]
     table["ok"] = [(e == w or (w == "socket ztunnel …" and captured is not None)) for e, w in
                    zip(table["ends"], table["must reach"], strict=True)]
     works = bool(table["ok"].all()) and (captured is not None or bool(sends))
     return Prediction(frame, table, works, captured)
+
+
+@dataclass(frozen=True)
+class HboneConnection:
+    """One connection across the two nodes of a two-node lab: the client pod on the first node,
+    the server pod on the second, the ports each ztunnel's sockets got."""
+
+    behaviour: str
+    client_host: str  # a pod of the first node (tracer name)
+    client: str
+    server_host: str  # a pod of the second node (tracer name, starting with "worker-")
+    server: str
+    sport: int
+    tunnel_port: int  # the client-side ztunnel's HBONE socket (from its own address)
+    onward_port: int  # the server-side ztunnel's onward socket (borrowing the client ztunnel's address)
+    port: int = APP_PORT
+    captures: tuple[str, str] = ("kind-2022-ambient-worker2", SECOND_CAPTURE)
+
+
+def hbone_network(conn: HboneConnection) -> Network:
+    """Return the two nodes' network with both ztunnels' listeners, marked as the behaviour says."""
+    net = two_node_network(load_capture(conn.captures[0]), load_capture(conn.captures[1]))
+    for machine in ("ztunnel", f"{SECOND}ztunnel"):
+        for port, mark in BEHAVIOURS[conn.behaviour]["listeners"].items():
+            net.machines[machine].sockets.append(
+                Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
+    return net
+
+
+def ztunnel_address(net: Network, machine: str) -> int:
+    """Return the address of ztunnel ``machine``'s eth0."""
+    return net.machines[machine].host.devices["eth0"].addrs[0].local
+
+
+def predict_hbone(conn: HboneConnection) -> Prediction:
+    """Return the tracer's prediction for an HBONE connection across the two nodes.
+
+    Three handshakes, each packet with where it must end: the client's, captured by the first
+    ztunnel on 15001; that ztunnel's HBONE connection from its own address to the server pod's
+    port 15008, captured on the second node by its ztunnel's 15008 listener; and the second
+    ztunnel's onward connection to the server with the first ztunnel's address (borrowed).
+    """
+    net = hbone_network(conn)
+    ip = ipv4.to_int
+    client, server = ip(conn.client), ip(conn.server)
+    near, far = "ztunnel", f"{SECOND}ztunnel"
+    z1 = ztunnel_address(net, near)
+    marks = BEHAVIOURS[conn.behaviour]
+    lmark, hmark, omark = marks["listeners"][15001], marks["listeners"][HBONE_PORT], marks["onward"]
+    hops = play(net, [Send("1 SYN", conn.client_host, tcp(client, conn.sport, server, conn.port, "S"))])
+    ends = str(hops["matched"].iloc[-1])
+    captured = 15001 if ends == "socket ztunnel 15001" else None
+    to_client, to_server = _arrival(conn.client_host), _arrival(conn.server_host)
+    intended = {"1 SYN": "socket ztunnel 15001"}
+    sends: list[tuple[Send, str]] = []
+    if captured:
+        net.machines[near].sockets += [
+            Socket("accepted", (server, conn.port), (client, conn.sport), transparent=True, mark=lmark),
+            Socket("HBONE", (z1, conn.tunnel_port), (server, HBONE_PORT))]
+        first = [
+            (Send("2 SYN-ACK", near, tcp(server, conn.port, client, conn.sport, "SA"), lmark, True), to_client),
+            (Send("3 ACK", conn.client_host, tcp(client, conn.sport, server, conn.port, "A")), "socket accepted"),
+            (Send("4 HBONE SYN", near, tcp(z1, conn.tunnel_port, server, HBONE_PORT, "S")),
+             f"socket ztunnel {HBONE_PORT}"),
+        ]
+        hops = pd.concat([hops, play(net, [s for s, _ in first])], ignore_index=True)
+        intended |= {s.label: want for s, want in first}
+        net.machines[far].sockets += [  # accepted by the far ztunnel's listener, which dials the server
+            Socket("HBONE accepted", (server, HBONE_PORT), (z1, conn.tunnel_port), transparent=True, mark=hmark),
+            Socket("onward", (z1, conn.onward_port), (server, conn.port), transparent=True, mark=omark)]
+        sends = [
+            (Send("5 HBONE SYN-ACK", far, tcp(server, HBONE_PORT, z1, conn.tunnel_port, "SA"), hmark, True),
+             "socket HBONE"),
+            (Send("6 HBONE ACK", near, tcp(z1, conn.tunnel_port, server, HBONE_PORT, "A")), "socket HBONE accepted"),
+            (Send("7 onward SYN", far, tcp(z1, conn.onward_port, server, conn.port, "S"), omark, True), to_server),
+            (Send("8 onward SYN-ACK", conn.server_host, tcp(server, conn.port, z1, conn.onward_port, "SA")),
+             "socket onward"),
+            (Send("9 onward ACK", far, tcp(z1, conn.onward_port, server, conn.port, "A"), omark, True), to_server),
+        ]
+    return _judge(net, hops, sends, intended, captured)

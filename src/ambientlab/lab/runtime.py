@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ambientlab.capture import load_capture
+from ambientlab.capture import Capture, load_capture
 from ambientlab.lab.features import missing_required, pick_tunnel, probe_features
-from ambientlab.lab.plan import PEER, TUNNELS, build_plan
-from ambientlab.lab.predict import APP_PORT
+from ambientlab.lab.pki import service_account, spiffe_id, write_pki
+from ambientlab.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
+from ambientlab.lab.predict import APP_PORT, SECOND_CAPTURE
 from ambientlab.lab.standin import BEHAVIOURS
 from ambientlab.netns import NamespaceSet, netns_problem
 
@@ -120,6 +121,8 @@ class Lab:
             return str(self.state["pods"][host])
         if host == "ztunnel":
             return str(self.state["ztunnel_ip"])
+        if host in self.state.get("ztunnels", {}):
+            return str(self.state["ztunnels"][host])
         if host == PEER:
             pods = [ip for ip, what in self.state["remote"].items() if not what.startswith("the ")]
             return pods[-1] if pods else next(iter(self.state["remote"]))
@@ -141,13 +144,30 @@ class Lab:
         return out
 
     def connect(self, source: str, destination: str, port: int = APP_PORT, sport: int = 0,
-                timeout: float = 2.0) -> str:
+                timeout: float = 2.0, send: str = "") -> str:
         """Open one TCP connection from lab host ``source`` to ``destination`` (a lab host or an
-        address) and return the app's greeting, or ``error: …``."""
+        address) and return the app's greeting (and, with ``send``, the echo of that line), or
+        ``error: …``."""
         dst = self.address(destination) if destination in self.state["hosts"] else destination
         argv = [sys.executable, "-m", "ambientlab.lab.standin", "client", dst, str(port), "--timeout", str(timeout)]
+        if send:
+            argv += ["--send", send]
         if source == PEER or sport:
             argv += ["--bind", self.address(source), "--sport", str(sport)]
+        return self.run(source, *argv, check=False).strip()
+
+    def hbone(self, source: str, to: str, authority: str, account: str, pki: Path | None = None) -> str:
+        """Open a bare HBONE connection from lab host ``source`` to ``to`` (a lab host or an
+        address; port 15008) with ``CONNECT authority``, presenting ``account``'s certificate
+        from ``pki`` (default: the lab CA's folder) and trusting the lab CA; return the
+        server's greeting or ``error: …``."""
+        if "workloads" not in self.state:
+            raise LabError("HBONE needs a two-node lab (`ambientlab lab up --nodes 2`)")
+        ip = self.address(to) if to in self.state["hosts"] else to
+        folder = pki or self.folder / "pki"
+        argv = [sys.executable, "-m", "ambientlab.lab.tunnel", "client", ip, authority, "--cert",
+                str(folder / f"{account}.pem"), "--key", str(folder / f"{account}.key"),
+                "--ca", str(self.folder / "pki" / "ca.pem")]
         return self.run(source, *argv, check=False).strip()
 
     def down(self) -> list[str]:
@@ -201,14 +221,59 @@ def _wait_ready(lab: Lab, timeout: float = 10.0) -> None:
         raise LabError(f"not ready after {timeout} s: {logs}")
 
 
+def _workloads(plan_pods: dict[str, str], node_of: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Return {pod IP: name, node, service account, SPIFFE ID} of a two-node lab's pods."""
+    out = {}
+    for host, ip in plan_pods.items():
+        account = service_account(host)
+        out[ip] = {"name": host, "node": node_of[host], "account": account,
+                   "identity": spiffe_id(account)}
+    return out
+
+
+def _node_names(*captures: Capture) -> list[str]:
+    """Return each capture's node name (the NODE of its ``kubectl get pod`` listing's pods)."""
+    out = []
+    for cap in captures:
+        found = {str(n) for path in cap.files.index if path.startswith("cluster/kubectl-get-pods-")
+                 and not path.endswith("-ztunnel.txt") for n in cap.parse(path)["NODE"]}
+        if len(found) != 1:
+            raise LabError(f"{cap.name}: cannot tell the node's name from its pod listing ({sorted(found)})")
+        out.append(found.pop())
+    return out
+
+
+def _hbone_setup(lab: Lab, plan: Plan, captures: tuple[Capture, Capture]) -> dict[str, str]:
+    """Create the lab CA and the workloads' certificates, and one HBONE configuration per
+    ztunnel; return {ztunnel host: its configuration file}."""
+    names = _node_names(*captures)
+    node_of = {host: names[1] if host.startswith(SECOND) else names[0] for host in plan.pods}
+    pki = lab.folder / "pki"
+    write_pki(pki, [service_account(h) for h in plan.pods])
+    workloads = _workloads(plan.pods, node_of)
+    lab.state["nodes"] = {"ztunnel": names[0], f"{SECOND}ztunnel": names[1]}
+    lab.state["workloads"] = workloads
+    out = {}
+    for host, node in lab.state["nodes"].items():
+        path = lab.folder / f"{host}.hbone.json"
+        path.write_text(json.dumps({"node": node, "pki": str(pki), "workloads": workloads}, indent=1, sort_keys=True))
+        out[host] = str(path)
+    return out
+
+
 def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | None = None,
-       behaviour: str = "marks-2022") -> Lab:
+       behaviour: str = "marks-2022", nodes: int = 1) -> Lab:
     """Build a lab from ``capture`` and start its programs; return it.
 
     ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
-    the stand-in ztunnel's (``marks-2022`` or ``no-marks``). A failed step removes everything
-    built so far and raises :class:`LabError` naming the step and the capture line it applies.
+    the stand-in ztunnel's (``marks-2022`` or ``no-marks``). With ``nodes=2`` a second node
+    (capture :data:`~ambientlab.lab.predict.SECOND_CAPTURE`, hosts named ``worker-…``) joins
+    over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA. A
+    failed step removes everything built so far and raises :class:`LabError` naming the step
+    and the capture line it applies.
     """
+    if nodes not in (1, 2):
+        raise LabError(f"a lab has 1 or 2 nodes, not {nodes}")
     problem = netns_problem()
     if problem:
         raise LabError(f"the live lab {problem}")
@@ -230,11 +295,14 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
         hint = next(f.hint for f in features if f.name == chosen)
         raise LabError(f"this kernel has no {chosen} devices ({hint}); try --tunnel {pick_tunnel(features)}")
     cap = load_capture(capture)
-    plan = build_plan(cap, chosen, lambda h: f"{prefix}-{h}")
+    second = load_capture(SECOND_CAPTURE) if nodes == 2 else None
+    plan = (build_cluster_plan(cap, second, chosen, lambda h: f"{prefix}-{h}") if second else
+            build_plan(cap, chosen, lambda h: f"{prefix}-{h}"))
     lab = Lab(prefix, {"prefix": prefix, "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
                        "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
-                       "ztunnel_ip": plan.ztunnel_ip, "processes": {}, "breaks": [],
-                       "features": {f.name: f.ok for f in features}})
+                       "ztunnel_ip": plan.ztunnel_ip, "ztunnels": plan.ztunnels, "processes": {}, "breaks": [],
+                       "features": {f.name: f.ok for f in features},
+                       "second_capture": second.name if second else None})
     started = time.monotonic()
     try:
         lab.folder.mkdir(parents=True)
@@ -246,9 +314,13 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
             done = subprocess.run(["ip", "netns", "exec", ns.full(step.host), *step.argv], input=step.stdin,
                                   capture_output=True, text=True)
             if done.returncode != 0:
-                raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {cap.name}/{step.why}) failed: "
+                source = second.name if second and step.host.startswith(SECOND) else cap.name
+                raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {source}/{step.why}) failed: "
                                f"{done.stderr.strip() or done.stdout.strip()}")
-        _start(lab, "ztunnel", "ztunnel", "ztunnel", "--behaviour", behaviour)
+        configs = _hbone_setup(lab, plan, (cap, second)) if second else {}
+        for host in plan.ztunnels:
+            extra = ["--hbone", configs[host]] if host in configs else []
+            _start(lab, host, host, "ztunnel", "--behaviour", behaviour, *extra)
         for host in [*plan.pods, PEER]:
             _start(lab, host, host, "app", "--name", host, "--port", str(APP_PORT))
         _wait_ready(lab)

@@ -1,4 +1,4 @@
-"""The programs that run inside the lab's namespaces (standard library only).
+"""The programs that run inside the lab's namespaces (standard library only, but for HBONE).
 
 - ``ztunnel``: a stand-in for ztunnel's redirection endpoints. Transparent listeners on
   127.0.0.1:15001 (outbound), 15006 (inbound plaintext) and 15008 (inbound HBONE port, plain
@@ -7,6 +7,11 @@
   with the peer's address as source (``IP_TRANSPARENT``). Two behaviours: ``no-marks`` (the
   2023 Rust ztunnel: no socket marks) and ``marks-2022`` (the Sept 2022 Envoy build: listeners
   marked 0x401 for 15001 and 0x402 for 15006/15008, onward connections marked 0x4d2).
+- With ``--hbone CONFIG`` (a two-node lab) the stand-in also speaks HBONE
+  (:mod:`ambientlab.lab.hbone`): a connection captured on 15001 for a pod of the other node is
+  carried as ``CONNECT pod:port`` over mutual TLS from ztunnel's own address to the pod's port
+  15008, where the other node's stand-in checks the certificate and the target, dials the pod
+  with the peer's address and relays. One ``tunnel`` line is logged per tunnelled connection.
 - ``app``: the app pods' server: greets each client with who it is and who it sees, then
   echoes.
 - ``client``: connects (optionally from a fixed port), prints the greeting or the error.
@@ -56,22 +61,39 @@ def _pipe(src: socket.socket, dst: socket.socket, counter: list[int]) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float) -> None:
-    peer, dst = conn.getpeername(), conn.getsockname()
-    event: dict[str, Any] = {"event": "accepted", "listener": port, "role": LISTENERS[port],
-                             "peer": _addr(peer), "original_dst": _addr(dst)}
+def _dial(source: str, dst: tuple[str, int], mark: int, timeout: float) -> socket.socket:
+    """Return a socket connected to ``dst`` from address ``source`` (transparent: the address
+    may be someone else's), marked ``mark``."""
     out = socket.socket()
     try:
         out.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        if onward_mark:
-            out.setsockopt(socket.SOL_SOCKET, SO_MARK, onward_mark)
-        out.bind((peer[0], 0))  # the borrowed source: the client's own address
+        if mark:
+            out.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+        out.bind((source, 0))
         out.settimeout(timeout)
         out.connect(dst)
         out.settimeout(None)
-    except OSError as err:
-        log(**event, onward=None, error=f"{type(err).__name__}: {err.strerror or err}")
+    except OSError:
         out.close()
+        raise
+    return out
+
+
+def _error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"
+
+
+def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbone: Any = None) -> None:
+    peer, dst = conn.getpeername(), conn.getsockname()
+    if hbone is not None and (port == 15008 or hbone.remote(dst[0])):
+        (hbone.inbound if port == 15008 else hbone.outbound)(conn, peer, dst, onward_mark, timeout)
+        return
+    event: dict[str, Any] = {"event": "accepted", "listener": port, "role": LISTENERS[port],
+                             "peer": _addr(peer), "original_dst": _addr(dst)}
+    try:
+        out = _dial(peer[0], dst, onward_mark, timeout)  # the borrowed source: the client's own address
+    except OSError as err:
+        log(**event, onward=None, error=_error(err))
         conn.close()
         return
     log(**event, onward=f"{_addr(out.getsockname())} -> {_addr(out.getpeername())}", onward_mark=hex(onward_mark))
@@ -85,9 +107,15 @@ def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float) -> 
     conn.close()
 
 
-def serve_ztunnel(behaviour: str, timeout: float = 3.0) -> None:
-    """Run the stand-in ztunnel's three transparent listeners until killed."""
+def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None = None) -> None:
+    """Run the stand-in ztunnel's three transparent listeners until killed (speaking HBONE
+    with the configuration file ``hbone_config``, if given)."""
     marks = BEHAVIOURS[behaviour]
+    hbone = None
+    if hbone_config:
+        from ambientlab.lab.tunnel import Hbone
+
+        hbone = Hbone.from_file(hbone_config, log)
     servers = []
     for port, mark in marks["listeners"].items():
         s = socket.socket()
@@ -99,12 +127,12 @@ def serve_ztunnel(behaviour: str, timeout: float = 3.0) -> None:
         s.listen(64)
         servers.append((port, s))
     log(event="ready", behaviour=behaviour, listeners={str(p): hex(m) for p, m in marks["listeners"].items()},
-        onward_mark=hex(marks["onward"]))
+        onward_mark=hex(marks["onward"]), hbone=hbone.node if hbone else None)
 
     def accept(port: int, s: socket.socket) -> None:
         while True:
             conn, _ = s.accept()
-            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout), daemon=True).start()
+            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout, hbone), daemon=True).start()
 
     threads = [threading.Thread(target=accept, args=pair, daemon=True) for pair in servers]
     for t in threads:
@@ -137,8 +165,9 @@ def serve_app(name: str, port: int) -> None:
         threading.Thread(target=talk, args=(conn,), daemon=True).start()
 
 
-def client(host: str, port: int, bind: str | None, sport: int, timeout: float) -> int:
-    """Connect to host:port, print the greeting (or ``error: …``); return 0 on a greeting."""
+def client(host: str, port: int, bind: str | None, sport: int, timeout: float, send: str = "") -> int:
+    """Connect to host:port, print the greeting (or ``error: …``); with ``send``, also send that
+    line and print its echo. Return 0 on a greeting (and the echo)."""
     c = socket.socket()
     c.settimeout(timeout)
     try:
@@ -151,6 +180,12 @@ def client(host: str, port: int, bind: str | None, sport: int, timeout: float) -
             print("error: closed without a greeting")
             return 1
         print(data.strip())
+        if send:
+            c.sendall(f"{send}\n".encode())
+            echo = b""
+            while not echo.endswith(b"\n") and (chunk := c.recv(4096)):
+                echo += chunk
+            print(f"echo: {echo.decode().strip()}")
         return 0
     except TimeoutError:
         print("error: timed out")
@@ -167,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     z = sub.add_parser("ztunnel")
     z.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default="marks-2022")
+    z.add_argument("--hbone", help="HBONE configuration (JSON: this node, certificates, workloads)")
     a = sub.add_parser("app")
     a.add_argument("--name", required=True)
     a.add_argument("--port", type=int, default=9080)
@@ -176,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--bind")
     c.add_argument("--sport", type=int, default=0)
     c.add_argument("--timeout", type=float, default=2.0)
+    c.add_argument("--send", default="", help="a line to send after the greeting (its echo is printed)")
     args = parser.parse_args(argv)
     if args.what == "ztunnel":
-        serve_ztunnel(args.behaviour)
+        serve_ztunnel(args.behaviour, hbone_config=args.hbone)
     elif args.what == "app":
         serve_app(args.name, args.port)
     else:
-        return client(args.host, args.port, args.bind, args.sport, args.timeout)
+        return client(args.host, args.port, args.bind, args.sport, args.timeout, args.send)
     return 0
 
 

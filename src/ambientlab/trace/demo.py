@@ -11,6 +11,7 @@ from ambientlab.trace.netfilter import Ruleset
 from ambientlab.trace.network import Exit, Machine, Network, Tunnel
 
 WORLD = "the rest of the cluster (eth0)"
+SECOND = "worker-"  # the prefix of the second node's machine and pod names in a two-node network
 
 
 def _ipsets(capture: Capture, path: str) -> dict[str, set[int]]:
@@ -46,18 +47,21 @@ def pod_names(capture: Capture) -> dict[str, str]:
     return {ip: name for _, name, ip in kubectl_pods(capture)}
 
 
-def demo_network(capture: Capture) -> Network:
+def demo_network(capture: Capture, prefix: str = "") -> Network:
     """Return the network of a capture with ``node/`` and ``ztunnel/`` folders.
 
     Everything comes from the capture: rules, routes, addresses, sysctls, iptables, the
     ipset, the tunnels (``ip -d link``), and which veth leads to which pod (the node's
-    ``scope host`` routes, named by ``kubectl get pod``).
+    ``scope host`` routes, named by ``kubectl get pod``). ``prefix`` is put before every
+    machine and pod name (the second node of a two-node network).
     """
     node = Machine(host_from_capture(capture, "node"), tunnels=_tunnels(capture, "node"))
+    node.host.name = f"{prefix}node"
     node.rules = Ruleset(capture.text("node/iptables-save.txt"), f"{capture.name}/node/iptables-save.txt",
                          _ipsets(capture, "node/ipset-list.txt"))
     ztunnel = Machine(host_from_capture(capture, "ztunnel"), tunnels=_tunnels(capture, "ztunnel"))
     ztunnel.rules = Ruleset(capture.text("ztunnel/iptables-save.txt"), f"{capture.name}/ztunnel/iptables-save.txt")
+    ztunnel.host.name = f"{prefix}ztunnel"
     ztunnel_ip = {a.local for a in ztunnel.host.devices["eth0"].addrs}
     net = Network()
     net.add(node)
@@ -67,9 +71,23 @@ def demo_network(capture: Capture) -> Network:
         if route.length == 32 and route.nexthops and route.record.get("scope") == "host":
             dev = route.nexthops[0].dev
             if route.network in ztunnel_ip:
-                net.veth(("node", dev), ("ztunnel", "eth0"))
+                net.veth((node.name, dev), (ztunnel.name, "eth0"))
             else:
                 ip = ipv4.to_text(route.network)
-                net.exit(("node", dev), Exit("pod", names.get(ip, ip).rsplit("-", 2)[0]))
-    net.exit(("node", "eth0"), Exit("world", WORLD))
+                net.exit((node.name, dev), Exit("pod", prefix + names.get(ip, ip).rsplit("-", 2)[0]))
+    net.exit((node.name, "eth0"), Exit("world", WORLD))
+    return net
+
+
+def two_node_network(first: Capture, second: Capture) -> Network:
+    """Return the networks of two node captures joined eth0 to eth0: the underlay (kind's
+    docker network) reduced to one wire between the two nodes. The second node's machines and
+    pods are named with :data:`SECOND` before them; nothing else is left outside."""
+    net = demo_network(first)
+    other = demo_network(second, SECOND)
+    net.machines.update(other.machines)
+    net.wires.update(other.wires)
+    net.entries.update(other.entries)
+    del net.entries[WORLD]
+    net.veth(("node", "eth0"), (f"{SECOND}node", "eth0"))
     return net
