@@ -44,6 +44,7 @@ class NodeSpec:
     node_eth0: str
     other_nodes: dict[str, str]  # pod CIDR -> node address
     tunnels: dict[str, tuple[int, str, int, int]]  # (index, MAC, VNI, qlen); qlen 0 prints no "qlen"
+    uplink_peer_index: int = 2  # eth0's far end (eth0@ifN): in a two-node lab both ends share one bridge
 
 
 GATEWAY = "172.18.0.1"
@@ -79,6 +80,7 @@ WORKER = NodeSpec(
     other_nodes={"10.244.0.0/24": "172.18.0.3", "10.244.2.0/24": "172.18.0.2"},
     tunnels={"istioin": (7, "02:00:0a:f4:01:e0", 1000, 0), "istioout": (8, "02:00:0a:f4:01:e1", 1001, 0),
              "pistioin": (3, "02:00:0a:f4:01:f0", 1000, 1000), "pistioout": (4, "02:00:0a:f4:01:f1", 1001, 1000)},
+    uplink_peer_index=3,
 )
 NODES = {spec.name: spec for spec in (WORKER2, WORKER)}
 # The demo node's values under their old names (used by the kernel tests and benchmarks).
@@ -184,7 +186,8 @@ def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
     ns.add("node", {**pinned, "net.ipv4.ip_forward": "1"})
     ns.add("world")
     ns.run("node", "ip", "link", "add", "eth0", "index", "2", "address", _mac(spec.node_eth0, 1), "type", "veth",
-           "peer", "name", "eth0", "address", _mac(GATEWAY, 1), "netns", ns.full("world"))
+           "peer", "name", "eth0", "index", str(spec.uplink_peer_index), "address", _mac(GATEWAY, 1),
+           "netns", ns.full("world"))
     ns.script("node", [f"ip addr add {spec.node_eth0}/16 brd + dev eth0", "ip link set eth0 up"])
     ns.script("world", [f"ip addr add {GATEWAY}/16 dev eth0", "ip link set eth0 up"])
     ns.script("node", [f"ip route add default via {GATEWAY} dev eth0"]

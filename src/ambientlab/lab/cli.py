@@ -6,11 +6,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from ambientlab.lab.plan import TUNNELS
+from ambientlab.lab.plan import SECOND, TUNNELS
 from ambientlab.lab.runtime import DEFAULT_CAPTURE, Lab, LabError, open_lab, remove, running_labs, up
 from ambientlab.lab.standin import BEHAVIOURS
 
@@ -21,14 +22,17 @@ def _lab(args: argparse.Namespace) -> Lab:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and start its programs."""
-    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel)
-    print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}, "
+    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes)
+    second = f" + {lab.state['second_capture']}" if lab.state.get("second_capture") else ""
+    print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}{second}, "
           f"{lab.state['tunnel']} tunnels, ztunnel stand-in {lab.state['behaviour']}")
     for host in lab.state["hosts"]:
-        where = lab.state["pods"].get(host) or (lab.state["ztunnel_ip"] if host == "ztunnel" else "")
+        where = lab.state["pods"].get(host) or lab.state.get("ztunnels", {}).get(host, "")
         if host == "peer":
             where = ", ".join(f"{ip} ({what})" for ip, what in lab.state["remote"].items())
         print(f"  {host:16} namespace {lab.full(host):28} {where}")
+    if second:
+        print(f"try: ambientlab lab trace productpage-v1 worker-reviews-v1 --prefix {lab.prefix}   (HBONE)")
     print(f"try: ambientlab lab trace productpage-v1 reviews-v1 --prefix {lab.prefix}")
     print(f"     ambientlab lab exec node --prefix {lab.prefix} -- ip rule")
     print(f"then: ambientlab lab down --prefix {lab.prefix}")
@@ -85,25 +89,67 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_connect(args: argparse.Namespace) -> int:
     """Open one connection and print the app's greeting and what ztunnel logged for it."""
     lab = _lab(args)
-    before = len(lab.events("ztunnel"))
-    print(lab.connect(args.source, args.destination, args.port))
-    for event in lab.events("ztunnel")[before:]:
-        print("ztunnel:", json.dumps(event, sort_keys=True))
+    ztunnels = list(lab.state.get("ztunnels") or {"ztunnel": lab.state["ztunnel_ip"]})
+    before = {z: len(lab.events(z)) for z in ztunnels}
+    print(lab.connect(args.source, args.destination, args.port, send=args.send))
+    time.sleep(0.2)  # a tunnelled connection is logged when it closes
+    for z in ztunnels:
+        for event in lab.events(z)[before[z]:]:
+            print(f"{z}:", json.dumps(event, sort_keys=True))
+    return 0
+
+
+def cmd_hbone(args: argparse.Namespace) -> int:
+    """Open a bare HBONE connection (as ztunnel would) and print what the far side answers."""
+    from ambientlab.lab.pki import write_pki
+
+    lab = _lab(args)
+    pki = None
+    if args.untrusted:
+        pki = lab.folder / "untrusted-pki"
+        write_pki(pki, [args.account])
+    print(lab.hbone(args.source, args.to, args.authority, args.account, pki))
+    return 0
+
+
+def cmd_sniff(args: argparse.Namespace) -> int:
+    """Capture the underlay during one connection and print its frames and TLS records."""
+    from ambientlab.lab.wire import plaintext_hits, read_pcap, sniff, tls_records
+
+    lab = _lab(args)
+    output, pcap = sniff(lab, lambda: lab.connect(args.source, args.destination, send=args.send))
+    if args.write:
+        Path(args.write).write_bytes(pcap)
+    frames = pd.DataFrame(read_pcap(pcap, f"tcpdump in {lab.full('peer')}"))
+    print(f"client: {output}")
+    with pd.option_context("display.max_rows", None, "display.width", 250):
+        print(frames.drop(columns="payload").to_string(index=False))
+        print(tls_records(frames, 15008).to_string(index=False))
+    for needle in ("hello from", args.send):
+        hits = plaintext_hits(frames, needle)
+        print(f"{needle!r} in the clear on the underlay: {', '.join(hits) if hits else 'nowhere'}")
     return 0
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
     """Trace one connection in the kernel and print it next to the tracer's prediction."""
-    from ambientlab.lab.nftrace import compare, kernel_segments, trace
-    from ambientlab.lab.predict import predict
+    from ambientlab.lab.nftrace import compare, kernel_segments, trace, trace_hbone
+    from ambientlab.lab.predict import predict, predict_hbone
 
     lab = _lab(args)
-    output, texts, conn = trace(lab, args.source, args.destination, args.sport)
+    broken = [b["piece"] for b in lab.state["breaks"]]
+    if args.destination.startswith(SECOND) and not args.source.startswith(SECOND):
+        if broken:
+            raise LabError("an HBONE trace is compared on an intact lab: `ambientlab lab restore` first")
+        output, texts, hconn = trace_hbone(lab, args.source, args.destination, args.sport)
+        predicted = predict_hbone(hconn).hops
+    else:
+        output, texts, conn = trace(lab, args.source, args.destination, args.sport)
+        predicted = predict(conn, broken).until_lost()
     if args.raw:
         for host, text in texts.items():
             print(f"== nft monitor trace in {lab.full(host)}\n{text}")
-    broken = [b["piece"] for b in lab.state["breaks"]]
-    table = compare(predict(conn, broken).until_lost(), kernel_segments(texts, lab.prefix))
+    table = compare(predicted, kernel_segments(texts, lab.prefix))
     print(f"client: {output}" + (f"   (broken: {', '.join(broken)})" if broken else ""))
     with pd.option_context("display.max_rows", None, "display.width", 250):
         for label, group in table.groupby("packet", sort=False):
@@ -143,6 +189,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         from ambientlab.lab.session import record_session
 
         written = record_session(root, args.capture, args.tunnel)
+    elif args.hbone_session:
+        from ambientlab.lab.hbone_session import record_hbone_session
+
+        written = record_hbone_session(root, args.tunnel)
     else:
         from ambientlab.lab.record import record
 
@@ -180,6 +230,8 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--prefix", help="name prefix of the namespaces (default: a new unique one)")
     p.add_argument("--ztunnel", choices=sorted(BEHAVIOURS), default="marks-2022",
                    help="stand-in behaviour: Sept 2022 socket marks, or none as the 2023 Rust ztunnel")
+    p.add_argument("--nodes", type=int, choices=(1, 2), default=1,
+                   help="2: add the second node (ambient-worker, hosts worker-…) and speak HBONE between them")
     p = command("status", cmd_status, "what the lab is, and whether it prints what the capture shows")
     p.add_argument("--json", action="store_true")
     command("down", cmd_down, "tear the lab down (all labs without --prefix; idempotent)")
@@ -190,6 +242,18 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("source")
     p.add_argument("destination", help="a lab host or an address")
     p.add_argument("--port", type=int, default=9080)
+    p.add_argument("--send", default="", help="a line to send after the greeting (echoed back)")
+    p = command("hbone", cmd_hbone, "a bare HBONE connection: CONNECT AUTHORITY to TO:15008 with a certificate")
+    p.add_argument("to", help="a lab host or an address (port 15008)")
+    p.add_argument("authority", help="the CONNECT target, IP:port")
+    p.add_argument("--source", default="ztunnel", help="the lab host to connect from (default: %(default)s)")
+    p.add_argument("--account", default="bookinfo-productpage", help="whose certificate (default: %(default)s)")
+    p.add_argument("--untrusted", action="store_true", help="a certificate from another CA than the lab's")
+    p = command("sniff", cmd_sniff, "tcpdump the underlay during one connection: frames and TLS records")
+    p.add_argument("source")
+    p.add_argument("destination")
+    p.add_argument("--send", default="a line the app should never see in the clear")
+    p.add_argument("--write", help="also write the pcap to this file")
     p = command("trace", cmd_trace, "one connection traced by the kernel, next to the tracer's prediction")
     p.add_argument("source")
     p.add_argument("destination")
@@ -203,6 +267,8 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("dir")
     p.add_argument("--session", action="store_true",
                    help="build, trace and break two labs (one per ztunnel behaviour) and record it all")
+    p.add_argument("--hbone-session", action="store_true",
+                   help="build two two-node labs (one per behaviour), trace and sniff HBONE, and record it all")
     p.add_argument("--capture", default=DEFAULT_CAPTURE)
     p.add_argument("--tunnel", choices=TUNNELS)
     command("features", cmd_features, "probe the kernel features the lab needs", prefix=False)

@@ -130,11 +130,15 @@ def open_stream(tls: ssl.SSLSocket, authority: str) -> Stream:
         events = _read_events(tls, conn, "answering CONNECT")
         status = next((dict(ev.headers).get(":status") for ev in events
                        if isinstance(ev, ResponseReceived) and ev.stream_id == stream.stream_id), None)
+        refused = status is not None and status != "200"
+        if refused:
+            raise HboneError(f"CONNECT {authority} refused: status {status}")  # the peer may be gone already
         stream.take(events)
-        stream.flush()
+        try:
+            stream.flush()
+        except OSError as err:
+            raise HboneError(f"the peer closed the connection while {authority} was being opened ({err})") from err
         if status is not None:
-            if status != "200":
-                raise HboneError(f"CONNECT {authority} refused: status {status}")
             return stream
 
 
@@ -170,7 +174,7 @@ def relay(stream: Stream, plain: socket.socket, idle: float = 30.0) -> tuple[int
     nothing moved for ``idle`` seconds); return (bytes into the stream, bytes out of it)."""
     into = out_of = 0
     reading = True  # the plain side has not ended
-    while reading or not stream.ended:
+    while True:
         for data in stream.pending:
             plain.sendall(data)
             out_of += len(data)
@@ -199,5 +203,11 @@ def relay(stream: Stream, plain: socket.socket, idle: float = 30.0) -> tuple[int
             else:
                 stream.conn.end_stream(stream.stream_id)
                 reading = False
-        stream.flush()
+        try:
+            stream.flush()
+        except OSError:
+            if reading:
+                raise
+            # All our data and our end were sent; what is left is flow-control acknowledgements
+            # for a peer that has finished and closed: keep relaying what it sent.
     return into, out_of

@@ -93,6 +93,31 @@ def identity_of(cert_pem: bytes) -> str:
     return uris[0]
 
 
+def describe(cert_pem: bytes) -> dict[str, object]:
+    """Return what a reader checks in a PEM certificate: subject, issuer, SPIFFE IDs (URI SANs),
+    whether it is a CA, key usages, key type, signature, validity in days, serial; and the PEM."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    try:
+        usages = [u._name for u in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value]
+    except x509.ExtensionNotFound:
+        usages = []
+    key = cert.public_key()
+    return {
+        "subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(), "uri_sans": uris,
+        "ca": cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca,
+        "extended_key_usage": usages,
+        "key": f"EC {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__,
+        "signature": cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else None,
+        "valid_days": (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400,
+        "serial_bits": cert.serial_number.bit_length(), "pem": cert_pem.decode(),
+    }
+
+
 def write_pki(folder: Path, accounts: list[str]) -> dict[str, str]:
     """Create a CA in ``folder`` (``ca.pem``; its key is not kept) and one certificate per
     service account (``SA.pem``, ``SA.key``); return {service account: SPIFFE ID}."""

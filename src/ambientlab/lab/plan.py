@@ -387,10 +387,7 @@ def build_cluster_plan(first: Capture, second: Capture, tunnel: str, full: Calla
                     continue
                 seen.add(tuple(argv))
             elif argv[:3] == ["ip", "link", "add"] and argv[-2:] == ["netns", full(PEER)]:
-                at = argv.index("peer")
-                argv[at + 2] = uplink
-                if "index" in argv[at:]:  # the peer's two ends cannot share an index
-                    argv[at + argv[at:].index("index") + 1] = str(2 + int(uplink[-1]))
+                argv[argv.index("peer") + 2] = uplink  # the far end's index is the capture's (eth0@ifN)
                 plan.steps.append(Step(step.host, tuple(argv), step.why, step.stdin))
                 plan.add(PEER, f"{step.why}: on the bridge", "ip", "link", "set", uplink, "master", BRIDGE)
                 continue

@@ -5,7 +5,7 @@ each packet with the place it must reach for the connection to work."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -164,8 +164,9 @@ def ztunnel_address(net: Network, machine: str) -> int:
     return net.machines[machine].host.devices["eth0"].addrs[0].local
 
 
-def predict_hbone(conn: HboneConnection) -> Prediction:
-    """Return the tracer's prediction for an HBONE connection across the two nodes.
+def predict_hbone(conn: HboneConnection, alter: Callable[[Network], None] | None = None) -> Prediction:
+    """Return the tracer's prediction for an HBONE connection across the two nodes (``alter``,
+    if given, changes the network first: a piece removed, for example).
 
     Three handshakes, each packet with where it must end: the client's, captured by the first
     ztunnel on 15001; that ztunnel's HBONE connection from its own address to the server pod's
@@ -173,6 +174,8 @@ def predict_hbone(conn: HboneConnection) -> Prediction:
     ztunnel's onward connection to the server with the first ztunnel's address (borrowed).
     """
     net = hbone_network(conn)
+    if alter is not None:
+        alter(net)
     ip = ipv4.to_int
     client, server = ip(conn.client), ip(conn.server)
     near, far = "ztunnel", f"{SECOND}ztunnel"

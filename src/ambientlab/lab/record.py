@@ -22,25 +22,28 @@ CLEANING = {
                "own `link-netnsid N`",
     "ip-route": "iproute2 6.1's trailing blanks removed",
 }
-def commands(lab: Lab) -> dict[str, tuple[str, list[str], str]]:
+def commands(lab: Lab, prefix: str = "") -> dict[str, tuple[str, list[str], str]]:
     """Return {capture path: (lab host, argv, parser)} of what ``lab record`` runs: the same
-    outputs, under the same paths, as the lab's source capture has for node/ and ztunnel/."""
-    source = load_capture(lab.state["capture"])
+    outputs, under the same paths, as the lab's source capture has for node/ and ztunnel/.
+    With ``prefix`` (a two-node lab's second node, ``worker-``): that node's hosts, and the
+    paths of its own capture."""
+    source = load_capture(lab.state["second_capture"] if prefix else lab.state["capture"])
     out: dict[str, tuple[str, list[str], str]] = {}
-    for host in ("node", "ztunnel"):
-        out[f"{host}/ip-rule.txt"] = (host, ["ip", "rule"], "ip-rule")
+    for folder in ("node", "ztunnel"):
+        host = prefix + folder
+        out[f"{folder}/ip-rule.txt"] = (host, ["ip", "rule"], "ip-rule")
         for path in source.files.index:
-            table = re.fullmatch(rf"{host}/ip-route-table-([^/]+)\.txt", path)
+            table = re.fullmatch(rf"{folder}/ip-route-table-([^/]+)\.txt", path)
             if table:
                 out[path] = (host, ["ip", "route", "show", "table", table.group(1)], "ip-route")
-            link = re.fullmatch(rf"{host}/ip-d-link-([^/]+)\.txt", path)
+            link = re.fullmatch(rf"{folder}/ip-d-link-([^/]+)\.txt", path)
             if link:
                 out[path] = (host, ["ip", "-d", "link", "show", link.group(1)], "ip-link")
-        out[f"{host}/ip-addr.txt"] = (host, ["ip", "addr"], "ip-addr")
-        out[f"{host}/iptables-save.txt"] = (host, ["iptables-save"], "iptables-save")
-        out[f"{host}/sysctl-net-ipv4.txt"] = (host, SYSCTL, "sysctl")
-        if f"{host}/ipset-list.txt" in source.files.index:
-            out[f"{host}/ipset-list.txt"] = (host, ["ipset", "list"], "ipset")
+        out[f"{folder}/ip-addr.txt"] = (host, ["ip", "addr"], "ip-addr")
+        out[f"{folder}/iptables-save.txt"] = (host, ["iptables-save"], "iptables-save")
+        out[f"{folder}/sysctl-net-ipv4.txt"] = (host, SYSCTL, "sysctl")
+        if f"{folder}/ipset-list.txt" in source.files.index:
+            out[f"{folder}/ipset-list.txt"] = (host, ["ipset", "list"], "ipset")
     return out
 
 

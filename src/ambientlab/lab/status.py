@@ -4,9 +4,11 @@ prints what the capture it was built from shows."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ambientlab.capture import Capture, load_capture
+from ambientlab.lab.plan import SECOND
 from ambientlab.lab.record import commands
 from ambientlab.lab.runtime import Lab, namespaces_with_prefix
 from ambientlab.parse import parse, to_records
@@ -25,9 +27,14 @@ def verdict(source: Capture, path: str, parser: str, text: str, where: str = "la
     """Return how ``text`` (an output printed elsewhere, e.g. by a lab) compares with file ``path``
     of capture ``source``: ``same text``; for an ipset ``same members`` (revision, hash seed, order
     and size in memory depend on the kernel); for a tunnel ``same id, remote, port`` (a stand-in
-    type prints other details); else ``DIFFERENT``."""
+    type prints other details); for iptables-save ``same rules (counters aside)`` when only the
+    chains' packet and byte counters differ (they count the lab's traffic); else ``DIFFERENT``."""
     if text == source.text(path):
         return "same text"
+    if parser == "iptables-save":
+        zero = re.compile(r"^(:\S+ \S+) \[\d+:\d+\]$", re.M)
+        same = zero.sub(r"\1 [0:0]", text) == zero.sub(r"\1 [0:0]", source.text(path))
+        return "same rules (counters aside)" if same else "DIFFERENT"
     if parser == "ipset":
         ours, theirs = (frame.members[["set", "elem"]] for frame in (parse("ipset", text, where), source.parse(path)))
         same = set(map(tuple, ours.to_numpy().tolist())) == set(map(tuple, theirs.to_numpy().tolist()))
@@ -44,14 +51,15 @@ def verdict(source: Capture, path: str, parser: str, text: str, where: str = "la
 def differences(lab: Lab) -> dict[str, str]:
     """Return {capture path: :func:`verdict`} for every node/ztunnel file that both the lab and
     its source capture have (iptables-save date lines and trailing blanks aside)."""
-    source = load_capture(lab.state["capture"])
     out = {}
-    for path, (host, argv, parser) in commands(lab).items():
-        if path in source.files.index:
-            mine = clean_output(lab.run(host, *argv))
-            if argv[:2] == ["ip", "addr"]:
-                mine = netnsid_names(lab.ns, host, mine)
-            out[path] = verdict(source, path, parser, mine, f"lab {host}: {' '.join(argv)}")
+    for prefix in ("", SECOND) if lab.state.get("second_capture") else ("",):
+        source = load_capture(lab.state["second_capture"] if prefix else lab.state["capture"])
+        for path, (host, argv, parser) in commands(lab, prefix).items():
+            if path in source.files.index:
+                mine = clean_output(lab.run(host, *argv))
+                if argv[:2] == ["ip", "addr"]:
+                    mine = netnsid_names(lab.ns, host, mine)
+                out[prefix + path] = verdict(source, path, parser, mine, f"lab {host}: {' '.join(argv)}")
     return out
 
 
@@ -60,7 +68,8 @@ def status(lab: Lab) -> dict[str, Any]:
     (alive or not), broken pieces, build time, and :func:`differences`."""
     return {
         "prefix": lab.prefix,
-        "capture": lab.state["capture"],
+        "capture": lab.state["capture"] + (f" + {lab.state['second_capture']} (hosts {SECOND}…)"
+                                           if lab.state.get("second_capture") else ""),
         "tunnel": lab.state["tunnel"],
         "ztunnel stand-in": lab.state["behaviour"],
         "namespaces": namespaces_with_prefix(lab.prefix),

@@ -49,7 +49,7 @@ def sniff(lab: Lab, action: Callable[[], T], device: str = "eth1", host: str = P
         time.sleep(0.3)  # the last segments (FIN, ACK) still on their way
     finally:
         proc.terminate()
-        proc.wait(timeout=5)
+        proc.communicate(timeout=5)  # also closes its stderr pipe
     data = path.read_bytes()
     path.unlink()
     return result, data
