@@ -16,6 +16,7 @@ from ambientlab.trace.netfilter import Packet, Ruleset
 from ambientlab.trace.scenarios import walk
 
 DEMO, KEBE, LAB = "kind-2022-ambient-worker2", "kind-2022-kebe", "lab-2026-11-ambient-worker2"
+WORKER, HBONE = "kind-2022-ambient-worker", "lab-2026-11-hbone"
 
 
 @cache
@@ -129,6 +130,14 @@ def _kebe_ztunnel() -> str:
 def _kebe_mtu() -> int:
     frame = _capture(KEBE).parse("node/ip-addr-istioout-excerpt.txt")
     return int(frame["mtu"].iloc[0])
+
+
+def _far_source() -> str:
+    import json
+
+    events = [json.loads(line) for line in _capture(HBONE).text("session/worker-ztunnel-marks-2022.log").splitlines()]
+    (onward,) = {e["onward"].split(" -> ")[0].rsplit(":", 1)[0] for e in events if e.get("event") == "tunnel"}
+    return str(onward)
 
 
 def _lab_reset_piece() -> str:
@@ -250,6 +259,16 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
     "13-reset-piece": (
         _lab_reset_piece,
         "Read the `result` column of the no-marks rows: all failures but one are time-outs. Give the piece's name.",
+    ),
+    "14-far-table": (
+        lambda: host_from_capture(_capture(WORKER), "node").route_get("10.244.1.23", src="10.244.2.10",
+                                                                      iif="eth0").get("table", "main"),
+        "The SYN carries no mark on ambient-worker: which rule matches every packet, and which table does it look "
+        "up? Ask host_from_capture(worker, 'node').route_get(...). Give the table as a string.",
+    ),
+    "14-far-source": (
+        _far_source,
+        "Read the `onward` field of the far ztunnel's tunnel lines: the address before the port, as a string.",
     ),
 }
 

@@ -77,6 +77,9 @@ def lab_checks() -> list[Check]:
     for tool, package in TOOLS.items():
         version = tool_version(next(argv for argv in VERSIONS.values() if argv[0] == tool))
         checks.append(Check(tool, version is not None, version or f"not found (apt-get install {package})"))
+    tcpdump = shutil.which("tcpdump")
+    checks.append(Check("tcpdump", tcpdump is not None, tcpdump or "not found (apt-get install tcpdump): "
+                        "`lab sniff` and the HBONE chapter's live capture need it", required=False))
     for feature in probe_features():
         checks.append(Check(f"kernel: {feature.name}", feature.ok, "" if feature.ok else feature.hint, feature.required))
     return checks

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
-from ambientlab.trace.demo import WORLD
+from ambientlab.trace.demo import SECOND, WORLD
 from ambientlab.trace.network import Exit, Network
 
 NODE_BOX = (3.2, 0.6, 3.6, 6.4)  # x, y, width, height
@@ -58,12 +58,13 @@ def layout(net: Network) -> dict[str, tuple[float, float]]:
     return points
 
 
-def draw_node(net: Network, title: str = "", ax: Axes | None = None) -> Axes:
-    """Draw the node, its pods, the ztunnel pod, the veths and the tunnels; return the axes."""
+def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw the node (named ``node``), its pods, the ztunnel pod, the veths and the tunnels;
+    return the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 6.2))
     points = layout(net)
-    _box(ax, NODE_BOX, "node ambient-worker2", "#eef3fb")
+    _box(ax, NODE_BOX, f"node {node}", "#eef3fb")
     _box(ax, ZTUNNEL_BOX, "ztunnel pod", "#fdf1e3")
     _box(ax, WORLD_BOX, "", "#f0f0f0")
     ax.text(*points["world"], WORLD, ha="center", va="center", fontsize=9)
@@ -139,13 +140,13 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None,
-              packet: str | None = None) -> Axes:
+              packet: str | None = None, node: str = "ambient-worker2") -> Axes:
     """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only the
     packet whose label starts with ``packet``, if given): solid arrows on wires, dashed where the
     packet rides inside a tunnel. Return the axes."""
     if packet is not None:
         hops = hops[hops["packet"].str.startswith(packet)]
-    ax = draw_node(net, title, ax)
+    ax = draw_node(net, title, ax, node)
     points = layout(net)
     steps = path_points(net, hops)
     def anchor(key: str) -> tuple[float, float]:
@@ -159,6 +160,23 @@ def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None
                     arrowprops={"arrowstyle": "-|>", "color": "#1565c0", "lw": 2, "ls": style,
                                 "shrinkA": 4, "shrinkB": 4})
     return ax
+
+
+def split_at_underlay(hops: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return a two-node walk's hops as two one-node walks: the first node's (the wire to the
+    second node shown as leaving by eth0) and the second node's (names without :data:`SECOND`,
+    entering by eth0 from the rest of the cluster), each drawable on its own node's network."""
+    underlay = f"veth eth0 -> {SECOND}node/eth0"
+    first = hops[~hops["host"].str.startswith(SECOND)].copy()
+    crossing = first["where"] == underlay
+    first.loc[crossing, "matched"] = f"leaves for {WORLD}"
+    first.loc[crossing, "where"] = "eth0"
+    second = hops[hops["host"].str.startswith(SECOND)].replace(SECOND, "", regex=True)
+    if crossing.any():
+        entry = pd.DataFrame([{**dict.fromkeys(hops.columns), "host": WORLD, "hook": "wire", "where": "into node/eth0",
+                               "matched": "enters from the other node"}])
+        second = pd.concat([entry, second], ignore_index=True)
+    return first, second
 
 
 def draw_cluster(nodes: pd.DataFrame, pods: pd.DataFrame, ztunnels: pd.DataFrame, ax: Axes | None = None) -> Axes:

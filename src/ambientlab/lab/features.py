@@ -44,6 +44,8 @@ PROBES: tuple[tuple[str, bool, tuple[tuple[str, ...], ...], str], ...] = (
      (("iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-j", "TPROXY", "--tproxy-mark", "0x400/0xfff",
        "--on-port", "15001", "--on-ip", "127.0.0.1"),),
      "CONFIG_NETFILTER_XT_TARGET_TPROXY (modprobe xt_TPROXY nf_tproxy_ipv4)"),
+    ("bridge", False, (("ip", "link", "add", "b0", "type", "bridge"),),
+     "CONFIG_BRIDGE (modprobe bridge); a two-node lab (`lab up --nodes 2`) joins its nodes with a bridge"),
     ("nft monitor trace (TRACE target)", False,
      (("iptables", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "9", "-j", "TRACE"),
       ("nft", "list", "ruleset")),

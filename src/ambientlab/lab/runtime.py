@@ -287,6 +287,8 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
     missing = missing_required(features)
     if missing:
         raise LabError("this kernel lacks what the lab needs: " + "; ".join(f"{f.name} ({f.hint})" for f in missing))
+    if nodes == 2 and not next(f.ok for f in features if f.name == "bridge"):
+        raise LabError("a two-node lab joins its nodes with a bridge, which this kernel lacks (modprobe bridge)")
     chosen = tunnel or pick_tunnel(features)
     have = {f.name for f in features if f.ok} | {"veth"}
     if chosen not in TUNNELS:
