@@ -16,7 +16,7 @@ from ambientlab.trace.netfilter import Packet, Ruleset
 from ambientlab.trace.scenarios import walk
 
 DEMO, KEBE, LAB = "kind-2022-ambient-worker2", "kind-2022-kebe", "lab-2026-11-ambient-worker2"
-WORKER, HBONE = "kind-2022-ambient-worker", "lab-2026-11-hbone"
+WORKER, HBONE, INPOD = "kind-2022-ambient-worker", "lab-2026-11-hbone", "inpod-1.22-ambient-worker2"
 
 
 @cache
@@ -138,6 +138,23 @@ def _far_source() -> str:
     events = [json.loads(line) for line in _capture(HBONE).text("session/worker-ztunnel-marks-2022.log").splitlines()]
     (onward,) = {e["onward"].split(" -> ")[0].rsplit(":", 1)[0] for e in events if e.get("event") == "tunnel"}
     return str(onward)
+
+
+def _inpod_return_mark() -> str:
+    from ambientlab.trace.inpod import walk_inpod
+
+    hops = walk_inpod(_capture(INPOD), "inpod-inbound")
+    answer = hops[hops["packet"].str.startswith("4 ")]
+    (restored,) = set(answer[answer["matched"].astype(str).str.contains("--restore-mark")]["mark_after"])
+    return str(restored)
+
+
+def _inpod_probe_source() -> str:
+    from ambientlab.trace.inpod import walk_inpod
+
+    hops = walk_inpod(_capture(INPOD), "inpod-probe")
+    (rule,) = [m for m in hops["matched"].astype(str) if "-j SNAT" in m]
+    return rule.split("--to-source ")[1].split()[0]
 
 
 def _lab_reset_piece() -> str:
@@ -269,6 +286,15 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
     "14-far-source": (
         _far_source,
         "Read the `onward` field of the far ztunnel's tunnel lines: the address before the port, as a string.",
+    ),
+    "15-return-mark": (
+        _inpod_return_mark,
+        "Look at packet 4 of the in-pod inbound walk: which rule changes its mark in mangle OUTPUT, and to what? "
+        "Give the mark as a hex string.",
+    ),
+    "15-probe-source": (
+        _inpod_probe_source,
+        "Find the SNAT rule in the node's nat table (ISTIO_POSTRT): the address after --to-source, as a string.",
     ),
 }
 

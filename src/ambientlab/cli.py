@@ -65,6 +65,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         second = load_capture("kind-2022-ambient-worker")
         written = write_reconstruction(second.root, WORKER, {p: demo.text(p) for p in TUNNEL_FILES.values()})
         print(f"{second.name}: {len(written)} reconstructed files written")
+        from ambientlab.reconstruct_inpod import write_inpod
+
+        inpod = load_capture("inpod-1.22-ambient-worker2")
+        print(f"{inpod.name}: {len(write_inpod(inpod.root))} reconstructed files written")
     for name in names:
         capture = load_capture(name)
         if args.rehash:
@@ -178,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("captures", nargs="*", help="capture names (default: all)")
     d.add_argument("--rehash", action="store_true", help="write current sha256 values into the manifests first")
     d.add_argument("--reconstruct", action="store_true",
-                   help="rebuild the demo node and the second node (ambient-worker) in network namespaces (root) and "
-                        "rewrite their reconstructed files")
+                   help="rebuild the demo node, the second node (ambient-worker) and the in-pod node in network "
+                        "namespaces (root) and rewrite their reconstructed files")
     d.set_defaults(func=cmd_data)
     r = sub.add_parser("route-get", help="answer ip route get from recorded rules, routes and addresses")
     r.add_argument("--rules", required=True, help="output of `ip rule`")

@@ -176,13 +176,14 @@ def _geneve_or_vxlan(ns: NamespaceSet, host: str, spec: NodeSpec, name: str, rem
         ns.run(host, *common, "type", "vxlan", "id", str(vni), "remote", remote, "dstport", "6081")
 
 
-def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
-    """Build node ``node``, one namespace per pod (named by its host veth), the ztunnel pod
-    (named by its veth) and ``world`` in ``ns``, with upstream's commands for ``spec``."""
+def wire(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
+    """Build node ``node``, one namespace per pod (named by its host veth, the ztunnel pod's
+    too) and ``world`` in ``ns``, wired as kindnet and the CNI ptp plugin wire them, with no
+    ambient configuration yet."""
     # Every IPv4 sysctl routing reads is pinned, so that results do not depend on this machine
     # (a new namespace copies the host's conf/all and conf/default values).
     pinned = KERNEL_DEFAULTS
-    host_ip, cidr, zt, ztunnel = spec.host_ip, spec.pod_cidr, spec.ztunnel.veth, spec.ztunnel
+    host_ip, cidr, ztunnel = spec.host_ip, spec.pod_cidr, spec.ztunnel
     ns.add("node", {**pinned, "net.ipv4.ip_forward": "1"})
     ns.add("world")
     ns.run("node", "ip", "link", "add", "eth0", "index", "2", "address", _mac(spec.node_eth0, 1), "type", "veth",
@@ -206,6 +207,13 @@ def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
                           f"ip route add {host_ip} dev eth0 scope link",
                           f"ip route add {cidr} via {host_ip} dev eth0",
                           f"ip route add default via {host_ip} dev eth0"])
+
+
+def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
+    """Build node ``node``, one namespace per pod (named by its host veth), the ztunnel pod
+    (named by its veth) and ``world`` in ``ns``, with upstream's commands for ``spec``."""
+    wire(ns, spec)
+    host_ip, zt, ztunnel = spec.host_ip, spec.ztunnel.veth, spec.ztunnel
     # node side of CreateRulesOnNode: ipset, tunnels, routes, rules, iptables (S2, S4)
     ns.script("node", ["ipset create ztunnel-pods-ips hash:ip"]
               + [f"ipset add ztunnel-pods-ips {p.ip}" for p in spec.pods])

@@ -89,3 +89,17 @@ def test_the_second_node_is_what_upstreams_commands_print_now(netns_ok: None) ->
                 assert members == [line for line in capture.text(path).splitlines() if line.startswith("10.")]
             else:
                 assert fresh[path] == capture.text(path), f"{path} differs from a fresh reconstruction"
+
+
+def test_the_inpod_capture_is_what_the_1_22_rules_print_now(netns_ok: None) -> None:
+    from ambientlab.reconstruct_inpod import reconstruct_inpod
+
+    capture = load_capture("inpod-1.22-ambient-worker2")
+    fresh = reconstruct_inpod()
+    assert sorted(fresh) == sorted(p for p in capture.files.index if not p.startswith("cluster/"))
+    for path, text in fresh.items():
+        if path == "node/ipset-list.txt":
+            assert capture.parse(path).members["elem"].tolist() == [
+                line for line in text.splitlines() if line.startswith("10.")]
+        else:
+            assert text == capture.text(path), f"{path} differs from a fresh reconstruction"

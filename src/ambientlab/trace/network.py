@@ -79,8 +79,10 @@ class Machine:
         for sock in self.sockets:
             if sock.remote and sock.local == (packet.dst, packet.dport) and sock.remote == (packet.src, packet.sport):
                 return sock
-        if packet.tproxy:
-            return next((s for s in self.sockets if s.remote is None and s.local == packet.tproxy and s.transparent), None)
+        if packet.tproxy:  # the listener on the TPROXY address and port, or on any address and that port
+            ip, port = packet.tproxy
+            return next((s for s in self.sockets if s.remote is None and s.local[1] == port and s.local[0] in (ip, 0)
+                         and s.transparent), None)
         for sock in self.sockets:
             if sock.remote is None and sock.local[1] == packet.dport and sock.local[0] in (0, packet.dst):
                 return sock
