@@ -96,3 +96,32 @@ def test_the_comparison_is_computed_for_every_job_and_design() -> None:
 def test_unknown_inpod_scenarios_are_named() -> None:
     with pytest.raises(KeyError, match="inpod-outbound"):
         walk_inpod(INPOD, "nope")
+
+
+def test_same_node_goes_through_both_pods_ztunnel_sockets() -> None:
+    assert _ends("inpod-same-node") == {
+        "1": "productpage-v1: socket ztunnel 15001 (outbound)",
+        "2": "reviews-v1: socket ztunnel 15006 (inbound plaintext)",
+        "3": "reviews-v1: socket app 9080",
+        "4": "reviews-v1: socket ztunnel to the app (client's address)",
+    }
+
+
+def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None:
+    import json
+
+    from ambientlab.lab.status import verdict
+
+    lab = load_capture("lab-2026-11-inpod")
+    found = {p: verdict(INPOD, p, INPOD.entry(p)["parser"], lab.text(p)) for p in lab.files.index if p in INPOD.files.index}
+    assert len(found) == 21 and set(found.values()) <= {"same text", "same members"}
+    ends = walk_inpod(INPOD, "inpod-same-node").groupby("packet", sort=False).tail(1)["matched"].tolist()
+    accepted = {pod: [e for e in map(json.loads, lab.text(f"session/ztunnel-{pod}.log").splitlines())
+                      if e["event"] == "accepted"] for pod in ("productpage-v1", "reviews-v1")}
+    first = next(e for e in accepted["productpage-v1"] if e["original_dst"] == "10.244.2.7:9080")
+    assert ends[0] == f"socket ztunnel {first['listener']} (outbound)"
+    taken = next(e for e in accepted["reviews-v1"] if e["peer"] == first["onward"].split(" -> ")[0])
+    assert ends[1] == f"socket ztunnel {taken['listener']} (inbound plaintext)"
+    connections = [json.loads(x) for x in lab.text("session/connections.jsonl").splitlines()]
+    for c in connections:
+        assert c["result"].split("you are ")[1].startswith(c["client_address"] + ":")

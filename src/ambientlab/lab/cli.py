@@ -12,7 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from ambientlab.lab.plan import SECOND, TUNNELS
-from ambientlab.lab.runtime import DEFAULT_CAPTURE, Lab, LabError, open_lab, remove, running_labs, up
+from ambientlab.lab.runtime import (
+    DEFAULT_CAPTURE,
+    DESIGNS,
+    INPOD_CAPTURE,
+    Lab,
+    LabError,
+    open_lab,
+    remove,
+    running_labs,
+    up,
+)
 from ambientlab.lab.standin import BEHAVIOURS
 
 
@@ -20,17 +30,30 @@ def _lab(args: argparse.Namespace) -> Lab:
     return open_lab(args.prefix)
 
 
+def _not_inpod(lab: Lab, command: str) -> None:
+    if lab.state.get("design") == "inpod":
+        raise LabError(f"`lab {command}` compares with the 2022 node-level tracer; this lab ({lab.prefix}) is in-pod. "
+                       "Its walks are in notebooks/15-inpod.ipynb; here use `lab connect` and `lab exec`")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and start its programs."""
-    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes)
+    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes, args.design)
     second = f" + {lab.state['second_capture']}" if lab.state.get("second_capture") else ""
+    tunnels = "no tunnels" if lab.state.get("design") == "inpod" else f"{lab.state['tunnel']} tunnels"
     print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}{second}, "
-          f"{lab.state['tunnel']} tunnels, ztunnel stand-in {lab.state['behaviour']}")
+          f"{tunnels}, ztunnel stand-in {lab.state['behaviour']}")
     for host in lab.state["hosts"]:
         where = lab.state["pods"].get(host) or lab.state.get("ztunnels", {}).get(host, "")
         if host == "peer":
             where = ", ".join(f"{ip} ({what})" for ip, what in lab.state["remote"].items())
         print(f"  {host:16} namespace {lab.full(host):28} {where}")
+    if lab.state.get("design") == "inpod":
+        print(f"try: ambientlab lab connect productpage-v1 reviews-v1 --prefix {lab.prefix}   (15001 in productpage-v1, "
+              "15006 in reviews-v1)")
+        print(f"     ambientlab lab exec productpage-v1 --prefix {lab.prefix} -- iptables-save")
+        print(f"then: ambientlab lab down --prefix {lab.prefix}")
+        return 0
     if second:
         print(f"try: ambientlab lab trace productpage-v1 worker-reviews-v1 --prefix {lab.prefix}   (HBONE)")
     print(f"try: ambientlab lab trace productpage-v1 reviews-v1 --prefix {lab.prefix}")
@@ -89,7 +112,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_connect(args: argparse.Namespace) -> int:
     """Open one connection and print the app's greeting and what ztunnel logged for it."""
     lab = _lab(args)
-    ztunnels = list(lab.state.get("ztunnels") or {"ztunnel": lab.state["ztunnel_ip"]})
+    ztunnels = [name for name in lab.state["processes"] if name.startswith(("ztunnel", "worker-ztunnel"))]
     before = {z: len(lab.events(z)) for z in ztunnels}
     print(lab.connect(args.source, args.destination, args.port, send=args.send))
     time.sleep(0.2)  # a tunnelled connection is logged when it closes
@@ -137,6 +160,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from ambientlab.lab.predict import predict, predict_hbone
 
     lab = _lab(args)
+    _not_inpod(lab, "trace")
     broken = [b["piece"] for b in lab.state["breaks"]]
     if args.destination.startswith(SECOND) and not args.source.startswith(SECOND):
         if broken:
@@ -169,7 +193,9 @@ def cmd_break(args: argparse.Namespace) -> int:
         for name, piece in PIECES.items():
             print(f"{name:24} {piece.title}")
         return 0
-    print(f"removed: {break_piece(_lab(args), args.piece)}")
+    lab = _lab(args)
+    _not_inpod(lab, "break")
+    print(f"removed: {break_piece(lab, args.piece)}")
     return 0
 
 
@@ -189,6 +215,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         from ambientlab.lab.session import record_session
 
         written = record_session(root, args.capture, args.tunnel)
+    elif args.inpod_session:
+        from ambientlab.lab.inpod_session import record_inpod_session
+
+        written = record_inpod_session(root)
     elif args.hbone_session:
         from ambientlab.lab.hbone_session import record_hbone_session
 
@@ -225,7 +255,9 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         return p
 
     p = command("up", cmd_up, "build a lab and start the stand-in ztunnel and the apps", prefix=False)
-    p.add_argument("--capture", default=DEFAULT_CAPTURE, help="capture to rebuild (default: %(default)s)")
+    p.add_argument("--capture", help=f"capture to rebuild (default: {DEFAULT_CAPTURE}, or {INPOD_CAPTURE} in-pod)")
+    p.add_argument("--design", choices=DESIGNS, default="2022",
+                   help="2022: node-level redirection; inpod: Istio 1.22's rules in the pods' own namespaces")
     p.add_argument("--tunnel", choices=TUNNELS, help="tunnel type (default: geneve, else vxlan, else veth)")
     p.add_argument("--prefix", help="name prefix of the namespaces (default: a new unique one)")
     p.add_argument("--ztunnel", choices=sorted(BEHAVIOURS), default="marks-2022",
@@ -267,6 +299,8 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("dir")
     p.add_argument("--session", action="store_true",
                    help="build, trace and break two labs (one per ztunnel behaviour) and record it all")
+    p.add_argument("--inpod-session", action="store_true",
+                   help="build an in-pod lab, connect through it, and record its outputs and the stand-ins' logs")
     p.add_argument("--hbone-session", action="store_true",
                    help="build two two-node labs (one per behaviour), trace and sniff HBONE, and record it all")
     p.add_argument("--capture", default=DEFAULT_CAPTURE)

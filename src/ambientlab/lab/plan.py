@@ -23,6 +23,7 @@ from ambientlab.parse.ip_route import parse_ip_route_records
 from ambientlab.parse.ip_rule import parse_ip_rule_records
 from ambientlab.trace import ipv4
 from ambientlab.trace.demo import kubectl_pods, pod_names
+from ambientlab.trace.inpod import pod_folders
 
 TUNNELS = ("geneve", "vxlan", "veth")
 SECOND = "worker-"  # the host names of a two-node lab's second node start with this
@@ -62,6 +63,7 @@ class Plan:
     tunnel: str = "geneve"
     ztunnel_ip: str = ""
     ztunnels: dict[str, str] = field(default_factory=dict)  # ztunnel host name -> its IP
+    inpod: list[str] = field(default_factory=list)  # pods whose own namespace holds the redirection (in-pod)
 
     def add(self, host: str, why: str, *argv: str, stdin: str | None = None) -> None:
         """Append one step."""
@@ -238,18 +240,26 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
     """
     if tunnel not in TUNNELS:
         raise PlanError(f"tunnel {tunnel!r} not in {TUNNELS}")
+    # A 2022 capture has a ztunnel/ folder (the pod the node steers traffic to); an in-pod capture
+    # has pod folders instead, each with the rules of its own namespace.
+    folders = pod_folders(capture)
+    has_zt = "ztunnel/ip-addr.txt" in capture.files.index or not folders
+    template = "ztunnel" if has_zt else folders[0]  # how the CNI wired a pod: the app pods are wired alike
     _require(capture, "node/ip-addr.txt", "node/ip-rule.txt", "node/iptables-save.txt",
-             "ztunnel/ip-addr.txt", "ztunnel/ip-rule.txt", "ztunnel/iptables-save.txt")
+             f"{template}/ip-addr.txt", f"{template}/ip-rule.txt", f"{template}/iptables-save.txt")
     plan = Plan(tunnel=tunnel)
     node, ztunnel = f"{prefix}node", f"{prefix}ztunnel"
     node_devs = _records(capture, "node/ip-addr.txt", "ip-addr")
-    zt_devs = _records(capture, "ztunnel/ip-addr.txt", "ip-addr")
+    zt_devs = _records(capture, f"{template}/ip-addr.txt", "ip-addr")
     zt_eth0 = next((d for d in zt_devs if d["ifname"] == "eth0"), None)
     if zt_eth0 is None or not zt_eth0.get("addr_info"):
-        raise PlanError(f"{capture.name}/ztunnel/ip-addr.txt: no eth0 address")
+        raise PlanError(f"{capture.name}/{template}/ip-addr.txt: no eth0 address")
     zt_addr = zt_eth0["addr_info"][0]
-    plan.ztunnel_ip = zt_addr["local"]
-    plan.ztunnels[ztunnel] = zt_addr["local"]
+    if has_zt:
+        plan.ztunnel_ip = zt_addr["local"]
+        plan.ztunnels[ztunnel] = zt_addr["local"]
+    else:
+        plan.inpod = [prefix + f for f in folders]
     node_tunnels, zt_tunnels = _tunnel_links(capture, "node"), _tunnel_links(capture, "ztunnel")
     main = [p for p, t in _route_files(capture, "node") if t == "main"]
     if not main:
@@ -259,12 +269,15 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
     names = pod_names(capture)
 
     plan.hosts[node] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "1"}
-    plan.hosts[ztunnel] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
+    if has_zt:
+        plan.hosts[ztunnel] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
     plan.hosts[PEER] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
     default = next((r for r in main_recs if r["dst"] == "default"), None)
     if default is None:
         raise PlanError(f"{capture.name}/{main[0]}: no default route (who stands behind it?)")
     uplink = default["dev"]
+    own_eth0 = {f: next(d for d in _records(capture, f"{f}/ip-addr.txt", "ip-addr") if d["ifname"] == "eth0")
+                for f in folders if f"{f}/ip-addr.txt" in capture.files.index}
     for dev in node_devs:
         name, why = dev["ifname"], f"node/ip-addr.txt: {dev['ifname']}"
         if name == "lo":
@@ -275,7 +288,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
             raise PlanError(f"{capture.name}/node/ip-addr.txt: cannot tell what {name} is (not a veth, no ip -d link)")
         if name == uplink:
             peer, peer_dev = PEER, "eth0"
-        elif host_routes.get(name) == zt_addr["local"]:
+        elif has_zt and host_routes.get(name) == zt_addr["local"]:
             peer, peer_dev = ztunnel, zt_eth0["ifname"]
         elif name in host_routes:
             ip = host_routes[name]
@@ -285,18 +298,24 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         else:
             raise PlanError(f"{capture.name}: node device {name} is a veth but no `scope host` route or default "
                             "route says where it leads")
-        peer_index = str(zt_eth0["ifindex"] if peer == ztunnel else dev.get("link_index", 2))
-        peer_args = ["index", peer_index] + (["address", zt_eth0["address"]] if peer == ztunnel else [])
+        recorded = zt_eth0 if has_zt and peer == ztunnel else own_eth0.get(peer.removeprefix(prefix))
+        peer_index = str(recorded["ifindex"] if recorded else dev.get("link_index", 2))
+        peer_args = ["index", peer_index] + (["address", recorded["address"]] if recorded else [])
         plan.add(node, why, "ip", "link", "add", name, *_link_args(dev), "type", "veth", "peer", "name", peer_dev,
                  *peer_args, "netns", full(peer))
         _address_steps(plan, node, dev, why)
         plan.add(node, why, "ip", "link", "set", name, "up")
         plan.add(peer, why, "ip", "link", "set", peer_dev, "up")
-    # ztunnel: its eth0 address as recorded; the app pods are wired the same way (ptp)
-    _address_steps(plan, ztunnel, zt_eth0, "ztunnel/ip-addr.txt: eth0")
+    # ztunnel (or a recorded pod): its eth0 address as recorded; the other pods are wired the same way (ptp)
+    if has_zt:
+        _address_steps(plan, ztunnel, zt_eth0, "ztunnel/ip-addr.txt: eth0")
     for pod, ip in plan.pods.items():
+        own = pod.removeprefix(prefix)
+        if own in own_eth0:
+            _address_steps(plan, pod, own_eth0[own], f"{own}/ip-addr.txt: eth0")
+            continue
         pod_eth0 = {"ifname": "eth0", "addr_info": [{**zt_addr, "local": ip, "label": "eth0"}]}
-        _address_steps(plan, pod, pod_eth0, f"ztunnel/ip-addr.txt: eth0, wired alike for {pod} ({ip})")
+        _address_steps(plan, pod, pod_eth0, f"{template}/ip-addr.txt: eth0, wired alike for {pod} ({ip})")
     # tunnels (or their stand-ins), paired by VNI
     pairs = []
     for name, rec in node_tunnels.items():
@@ -331,10 +350,13 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         if any(_network(ip, int(c.split("/")[1])) == c for c, _ in others):
             plan.remote[ip] = name
             plan.add(PEER, f"{path}: {name} {ip}", "ip", "addr", "add", f"{ip}/32", "dev", "lo")
-    plan.add(PEER, f"ztunnel/ip-addr.txt: the pods' network, reached through the node's {uplink}", "ip", "route", "add",
+    plan.add(PEER, f"{template}/ip-addr.txt: the pods' network, reached through the node's {uplink}", "ip", "route", "add",
              _network(zt_addr["local"], int(zt_addr["prefixlen"])), "via", uplink_addr["local"], "dev", "eth0")
     # routes, rules, ipsets, iptables and sysctls, from the capture
-    for host, folder, devs in ((node, "node", node_devs), (ztunnel, "ztunnel", zt_devs)):
+    applied = [(node, "node", node_devs)] + ([(ztunnel, "ztunnel", zt_devs)] if has_zt else [])
+    applied += [(prefix + f, f, _records(capture, f"{f}/ip-addr.txt", "ip-addr")) for f in folders
+                if prefix + f in plan.pods]
+    for host, folder, devs in applied:
         _stray_kernel_routes(plan, capture, host, folder, devs)
         _routes(plan, capture, host, folder)
         _rules(plan, capture, host, folder)
@@ -342,16 +364,18 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         _iptables(plan, capture, host, folder)
         _sysctls(plan, capture, host, folder)
     for pod in plan.pods:
-        _stray_kernel_routes(plan, capture, pod, "ztunnel", [{"ifname": "eth0", "addr_info": [
+        if pod.removeprefix(prefix) in folders:
+            continue
+        _stray_kernel_routes(plan, capture, pod, template, [{"ifname": "eth0", "addr_info": [
             {**zt_addr, "local": plan.pods[pod]}]}])
-        _routes_like_ztunnel(plan, capture, pod)
+        _routes_like(plan, capture, pod, template)
     return plan
 
 
-def _routes_like_ztunnel(plan: Plan, capture: Capture, pod: str) -> None:
-    """Give an app pod the ztunnel pod's main-table routes (both are wired by the same CNI)."""
+def _routes_like(plan: Plan, capture: Capture, pod: str, template: str) -> None:
+    """Give an app pod the ``template`` pod's main-table routes (both are wired by the same CNI)."""
     before = len(plan.steps)
-    _routes(plan, capture, pod, "ztunnel")
+    _routes(plan, capture, pod, template)
     kept = [s for s in plan.steps[before:] if s.argv[4] == "main"]
     plan.steps[before:] = [Step(s.host, s.argv, f"{s.why}, wired alike for {pod}") for s in kept]
 

@@ -33,6 +33,8 @@ from ambientlab.netns import NamespaceSet, netns_problem
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")
 DEFAULT_CAPTURE = "kind-2022-ambient-worker2"
+INPOD_CAPTURE = "inpod-1.22-ambient-worker2"
+DESIGNS = ("2022", "inpod")
 
 
 class LabError(RuntimeError):
@@ -261,25 +263,34 @@ def _hbone_setup(lab: Lab, plan: Plan, captures: tuple[Capture, Capture]) -> dic
     return out
 
 
-def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | None = None,
-       behaviour: str = "marks-2022", nodes: int = 1) -> Lab:
+def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None = None,
+       behaviour: str = "marks-2022", nodes: int = 1, design: str = "2022") -> Lab:
     """Build a lab from ``capture`` and start its programs; return it.
 
     ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
     the stand-in ztunnel's (``marks-2022`` or ``no-marks``). With ``nodes=2`` a second node
     (capture :data:`~ambientlab.lab.predict.SECOND_CAPTURE`, hosts named ``worker-…``) joins
-    over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA. A
-    failed step removes everything built so far and raises :class:`LabError` naming the step
-    and the capture line it applies.
+    over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA.
+    ``design="inpod"`` builds an in-pod capture (default :data:`INPOD_CAPTURE`): the rules in
+    the recorded pods' own namespaces, and a stand-in ztunnel inside each of them (behaviour
+    ``inpod``). A failed step removes everything built so far and raises :class:`LabError`
+    naming the step and the capture line it applies.
     """
     if nodes not in (1, 2):
         raise LabError(f"a lab has 1 or 2 nodes, not {nodes}")
+    if design not in DESIGNS:
+        raise LabError(f"design {design!r} not in {DESIGNS}")
+    if design == "inpod":
+        if nodes != 1:
+            raise LabError("the in-pod lab has one node")
+        capture, behaviour = capture or INPOD_CAPTURE, "inpod"
+    capture = capture or DEFAULT_CAPTURE
     problem = netns_problem()
     if problem:
         raise LabError(f"the live lab {problem}")
     prefix = prefix or f"al{secrets.token_hex(3)}"
     _check_prefix(prefix)
-    if behaviour not in BEHAVIOURS:
+    if behaviour not in BEHAVIOURS and behaviour != "inpod":
         raise LabError(f"ztunnel behaviour {behaviour!r} not in {sorted(BEHAVIOURS)}")
     if namespaces_with_prefix(prefix) or (state_root() / prefix).exists():
         raise LabError(f"a lab with prefix {prefix!r} exists: `ambientlab lab down --prefix {prefix}` first")
@@ -304,7 +315,7 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
                        "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
                        "ztunnel_ip": plan.ztunnel_ip, "ztunnels": plan.ztunnels, "processes": {}, "breaks": [],
                        "features": {f.name: f.ok for f in features},
-                       "second_capture": second.name if second else None})
+                       "second_capture": second.name if second else None, "design": design, "inpod": plan.inpod})
     started = time.monotonic()
     try:
         lab.folder.mkdir(parents=True)
@@ -323,6 +334,8 @@ def up(capture: str = DEFAULT_CAPTURE, tunnel: str | None = None, prefix: str | 
         for host in plan.ztunnels:
             extra = ["--hbone", configs[host]] if host in configs else []
             _start(lab, host, host, "ztunnel", "--behaviour", behaviour, *extra)
+        for host in plan.inpod:  # in-pod: ztunnel's listeners inside each meshed pod's namespace
+            _start(lab, host, f"ztunnel-{host}", "ztunnel", "--behaviour", "inpod")
         for host in [*plan.pods, PEER]:
             _start(lab, host, host, "app", "--name", host, "--port", str(APP_PORT))
         _wait_ready(lab)

@@ -36,6 +36,11 @@ BEHAVIOURS = {
     "no-marks": {"listeners": {15001: 0, 15006: 0, 15008: 0}, "onward": 0},
     "marks-2022": {"listeners": {15001: 0x401, 15006: 0x402, 15008: 0x402}, "onward": 0x4D2},
 }
+# In-pod (Istio 1.21+): ztunnel's sockets live in the app pod's namespace, all marked 0x539; 15001
+# receives REDIRECTed connections (the original destination comes from conntrack) and dials on from
+# the pod's own address; 15006/15008 receive TPROXYed ones and dial the app with the peer's address.
+INPOD = {"listeners": {15001: 0x539, 15006: 0x539, 15008: 0x539}, "onward": 0x539}
+SO_ORIGINAL_DST = 80  # <linux/netfilter_ipv4.h>
 _lock = threading.Lock()
 
 
@@ -83,15 +88,24 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"
 
 
-def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbone: Any = None) -> None:
-    peer, dst = conn.getpeername(), conn.getsockname()
+def original_dst(conn: socket.socket) -> tuple[str, int]:
+    """Return the destination a REDIRECTed connection was sent to (conntrack's SO_ORIGINAL_DST)."""
+    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    return socket.inet_ntoa(raw[4:8]), int.from_bytes(raw[2:4], "big")
+
+
+def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbone: Any = None,
+           redirected: bool = False) -> None:
+    peer = conn.getpeername()
+    dst = original_dst(conn) if redirected else conn.getsockname()
     if hbone is not None and (port == 15008 or hbone.remote(dst[0])):
         (hbone.inbound if port == 15008 else hbone.outbound)(conn, peer, dst, onward_mark, timeout)
         return
     event: dict[str, Any] = {"event": "accepted", "listener": port, "role": LISTENERS[port],
                              "peer": _addr(peer), "original_dst": _addr(dst)}
     try:
-        out = _dial(peer[0], dst, onward_mark, timeout)  # the borrowed source: the client's own address
+        # the borrowed source: the client's own address (a REDIRECTed client is this pod: its own address)
+        out = _dial("0.0.0.0" if redirected else peer[0], dst, onward_mark, timeout)
     except OSError as err:
         log(**event, onward=None, error=_error(err))
         conn.close()
@@ -109,8 +123,10 @@ def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbo
 
 def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None = None) -> None:
     """Run the stand-in ztunnel's three transparent listeners until killed (speaking HBONE
-    with the configuration file ``hbone_config``, if given)."""
-    marks = BEHAVIOURS[behaviour]
+    with the configuration file ``hbone_config``, if given). With behaviour ``inpod`` the
+    listeners are on 0.0.0.0 inside a pod's namespace and 15001 takes REDIRECTed connections."""
+    inpod = behaviour == "inpod"
+    marks = INPOD if inpod else BEHAVIOURS[behaviour]
     hbone = None
     if hbone_config:
         from ambientlab.lab.tunnel import Hbone
@@ -123,7 +139,7 @@ def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if mark:
             s.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
-        s.bind(("127.0.0.1", port))
+        s.bind(("0.0.0.0" if inpod else "127.0.0.1", port))
         s.listen(64)
         servers.append((port, s))
     log(event="ready", behaviour=behaviour, listeners={str(p): hex(m) for p, m in marks["listeners"].items()},
@@ -132,7 +148,8 @@ def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None
     def accept(port: int, s: socket.socket) -> None:
         while True:
             conn, _ = s.accept()
-            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout, hbone), daemon=True).start()
+            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout, hbone, inpod and port == 15001),
+                             daemon=True).start()
 
     threads = [threading.Thread(target=accept, args=pair, daemon=True) for pair in servers]
     for t in threads:
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ambientlab.lab.standin")
     sub = parser.add_subparsers(dest="what", required=True)
     z = sub.add_parser("ztunnel")
-    z.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default="marks-2022")
+    z.add_argument("--behaviour", choices=[*sorted(BEHAVIOURS), "inpod"], default="marks-2022")
     z.add_argument("--hbone", help="HBONE configuration (JSON: this node, certificates, workloads)")
     a = sub.add_parser("app")
     a.add_argument("--name", required=True)

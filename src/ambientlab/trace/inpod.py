@@ -102,6 +102,22 @@ def inbound(net: Network) -> list[Send]:
     ]
 
 
+def same_node(net: Network) -> list[Send]:
+    """productpage's app connects to reviews-v1 on the same node: 15001 in productpage's
+    namespace, then ztunnel's onward connection (plain here, as in the lab's stand-in) is taken
+    by 15006 in reviews-v1's namespace, which dials the app with productpage's address."""
+    _connected(net, "productpage-v1", "ztunnel onward to reviews-v1", (PRODUCTPAGE, 41000), (REVIEWS_V1, 9080))
+    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (PRODUCTPAGE, 42000), (REVIEWS_V1, 9080))
+    return [
+        Send("1 SYN app -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 40000, REVIEWS_V1, 9080, "S")),
+        Send("2 SYN ztunnel -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 41000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK),
+        Send("3 SYN ztunnel (as productpage) -> app:9080", "reviews-v1", tcp(PRODUCTPAGE, 42000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK, True),
+        Send("4 SYN-ACK app -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 42000, "SA")),
+    ]
+
+
 def plaintext_inbound(net: Network) -> list[Send]:
     """A client outside the mesh connects to reviews-v1: TPROXY to 15006 inside the pod."""
     return [Send("1 SYN outside client -> reviews-v1:9080", WORLD, tcp(IP("10.244.0.6"), 45000, REVIEWS_V1, 9080, "S"))]
@@ -120,6 +136,7 @@ def probe(net: Network) -> list[Send]:
 SCENARIOS: dict[str, Callable[[Network], list[Send]]] = {
     "inpod-outbound": outbound,
     "inpod-inbound": inbound,
+    "inpod-same-node": same_node,
     "inpod-plaintext-inbound": plaintext_inbound,
     "inpod-probe": probe,
 }

@@ -1,0 +1,70 @@
+"""The in-pod lab on the real kernel: Istio 1.22's rules in the pods' own namespaces, a
+stand-in ztunnel inside each recorded pod, and what the tracer predicts for the same
+connections."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ambientlab import load_capture
+from ambientlab.lab.runtime import Lab, namespaces_with_prefix, up
+from ambientlab.lab.status import differences
+from ambientlab.trace.inpod import walk_inpod
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def lab(netns_ok: None) -> Iterator[Lab]:
+    built = up(design="inpod")
+    try:
+        yield built
+    finally:
+        prefix = built.prefix
+        built.down()
+        assert namespaces_with_prefix(prefix) == []
+
+
+def _accepted(lab: Lab, process: str, before: int) -> list[dict[str, object]]:
+    for _ in range(40):
+        found = [e for e in lab.events(process)[before:] if e.get("event") == "accepted"]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_the_pods_print_the_inpod_capture(lab: Lab) -> None:
+    found = differences(lab)
+    assert "DIFFERENT" not in found.values(), found
+    assert found["productpage-v1/ip-rule.txt"] == "same text"
+    assert found["reviews-v1/ip-route-table-100.txt"] == "same text"
+    assert lab.state["inpod"] == ["productpage-v1", "reviews-v1"] and not lab.state["ztunnels"]
+
+
+def test_a_connection_is_captured_on_15001_inside_the_client_pod(lab: Lab) -> None:
+    near, far = len(lab.events("ztunnel-productpage-v1")), len(lab.events("ztunnel-reviews-v1"))
+    greeting = lab.connect("productpage-v1", "reviews-v1", sport=40999)
+    [out] = _accepted(lab, "ztunnel-productpage-v1", near)
+    [into] = _accepted(lab, "ztunnel-reviews-v1", far)
+    # what the tracer predicts for the same connection, from the in-pod capture
+    ends = walk_inpod(load_capture("inpod-1.22-ambient-worker2"), "inpod-same-node").groupby(
+        "packet", sort=False).tail(1).set_index("packet")["matched"].tolist()
+    assert ends[0] == f"socket ztunnel {out['listener']} (outbound)" and out["peer"] == "10.244.2.3:40999"
+    assert out["original_dst"] == "10.244.2.7:9080" and out["onward_mark"] == "0x539"
+    assert ends[1] == f"socket ztunnel {into['listener']} (inbound plaintext)"
+    assert str(into["peer"]).startswith("10.244.2.3:") and str(into["onward"]).startswith("10.244.2.3:")
+    assert greeting.startswith("hello from reviews-v1 (10.244.2.7:9080); you are 10.244.2.3:")
+    assert ends[3] == "socket ztunnel to the app (client's address)"
+
+
+def test_a_pod_without_the_rules_is_not_captured_outbound(lab: Lab) -> None:
+    before = len(lab.events("ztunnel-reviews-v1"))
+    greeting = lab.connect("ratings-v1", "reviews-v1")
+    assert greeting.startswith("hello from reviews-v1") and greeting.split("you are ")[1].startswith("10.244.2.2:")
+    [into] = _accepted(lab, "ztunnel-reviews-v1", before)
+    assert into["listener"] == 15006  # captured on arrival only: ratings-v1 has no rules of its own
+    assert lab.connect("reviews-v1", "ratings-v1").startswith("hello from ratings-v1")
