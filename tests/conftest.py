@@ -47,3 +47,25 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     return out / "_build" / "html"
+
+
+FAKES = Path(__file__).parent / "fakes"
+FAKE_TOOLS = ("docker", "kubectl", "ip", "ipset", "iptables-save", "sysctl")
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put fake docker, kubectl, ip, ipset, iptables-save and sysctl first on PATH: they replay
+    the demo capture's recorded outputs (tests/fakes/fake_tool.py); return their folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in FAKE_TOOLS:
+        exe = bin_dir / tool
+        exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
+                       f"sys.exit(fake_tool.main({tool!r}))\n")
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CAPTURE", str(DATA / "kind-2022-ambient-worker2"))
+    return bin_dir
+
+

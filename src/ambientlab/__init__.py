@@ -6,6 +6,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ambientlab.capture import Capture, list_captures, load_capture
+from ambientlab.chapters import CaptureMismatch, chapter_capture
 from ambientlab.errors import ParseError
 
-__all__ = ["Capture", "ParseError", "__version__", "list_captures", "load_capture"]
+__all__ = ["Capture", "CaptureMismatch", "ParseError", "__version__", "chapter_capture", "list_captures", "load_capture"]

@@ -166,6 +166,41 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    """Record a node of your own cluster (or a live lab) with the book's read-only commands."""
+    from ambientlab.collect import Target, istio_version, lab_target, plan_capture, pods_on, run_capture, ztunnel_on
+
+    if args.kind_node:
+        target = Target.kind(args.kind_node)
+    elif args.kubectl_debug:
+        target = Target.debug(args.kubectl_debug, args.image)
+    else:
+        target = lab_target(args.lab)
+    wanted = [w for w in (args.pods or "").split(",") if w]
+    if args.dry_run:
+        ztunnel = "ZTUNNEL-POD" if args.with_ztunnel else None
+        pods = [(w, "POD-IP") for w in wanted]
+    else:
+        ztunnel = ztunnel_on(target.kubectl, target.node) if args.with_ztunnel else None
+        on_node = pods_on(target.kubectl, target.node)
+        pods = []
+        for want in wanted:
+            found = [(n.rsplit("-", 2)[0] if n.count("-") >= 2 else n, ip) for n, ip in on_node
+                     if n == want or n.startswith(f"{want}-")]
+            if len(found) != 1:
+                raise ValueError(f"--pods {want}: {len(found)} pods on {target.node} match (want 1)")
+            pods.append(found[0])
+    plan = plan_capture(target, ztunnel, pods)
+    if args.dry_run:
+        print("\n".join(plan.printable()))
+        return 0
+    written = run_capture(plan, Path(args.out), istio_version(target.kubectl))
+    print(f"{args.out}: {len(written)} files and manifest.yaml written (origin: recorded)")
+    if target.cleanup:
+        print(f"the debug pod is still there: {target.cleanup}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``ambientlab`` command."""
     top = argparse.ArgumentParser(prog="ambientlab", description="Istio ambient redirection, computed.")
@@ -210,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("out", help="folder for the zip, e.g. _build/release")
     z.add_argument("--student", default="_build/student", help="where the student notebooks are written first")
     z.set_defaults(func=cmd_release)
+    k = sub.add_parser("capture", help="record a node of your cluster with the book's read-only commands")
+    k.add_argument("out", help="the capture folder to write (e.g. data/my-node); AMBIENTLAB_CAPTURE=its name")
+    how = k.add_mutually_exclusive_group(required=True)
+    how.add_argument("--kind-node", help="a kind node: run the commands with `docker exec NODE`")
+    how.add_argument("--kubectl-debug", metavar="NODE", help="any node: run them in `kubectl debug node/NODE`")
+    how.add_argument("--lab", metavar="PREFIX", help="a running live lab's node (root), read like a real one")
+    k.add_argument("--with-ztunnel", action="store_true",
+                   help="also read the ztunnel pod's namespace (the 2022 design; needs a shell and ip in its image)")
+    k.add_argument("--pods", help="in-pod design: read these pods' own namespaces too (comma-separated names)")
+    k.add_argument("--image", default="busybox:1.36", help="the debug pod's image (--kubectl-debug)")
+    k.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
+    k.set_defaults(func=cmd_capture)
     add_lab_parser(sub)
     return top
 
@@ -224,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParseError as err:
         print(f"ambientlab: {err}", file=sys.stderr)
         return 2
-    except (ManifestError, FileNotFoundError, KeyError, ValueError) as err:
+    except (ManifestError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as err:
         print(f"ambientlab: {err}", file=sys.stderr)
         return 2
 

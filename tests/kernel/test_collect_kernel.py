@@ -1,0 +1,70 @@
+"""`ambientlab capture` against the live lab as a real host: the lab's node (and ztunnel pod, or
+in-pod the pods' own namespaces) read with the real tools, kubectl replayed by a fake. The
+capture must parse, print what the lab was built from, and walk like it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ambientlab import load_capture
+from ambientlab.collect import lab_target, plan_capture, run_capture
+from ambientlab.lab.runtime import Lab, up
+from ambientlab.lab.status import verdict
+from ambientlab.reconstruct import clean_output, netnsid_names
+from ambientlab.trace.inpod import walk_inpod
+from ambientlab.trace.scenarios import walk
+from tests.conftest import FAKES
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path) -> list[str]:
+    exe = tmp_path / "kubectl"
+    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
+                   "sys.exit(fake_tool.main('kubectl'))\n")
+    exe.chmod(0o755)
+    return [str(exe)]
+
+
+@pytest.fixture(params=("2022", "inpod"))
+def lab(request: pytest.FixtureRequest, netns_ok: None) -> Iterator[Lab]:
+    built = up(design=request.param)
+    try:
+        yield built
+    finally:
+        built.down()
+
+
+def test_capture_reads_the_lab_like_a_node(lab: Lab, fake_kubectl: list[str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    source = load_capture(lab.state["capture"])
+    monkeypatch.setenv("FAKE_CAPTURE", str(source.root))
+    inpod = lab.state["design"] == "inpod"
+    target = lab_target(lab.prefix, fake_kubectl)
+    plan = plan_capture(target, None if inpod else "ztunnel-gzlxs",
+                        [(pod, lab.address(pod)) for pod in lab.state["inpod"]])
+    written = run_capture(plan, tmp_path / "mine")
+    mine = load_capture(tmp_path / "mine")
+    mine.verify()
+    def printed(path: str) -> str:  # as `lab status` compares: without date comments and trailing blanks
+        text = clean_output(mine.text(path))
+        host = path.split("/")[0]
+        return netnsid_names(lab.ns, host, text) if path.endswith("/ip-addr.txt") else text
+
+    compared = {p: verdict(source, p, source.entry(p)["parser"], printed(p)) for p in written
+                if p in source.files.index and not p.startswith("cluster/")}
+    assert len(compared) >= 14 and "DIFFERENT" not in compared.values(), compared
+    assert not [p for p in written if p.startswith(("node/ip-d-link", "ztunnel/")) and inpod]
+    if inpod:
+        for scenario in ("inpod-outbound", "inpod-inbound", "inpod-probe"):
+            assert walk_inpod(mine, scenario)["matched"].tolist() == walk_inpod(source, scenario)["matched"].tolist()
+    else:
+        for scenario in ("same-node-vip", "inbound-remote", "kubelet"):
+            assert walk(mine, scenario)["matched"].tolist() == walk(source, scenario)["matched"].tolist()
+    assert os.environ["FAKE_CAPTURE"] == str(source.root)
