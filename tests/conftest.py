@@ -50,12 +50,12 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 FAKES = Path(__file__).parent / "fakes"
-FAKE_TOOLS = ("docker", "kubectl", "ip", "ipset", "iptables-save", "sysctl")
+FAKE_TOOLS = ("docker", "kubectl", "ip", "ipset", "iptables", "iptables-save", "sysctl")
 
 
 @pytest.fixture
 def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put fake docker, kubectl, ip, ipset, iptables-save and sysctl first on PATH: they replay
+    """Put fake docker, kubectl, ip, ipset, iptables, iptables-save and sysctl first on PATH: they replay
     the demo capture's recorded outputs (tests/fakes/fake_tool.py); return their folder."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -52,6 +52,8 @@ def test_a_kind_capture_replayed_by_fakes_reads_and_walks_like_the_demo(fake_pat
     mine.verify()  # every file listed, hashed and parsed
     assert mine.manifest["cluster"] == "Istio 0.0.0-ambient.191fe680b52c1754ee72a06b3e0d3f9d116f2e82"
     assert set(mine.files["origin"]) == {"recorded"}
+    assert mine.manifest["node_tools"]["iptables"] == "iptables v1.8.7 (nf_tables)"
+    assert mine.manifest["node_tools"]["kernel"]  # uname is not faked: this machine's kernel answers
     for path in ("node/ip-rule.txt", "node/ip-route-table-100.txt", "node/iptables-save.txt", "node/ipset-list.txt",
                  "ztunnel/iptables-save.txt", "ztunnel/ip-d-link-pistioin.txt"):
         assert mine.text(path) == DEMO.text(path), path

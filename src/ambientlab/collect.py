@@ -35,6 +35,9 @@ COLUMNS = "custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeNa
 DEBUG_IMAGE = "busybox:1.36"
 TABLES = ("main", "local", "100", "101", "102")
 MARK = "@@ambientlab"
+# What the node's tools and kernel are (into the manifest, not into files).
+VERSIONS = {"kernel": ("uname", "-r"), "iproute2": ("ip", "-V"), "iptables": ("iptables", "-V"),
+            "ipset": ("ipset", "-v")}
 
 
 @dataclass(frozen=True)
@@ -229,9 +232,16 @@ def run_capture(plan: Plan, root: Path, istio: str | None = None) -> list[str]:
     for cmd in plan.kubectl:
         out = _run([*kubectl, *cmd.argv]).decode()
         keep(cmd, 0, out, "", f"kubectl {shlex.join(cmd.argv)}", "workstation (kubectl)")
+    tools: dict[str, str] = {}
     for label, prefix, commands, netns in plan.runs:
         ns = _find_netns(prefix, netns[1:], plan.target.netns_prefix) if netns else None
-        framed = unframe(_run([*prefix, script(commands, ns)]), label)
+        asked = [*commands, *(Command(f"version/{k}", v, "version") for k, v in VERSIONS.items())] if label == "node" \
+            else commands
+        framed = unframe(_run([*prefix, script(asked, ns)]), label)
+        if label == "node":
+            for key in VERSIONS:
+                rc, out, err = framed[f"version/{key}"]
+                tools[key] = (out or err).strip().splitlines()[0] if rc == 0 and (out or err).strip() else "not found"
         for cmd in commands:
             rc, out, err = framed[cmd.path]
             wrap = f"ip netns exec {ns} " if ns else ""
@@ -245,6 +255,8 @@ def run_capture(plan: Plan, root: Path, istio: str | None = None) -> list[str]:
         "cluster": f"Istio {istio}" if istio else "Istio version not found",
         "sources": {"this-run": f"ambientlab capture, {plan.target.describe}, "
                                 f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}"},
+        "recorded": datetime.date.today().isoformat(),
+        "node_tools": tools,
         "files": files,
     }
     header = "# Recorded by `ambientlab capture` (origin `recorded`). Checked by `ambientlab data`.\n"
