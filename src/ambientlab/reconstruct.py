@@ -368,6 +368,22 @@ def tunnel_link_texts(spec: NodeSpec, demo: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def write_texts(root: Path, texts: dict[str, str]) -> None:
+    """Write reconstructed ``texts`` ({path: text}) under ``root``. An ``ipset list`` whose
+    members are those of the file already there is not rewritten: its header holds a random
+    hash seed and its member order follows the hash, so a fresh print differs every time."""
+    for path, text in texts.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith("ipset-list.txt") and target.is_file():
+            def members(t: str) -> list[str]:
+                return sorted(t.split("Members:\n", 1)[-1].split())
+
+            if members(target.read_text()) == members(text):
+                continue
+        target.write_text(text)
+
+
 def write_reconstruction(root: Path, spec: NodeSpec = WORKER2, demo: dict[str, str] | None = None) -> list[str]:
     """Write the reconstructed files of ``spec`` into capture folder ``root``; return their paths.
 
@@ -381,7 +397,5 @@ def write_reconstruction(root: Path, spec: NodeSpec = WORKER2, demo: dict[str, s
             raise ValueError("the tunnel files of another node are written from the demo node's recorded ones")
         texts |= tunnel_link_texts(spec, demo)
         written += list(TUNNEL_FILES.values())
-    for path in written:
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(texts[path])
+    write_texts(root, {path: texts[path] for path in written})
     return written

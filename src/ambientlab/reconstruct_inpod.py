@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ambientlab.netns import NamespaceSet
-from ambientlab.reconstruct import SYSCTL, WORKER2, NodeSpec, clean_output, netnsid_names, wire
+from ambientlab.reconstruct import SYSCTL, WORKER2, NodeSpec, clean_output, netnsid_names, wire, write_texts
 
 UPSTREAM_INPOD = "aaf597fbfae607adf4bb4e77538a7ea98995328a"
 PROBE_SOURCE = "169.254.7.127"
@@ -112,7 +112,5 @@ def reconstruct_inpod(spec: NodeSpec = WORKER2, prefix: str | None = None) -> di
 def write_inpod(root: Path, spec: NodeSpec = WORKER2) -> list[str]:
     """Write the in-pod capture's reconstructed files into ``root``; return their paths."""
     texts = reconstruct_inpod(spec)
-    for path, text in texts.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+    write_texts(root, texts)
     return list(texts)
