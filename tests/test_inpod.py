@@ -3,6 +3,7 @@ pod's rules, and the computed comparison with the 2022 design."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from ambientlab import load_capture
@@ -125,3 +126,34 @@ def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None
     connections = [json.loads(x) for x in lab.text("session/connections.jsonl").splitlines()]
     for c in connections:
         assert c["result"].split("you are ")[1].startswith(c["client_address"] + ":")
+
+
+def _app_to_ztunnel_handshake() -> pd.DataFrame:
+    """The app's connection to 15001 in productpage-v1's namespace: SYN, ztunnel's SYN-ACK from
+    its accepted socket (mark 0x539, looped back), the app's ACK."""
+    from ambientlab.trace import ipv4
+    from ambientlab.trace.inpod import INPOD_MARK, PRODUCTPAGE, REVIEWS_V1
+    from ambientlab.trace.network import Socket
+    from ambientlab.trace.scenarios import Send, play, tcp
+
+    net = inpod_network(INPOD)
+    local = ipv4.to_int("127.0.0.1")
+    pod = net.machines["productpage-v1"]
+    pod.sockets.append(Socket("app", (PRODUCTPAGE, 41234), (REVIEWS_V1, 9080)))
+    first = play(net, [Send("1 SYN", "productpage-v1", tcp(PRODUCTPAGE, 41234, REVIEWS_V1, 9080, "S"))])
+    pod.sockets.append(Socket("accepted", (local, 15001), (PRODUCTPAGE, 41234), mark=INPOD_MARK))
+    rest = play(net, [Send("2 SYN-ACK", "productpage-v1", tcp(local, 15001, PRODUCTPAGE, 41234, "SA"), INPOD_MARK),
+                      Send("3 ACK", "productpage-v1", tcp(PRODUCTPAGE, 41234, REVIEWS_V1, 9080, "A"))])
+    return pd.concat([first, rest], ignore_index=True)
+
+
+def test_a_looped_back_packet_keeps_its_connection_so_the_app_inherits_0x111() -> None:
+    # ztunnel's SYN-ACK (mark 0x539) loops back and ISTIO_PRERT stamps the app's *own* connection with
+    # 0x111; the app's next packet has it restored in OUTPUT. An nft trace of the in-pod lab shows the
+    # same (tests/kernel/test_inpod_kernel.py).
+    hops = _app_to_ztunnel_handshake()
+    synack = hops[hops["packet"] == "2 SYN-ACK"]
+    assert synack["matched"].iloc[-1] == "socket app" and synack["headers"].iloc[-1].startswith("10.244.2.7:9080 >")
+    ack = hops[(hops["packet"] == "3 ACK") & (hops["hook"] == "OUTPUT")]
+    assert ack["ctmark"].iloc[0] == "0x111" and ack["mark_after"].iloc[-1] == "0x111"
+    assert hops[hops["packet"] == "3 ACK"]["matched"].iloc[-1] == "socket accepted"

@@ -68,3 +68,17 @@ def test_a_pod_without_the_rules_is_not_captured_outbound(lab: Lab) -> None:
     [into] = _accepted(lab, "ztunnel-reviews-v1", before)
     assert into["listener"] == 15006  # captured on arrival only: ratings-v1 has no rules of its own
     assert lab.connect("reviews-v1", "ratings-v1").startswith("hello from ratings-v1")
+
+
+def test_the_kernel_restores_0x111_on_the_apps_ack_as_the_tracer_does(lab: Lab) -> None:
+    from ambientlab.lab.nftrace import kernel_segments, run_traced
+    from tests.test_inpod import _app_to_ztunnel_handshake
+
+    _, texts = run_traced(lab, lambda: lab.connect("productpage-v1", "reviews-v1", sport=41234), (9080, 15001),
+                          ("productpage-v1",))
+    segments = kernel_segments(texts)["productpage-v1"]
+    ack = next(s for s in segments if s.key == "tcp 10.244.2.3:41234 > 10.244.2.7:9080 [A]")
+    kernel_output = next(h for h in ack.hooks if h[0] == "OUTPUT")
+    predicted = _app_to_ztunnel_handshake()
+    tracer_output = predicted[(predicted["packet"] == "3 ACK") & (predicted["hook"] == "OUTPUT")]
+    assert kernel_output[3] == tracer_output["mark_after"].iloc[-1] == "0x111"

@@ -216,7 +216,8 @@ class Network:
     def _receive(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]],
                  looped: bool = False) -> None:
         packet.redirect_ip = next(iter(a.local for a in machine.host.devices[packet.iif].addrs), 0)
-        machine.track(packet)
+        if not (looped and packet.conn is not None):  # a looped-back packet keeps its conntrack entry (skb->_nfct)
+            machine.track(packet)
         if not self._hook(label, machine, "PREROUTING", packet, hops):
             return
         if looped:  # a looped-back packet keeps its route (skb_dst): no input lookup
