@@ -53,6 +53,15 @@ FAKES = Path(__file__).parent / "fakes"
 FAKE_TOOLS = ("docker", "kubectl", "ip", "ipset", "iptables", "iptables-save", "sysctl")
 
 
+def write_fake(folder: Path, tool: str) -> Path:
+    """Write an executable ``folder/tool`` that plays ``tool`` with tests/fakes/fake_tool.py; return it."""
+    exe = folder / tool
+    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
+                   f"sys.exit(fake_tool.main({tool!r}))\n")
+    exe.chmod(0o755)
+    return exe
+
+
 @pytest.fixture
 def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put fake docker, kubectl, ip, ipset, iptables, iptables-save and sysctl first on PATH: they replay
@@ -60,10 +69,7 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in FAKE_TOOLS:
-        exe = bin_dir / tool
-        exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
-                       f"sys.exit(fake_tool.main({tool!r}))\n")
-        exe.chmod(0o755)
+        write_fake(bin_dir, tool)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CAPTURE", str(DATA / "kind-2022-ambient-worker2"))
     return bin_dir

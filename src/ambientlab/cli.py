@@ -169,6 +169,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_capture(args: argparse.Namespace) -> int:
     """Record a node of your own cluster (or a live lab) with the book's read-only commands."""
     from ambientlab.collect import Target, istio_version, lab_target, plan_capture, pods_on, run_capture, ztunnel_on
+    from ambientlab.trace.demo import short_name
 
     if args.kind_node:
         target = Target.kind(args.kind_node)
@@ -185,8 +186,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         on_node = pods_on(target.kubectl, target.node)
         pods = []
         for want in wanted:
-            found = [(n.rsplit("-", 2)[0] if n.count("-") >= 2 else n, ip) for n, ip in on_node
-                     if n == want or n.startswith(f"{want}-")]
+            found = [(short_name(n), ip) for n, ip in on_node if n == want or short_name(n) == want]
             if len(found) != 1:
                 raise ValueError(f"--pods {want}: {len(found)} pods on {target.node} match (want 1)")
             pods.append(found[0])

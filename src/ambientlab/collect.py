@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from ambientlab.capture import sha256_of
+from ambientlab.parse import parse
 from ambientlab.reconstruct import SYSCTL
 
 COLUMNS = "custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeName"
@@ -172,16 +174,22 @@ def _run(argv: list[str]) -> bytes:
     return done.stdout
 
 
+def _listing(kubectl: list[str], *argv: str) -> pd.DataFrame:
+    """Return ``kubectl get pod … -o COLUMNS`` as the book's kubectl parser reads it."""
+    return parse("kubectl", _run([*kubectl, "get", "pod", "-A", *argv, "-o", COLUMNS]).decode(),
+                 f"kubectl get pod {' '.join(argv)}")
+
+
 def pods_on(kubectl: list[str], node: str) -> list[tuple[str, str]]:
     """Return [(pod name, IP)] of the pods on ``node`` (``kubectl get pod``)."""
-    text = _run([*kubectl, "get", "pod", "-A", "-o", COLUMNS, "--field-selector", f"spec.nodeName={node}"]).decode()
-    return [(row.split()[0], row.split()[1]) for row in text.splitlines()[1:] if len(row.split()) >= 2]
+    frame = _listing(kubectl, "--field-selector", f"spec.nodeName={node}")
+    return [(str(n), str(ip)) for n, ip in zip(frame["NAME"], frame["IP"], strict=True)]
 
 
 def ztunnel_on(kubectl: list[str], node: str) -> str:
     """Return the name of the ztunnel pod on ``node``."""
-    text = _run([*kubectl, "get", "pod", "-A", "-l", "app=ztunnel", "-o", COLUMNS]).decode()
-    found = [row.split()[0] for row in text.splitlines()[1:] if row.split()[2:3] == [node]]
+    frame = _listing(kubectl, "-l", "app=ztunnel")
+    found = [str(n) for n, on in zip(frame["NAME"], frame["NODE"], strict=True) if on == node]
     if len(found) != 1:
         raise RuntimeError(f"{len(found)} ztunnel pods on {node} (want 1)")
     return found[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ambientlab.netns import NamespaceSet
 from ambientlab.reconstruct import SYSCTL, WORKER2, NodeSpec, clean_output, netnsid_names, wire, write_texts
+from ambientlab.trace.demo import short_name
 
 UPSTREAM_INPOD = "aaf597fbfae607adf4bb4e77538a7ea98995328a"
 PROBE_SOURCE = "169.254.7.127"
@@ -58,11 +59,6 @@ COMMIT
 RECORDED_PODS = ("productpage-v1", "reviews-v1")  # the pods whose namespaces the capture prints
 
 
-def short(pod_name: str) -> str:
-    """Return ``productpage-v1`` for ``productpage-v1-7c548b785b-mhjm6``."""
-    return pod_name.rsplit("-", 2)[0]
-
-
 def build_inpod(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
     """Wire ``spec``'s node and pods (:func:`~ambientlab.reconstruct.wire`), then install the
     in-pod rules and routing in every app pod's namespace and the probe SNAT on the node."""
@@ -85,7 +81,7 @@ def outputs(spec: NodeSpec = WORKER2) -> dict[str, dict[str, list[str]]]:
         "node/sysctl-net-ipv4.txt": SYSCTL,
     }}
     for pod in spec.pods:
-        name = short(pod.name)
+        name = short_name(pod.name)
         if name in RECORDED_PODS:
             out[pod.veth] = {
                 f"{name}/ip-addr.txt": ["ip", "addr"], f"{name}/ip-rule.txt": ["ip", "rule"],

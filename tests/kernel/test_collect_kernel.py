@@ -5,7 +5,6 @@ capture must parse, print what the lab was built from, and walk like it."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,18 +17,14 @@ from ambientlab.lab.status import verdict
 from ambientlab.reconstruct import clean_output, netnsid_names
 from ambientlab.trace.inpod import walk_inpod
 from ambientlab.trace.scenarios import walk
-from tests.conftest import FAKES
+from tests.conftest import write_fake
 
 pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture
 def fake_kubectl(tmp_path: Path) -> list[str]:
-    exe = tmp_path / "kubectl"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
-                   "sys.exit(fake_tool.main('kubectl'))\n")
-    exe.chmod(0o755)
-    return [str(exe)]
+    return [str(write_fake(tmp_path, "kubectl"))]
 
 
 @pytest.fixture(params=("2022", "inpod"))

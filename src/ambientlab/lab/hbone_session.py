@@ -18,7 +18,7 @@ from ambientlab.lab.plan import PEER, SECOND
 from ambientlab.lab.predict import HboneConnection
 from ambientlab.lab.record import lab_meta, write_capture
 from ambientlab.lab.runtime import Lab, up
-from ambientlab.lab.session import _entry, _write
+from ambientlab.lab.session import entry, write
 from ambientlab.lab.wire import read_pcap, sniff
 
 CLIENT, SERVER = "productpage-v1", f"{SECOND}reviews-v1"
@@ -40,7 +40,7 @@ def recorded_trace(capture: Capture, behaviour: str) -> tuple[HboneConnection, s
 
 
 def _jsonl(root: Path, path: str, records: list[dict[str, Any]]) -> None:
-    _write(root, path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write(root, path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def _trace(lab: Lab, root: Path, behaviour: str) -> list[dict[str, Any]]:
@@ -48,12 +48,12 @@ def _trace(lab: Lab, root: Path, behaviour: str) -> list[dict[str, Any]]:
     stem = f"session/hbone-trace-{behaviour}"
     files = []
     for host, text in texts.items():
-        _write(root, f"{stem}-{host}.txt", text)
-        files.append(_entry(f"{stem}-{host}.txt", "nft monitor trace", f"lab {host}", "nft-trace",
+        write(root, f"{stem}-{host}.txt", text)
+        files.append(entry(f"{stem}-{host}.txt", "nft monitor trace", f"lab {host}", "nft-trace",
                             f"during `ambientlab lab trace {CLIENT} {SERVER}`, TRACE on TCP 9080 and 15008 and "
                             "UDP 6081; the readiness marker packets (UDP 9) removed"))
     _jsonl(root, f"{stem}.jsonl", [{**conn.__dict__, "client_output": output}])
-    files.append(_entry(f"{stem}.jsonl", f"ambientlab lab trace {CLIENT} {SERVER}", "lab (client)", "jsonl",
+    files.append(entry(f"{stem}.jsonl", f"ambientlab lab trace {CLIENT} {SERVER}", "lab (client)", "jsonl",
                         "the connection as the tracer needs it (ports from both ztunnels' logs), and what the "
                         "client printed"))
     return files
@@ -63,8 +63,8 @@ def _logs(lab: Lab, root: Path, behaviour: str) -> list[dict[str, Any]]:
     files = []
     for process in ("ztunnel", f"{SECOND}ztunnel"):
         path = f"session/{process}-{behaviour}.log"
-        _write(root, path, (lab.folder / f"{process}.log").read_text())
-        files.append(_entry(path, f"python -m ambientlab.lab.standin ztunnel --behaviour {behaviour} --hbone "
+        write(root, path, (lab.folder / f"{process}.log").read_text())
+        files.append(entry(path, f"python -m ambientlab.lab.standin ztunnel --behaviour {behaviour} --hbone "
                             f"{process}.hbone.json", f"lab {process}", "jsonl", "the stand-in's own log"))
     return files
 
@@ -75,7 +75,7 @@ def _underlay(lab: Lab, root: Path) -> list[dict[str, Any]]:
         output, pcap = sniff(lab, lambda c=client: lab.connect(c, SERVER, send=LINE))  # type: ignore[misc]
         path = f"session/underlay-{name}.jsonl"
         _jsonl(root, path, [{**frame, "client": client, "client_output": output} for frame in read_pcap(pcap)])
-        files.append(_entry(path, f"tcpdump -i eth1 --immediate-mode -U -n -s 0 -w - 'tcp or udp' (in {PEER}) during "
+        files.append(entry(path, f"tcpdump -i eth1 --immediate-mode -U -n -s 0 -w - 'tcp or udp' (in {PEER}) during "
                             f"`ambientlab lab connect {client} {SERVER} --send ...`", f"lab {PEER}", "jsonl",
                             "one record per frame, read from the pcap by ambientlab.lab.wire.read_pcap; "
                             "payload in hex"))
@@ -97,7 +97,7 @@ def _refusals(lab: Lab, root: Path) -> list[dict[str, Any]]:
         records.append({"case": case, "authority": authority, "client_output": result,
                         "far_ztunnel": logged[-1] if logged else None})
     _jsonl(root, "session/hbone-refusals.jsonl", records)
-    return [_entry("session/hbone-refusals.jsonl", f"ambientlab lab hbone {SERVER} AUTHORITY [--untrusted]",
+    return [entry("session/hbone-refusals.jsonl", f"ambientlab lab hbone {SERVER} AUTHORITY [--untrusted]",
                    "lab ztunnel (client), worker-ztunnel (log)", "jsonl",
                    "what the bare HBONE client printed, and the far ztunnel's log line for it")]
 
@@ -107,7 +107,7 @@ def _certificates(lab: Lab, root: Path) -> list[dict[str, Any]]:
     records = [{"file": f"{name}.pem", **describe((pki / f"{name}.pem").read_bytes())}
                for name in ("ca", "bookinfo-productpage", "bookinfo-reviews")]
     _jsonl(root, "session/certificates.jsonl", records)
-    return [_entry("session/certificates.jsonl", "ambientlab.lab.pki.describe(PEM) of the lab CA and two workload "
+    return [entry("session/certificates.jsonl", "ambientlab.lab.pki.describe(PEM) of the lab CA and two workload "
                    "certificates", "lab (state folder pki/)", "jsonl", "the PEM itself is kept in each record; "
                    "private keys are not recorded")]
 

@@ -12,7 +12,7 @@ from typing import Any
 from ambientlab.lab.plan import PEER
 from ambientlab.lab.record import lab_meta, record_files, write_capture
 from ambientlab.lab.runtime import up
-from ambientlab.lab.session import _entry, _write
+from ambientlab.lab.session import entry, write
 
 CONNECTIONS = (("productpage-v1", "reviews-v1"), ("ratings-v1", "reviews-v1"), (PEER, "reviews-v1"))
 
@@ -32,13 +32,13 @@ def record_inpod_session(root: Path) -> list[str]:
             result = lab.connect(client, server)
             lines.append(json.dumps({"client": client, "client_address": lab.address(client), "server": server,
                                      "result": result}, sort_keys=True))
-        _write(root, "session/connections.jsonl", "\n".join(lines) + "\n")
-        files.append(_entry("session/connections.jsonl", "ambientlab lab connect CLIENT SERVER", "lab (clients)",
+        write(root, "session/connections.jsonl", "\n".join(lines) + "\n")
+        files.append(entry("session/connections.jsonl", "ambientlab lab connect CLIENT SERVER", "lab (clients)",
                             "jsonl", "one line per connection: who, to whom, what the client printed"))
         for pod in lab.state["inpod"]:
             path = f"session/ztunnel-{pod}.log"
-            _write(root, path, (lab.folder / f"ztunnel-{pod}.log").read_text())
-            files.append(_entry(path, "python -m ambientlab.lab.standin ztunnel --behaviour inpod",
+            write(root, path, (lab.folder / f"ztunnel-{pod}.log").read_text())
+            files.append(entry(path, "python -m ambientlab.lab.standin ztunnel --behaviour inpod",
                                 f"lab {pod} (the stand-in inside the pod's namespace)", "jsonl",
                                 "the stand-in's own log"))
     finally:

@@ -22,7 +22,7 @@ from ambientlab.parse import to_records
 from ambientlab.parse.ip_route import parse_ip_route_records
 from ambientlab.parse.ip_rule import parse_ip_rule_records
 from ambientlab.trace import ipv4
-from ambientlab.trace.demo import kubectl_pods, pod_names
+from ambientlab.trace.demo import kubectl_pods, pod_names, short_name
 from ambientlab.trace.inpod import pod_folders
 
 TUNNELS = ("geneve", "vxlan", "veth")
@@ -68,12 +68,6 @@ class Plan:
     def add(self, host: str, why: str, *argv: str, stdin: str | None = None) -> None:
         """Append one step."""
         self.steps.append(Step(host, tuple(argv), why, stdin))
-
-
-def short_name(pod: str) -> str:
-    """Return a lab host name for a pod: its name without the ReplicaSet and pod hashes."""
-    parts = pod.rsplit("-", 2)
-    return parts[0] if len(parts) == 3 else pod
 
 
 def _records(capture: Capture, path: str, kind: str) -> list[dict[str, Any]]:
@@ -230,13 +224,16 @@ def _require(capture: Capture, *paths: str) -> None:
                         "ztunnel's ip addr, ip rule, route tables and iptables-save")
 
 
-def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix: str = "") -> Plan:
+def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix: str = "",
+               uplink_end: str = "eth0", bridge: str | None = None) -> Plan:
     """Return the plan that rebuilds ``capture``'s node, pods, ztunnel and peer in namespaces.
 
     ``tunnel`` is ``geneve``, ``vxlan`` (same VNI and UDP port) or ``veth`` (one veth pair per
     tunnel pair); ``full`` maps a host name to its real namespace name; ``prefix`` is put before
     the names of the node, ztunnel and pod hosts (not the peer's): the second node of a
-    two-node lab (see :func:`build_cluster_plan`).
+    two-node lab (see :func:`build_cluster_plan`). ``uplink_end`` names the peer's end of the
+    node's uplink; with ``bridge``, that end joins the peer's bridge, which holds the peer's
+    addresses and routes.
     """
     if tunnel not in TUNNELS:
         raise PlanError(f"tunnel {tunnel!r} not in {TUNNELS}")
@@ -287,7 +284,7 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         if "link_netnsid" not in dev:
             raise PlanError(f"{capture.name}/node/ip-addr.txt: cannot tell what {name} is (not a veth, no ip -d link)")
         if name == uplink:
-            peer, peer_dev = PEER, "eth0"
+            peer, peer_dev = PEER, uplink_end
         elif has_zt and host_routes.get(name) == zt_addr["local"]:
             peer, peer_dev = ztunnel, zt_eth0["ifname"]
         elif name in host_routes:
@@ -305,6 +302,8 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
                  *peer_args, "netns", full(peer))
         _address_steps(plan, node, dev, why)
         plan.add(node, why, "ip", "link", "set", name, "up")
+        if peer == PEER and bridge:
+            plan.add(PEER, f"{why}: on the bridge", "ip", "link", "set", peer_dev, "master", bridge)
         plan.add(peer, why, "ip", "link", "set", peer_dev, "up")
     # ztunnel (or a recorded pod): its eth0 address as recorded; the other pods are wired the same way (ptp)
     if has_zt:
@@ -341,17 +340,18 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
     length = uplink_addr["prefixlen"]
     others = [(r["dst"], r["gateway"]) for r in main_recs if r.get("gateway") and r["dst"] != "default"]
     plan.remote[default["gateway"]] = "the default gateway"
+    on = bridge or uplink_end  # the peer's device that holds its addresses
     plan.add(PEER, f"{main[0]}: default via {default['gateway']}", "ip", "addr", "add",
-             f"{default['gateway']}/{length}", "dev", "eth0")
+             f"{default['gateway']}/{length}", "dev", on)
     for cidr, gateway in others:
         plan.remote[gateway] = f"the node that owns {cidr}"
-        plan.add(PEER, f"{main[0]}: {cidr} via {gateway}", "ip", "addr", "add", f"{gateway}/{length}", "dev", "eth0")
+        plan.add(PEER, f"{main[0]}: {cidr} via {gateway}", "ip", "addr", "add", f"{gateway}/{length}", "dev", on)
     for path, name, ip in kubectl_pods(capture):
         if any(_network(ip, int(c.split("/")[1])) == c for c, _ in others):
             plan.remote[ip] = name
             plan.add(PEER, f"{path}: {name} {ip}", "ip", "addr", "add", f"{ip}/32", "dev", "lo")
     plan.add(PEER, f"{template}/ip-addr.txt: the pods' network, reached through the node's {uplink}", "ip", "route", "add",
-             _network(zt_addr["local"], int(zt_addr["prefixlen"])), "via", uplink_addr["local"], "dev", "eth0")
+             _network(zt_addr["local"], int(zt_addr["prefixlen"])), "via", uplink_addr["local"], "dev", on)
     # routes, rules, ipsets, iptables and sysctls, from the capture
     applied = [(node, "node", node_devs)] + ([(ztunnel, "ztunnel", zt_devs)] if has_zt else [])
     applied += [(prefix + f, f, _records(capture, f"{f}/ip-addr.txt", "ip-addr")) for f in folders
@@ -387,33 +387,23 @@ def build_cluster_plan(first: Capture, second: Capture, tunnel: str, full: Calla
     bridge in the peer (kind's docker network). The peer keeps what neither node owns (the
     gateway, the control-plane node and its pods) and routes each node's pod network to it.
     """
-    one = build_plan(first, tunnel, full)
-    two = build_plan(second, tunnel, full, SECOND)
+    one = build_plan(first, tunnel, full, bridge=BRIDGE)
+    two = build_plan(second, tunnel, full, SECOND, uplink_end="eth1", bridge=BRIDGE)
     owned = {step.argv[3].split("/")[0] for step in (*one.steps, *two.steps)
              if step.host != PEER and step.argv[:3] == ("ip", "addr", "add")}
     plan = Plan(hosts={**one.hosts, **two.hosts}, pods={**one.pods, **two.pods}, tunnel=tunnel,
                 ztunnel_ip=one.ztunnel_ip, ztunnels={**one.ztunnels, **two.ztunnels})
     plan.remote = {ip: what for ip, what in {**one.remote, **two.remote}.items() if ip not in owned}
-    plan.add(PEER, "kind's docker network: one bridge for both nodes' eth0", "ip", "link", "add", BRIDGE, "index", "10", "type", "bridge")
-    plan.add(PEER, "kind's docker network: one bridge for both nodes' eth0", "ip", "link", "set", BRIDGE, "up")
+    why = "kind's docker network: one bridge for both nodes' eth0"
+    plan.add(PEER, why, "ip", "link", "add", BRIDGE, "index", "10", "type", "bridge")
+    plan.add(PEER, why, "ip", "link", "set", BRIDGE, "up")
     seen: set[tuple[str, ...]] = set()
-    for steps, uplink in ((one.steps, "eth0"), (two.steps, "eth1")):
-        for step in steps:
-            argv = list(step.argv)
-            if step.host == PEER:
-                if argv[:3] == ["ip", "addr", "add"] and argv[3].split("/")[0] in owned:
-                    continue  # a node of the lab owns it
-                if argv[:3] == ["ip", "link", "set"]:
-                    argv[3] = uplink
-                elif "dev" in argv and argv[argv.index("dev") + 1] == "eth0":
-                    argv[argv.index("dev") + 1] = BRIDGE
-                if tuple(argv) in seen:
-                    continue
-                seen.add(tuple(argv))
-            elif argv[:3] == ["ip", "link", "add"] and argv[-2:] == ["netns", full(PEER)]:
-                argv[argv.index("peer") + 2] = uplink  # the far end's index is the capture's (eth0@ifN)
-                plan.steps.append(Step(step.host, tuple(argv), step.why, step.stdin))
-                plan.add(PEER, f"{step.why}: on the bridge", "ip", "link", "set", uplink, "master", BRIDGE)
-                continue
-            plan.steps.append(Step(step.host, tuple(argv), step.why, step.stdin))
+    for step in (*one.steps, *two.steps):
+        if step.host == PEER:
+            if step.argv[:3] == ("ip", "addr", "add") and step.argv[3].split("/")[0] in owned:
+                continue  # a node of the lab owns it
+            if step.argv in seen:
+                continue  # both nodes name the gateway, the control-plane node and its pods
+            seen.add(step.argv)
+        plan.steps.append(step)
     return plan

@@ -61,13 +61,18 @@ def _arrival(host: str) -> str:
     return arrival(Exit("world", WORLD) if host == WORLD else Exit("pod", host))
 
 
+def _listeners(net: Network, machine: str, behaviour: str) -> None:
+    """Give ztunnel ``machine`` the stand-in's three transparent listeners, marked as ``behaviour`` says."""
+    for port, mark in BEHAVIOURS[behaviour]["listeners"].items():
+        net.machines[machine].sockets.append(
+            Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
+
+
 def network_for(conn: Connection, pieces: str | Sequence[str] | None = None) -> Network:
     """Return the capture's network with ztunnel's three listeners (marked as the behaviour
     says) and ``pieces`` (keys of :data:`~ambientlab.trace.breaks.PIECES`) removed."""
     net = demo_network(load_capture(conn.capture))
-    for port, mark in BEHAVIOURS[conn.behaviour]["listeners"].items():
-        net.machines["ztunnel"].sockets.append(
-            Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
+    _listeners(net, "ztunnel", conn.behaviour)
     for piece in [pieces] if isinstance(pieces, str) else pieces or ():
         PIECES[piece].remove(net)
     return net
@@ -153,9 +158,7 @@ def hbone_network(conn: HboneConnection) -> Network:
     """Return the two nodes' network with both ztunnels' listeners, marked as the behaviour says."""
     net = two_node_network(load_capture(conn.captures[0]), load_capture(conn.captures[1]))
     for machine in ("ztunnel", f"{SECOND}ztunnel"):
-        for port, mark in BEHAVIOURS[conn.behaviour]["listeners"].items():
-            net.machines[machine].sockets.append(
-                Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
+        _listeners(net, machine, conn.behaviour)
     return net
 
 

@@ -40,12 +40,14 @@ CLIENTS = ("productpage-v1", PEER)
 SERVER = "reviews-v1"
 
 
-def _write(root: Path, path: str, text: str) -> None:
+def write(root: Path, path: str, text: str) -> None:
+    """Write ``text`` at ``path`` under capture folder ``root`` (folders made as needed)."""
     (root / path).parent.mkdir(parents=True, exist_ok=True)
     (root / path).write_text(text)
 
 
-def _entry(path: str, command: str, host: str, parser: str, note: str | None = None) -> dict[str, Any]:
+def entry(path: str, command: str, host: str, parser: str, note: str | None = None) -> dict[str, Any]:
+    """Return the manifest entry (origin ``lab``) of a session file; its sha256 is added on writing."""
     entry = {"path": path, "command": command, "host": host, "origin": "lab", "parser": parser}
     return {**entry, "note": note} if note else entry
 
@@ -57,8 +59,8 @@ def _route_gets(lab: Lab, root: Path) -> list[dict[str, Any]]:
             argv = ["ip", "route", "get", *shlex.split(query)]
             text = lab.run(host, "sh", "-c", shlex.join(argv) + " 2>&1", check=False)
             path = f"session/{host}-route-get-{i}.txt"
-            _write(root, path, "".join(ln.rstrip() + "\n" for ln in text.splitlines()))
-            files.append(_entry(path, shlex.join(argv), f"lab {host}", "route-get", "stderr kept (2>&1)"))
+            write(root, path, "".join(ln.rstrip() + "\n" for ln in text.splitlines()))
+            files.append(entry(path, shlex.join(argv), f"lab {host}", "route-get", "stderr kept (2>&1)"))
     return files
 
 
@@ -68,13 +70,13 @@ def _traces(lab: Lab, root: Path, behaviour: str) -> list[dict[str, Any]]:
         output, texts, conn = trace(lab, source, SERVER)
         stem = f"session/trace-{behaviour}-{source}"
         for host, text in texts.items():
-            _write(root, f"{stem}-{host}.txt", text)
-            files.append(_entry(f"{stem}-{host}.txt", "nft monitor trace", f"lab {host}", "nft-trace",
+            write(root, f"{stem}-{host}.txt", text)
+            files.append(entry(f"{stem}-{host}.txt", "nft monitor trace", f"lab {host}", "nft-trace",
                                 f"during `ambientlab lab trace {source} {SERVER}`, TRACE on TCP 9080 and UDP 6081; "
                                 "the readiness marker packets (UDP 9) removed"))
         record = {**conn.__dict__, "source": source, "destination": SERVER, "client_output": output}
-        _write(root, f"{stem}.jsonl", json.dumps(record, sort_keys=True) + "\n")
-        files.append(_entry(f"{stem}.jsonl", f"ambientlab lab trace {source} {SERVER}", "lab (client)", "jsonl",
+        write(root, f"{stem}.jsonl", json.dumps(record, sort_keys=True) + "\n")
+        files.append(entry(f"{stem}.jsonl", f"ambientlab lab trace {source} {SERVER}", "lab (client)", "jsonl",
                             "the connection as the tracer needs it, and what the client printed"))
     return files
 
@@ -91,8 +93,8 @@ def _breaks(lab: Lab, root: Path, behaviour: str) -> list[dict[str, Any]]:
                                     sort_keys=True))
         restore(lab)
     path = f"session/breaks-{behaviour}.jsonl"
-    _write(root, path, "\n".join(lines) + "\n")
-    return [_entry(path, f"ambientlab lab break PIECE; connect from {' and '.join(CLIENTS)} to {SERVER}; "
+    write(root, path, "\n".join(lines) + "\n")
+    return [entry(path, f"ambientlab lab break PIECE; connect from {' and '.join(CLIENTS)} to {SERVER}; "
                    "ambientlab lab restore", "lab (clients)", "jsonl", "client timeout 1.5 s")]
 
 
@@ -111,8 +113,8 @@ def record_session(root: Path, capture: str = DEFAULT_CAPTURE, tunnel: str | Non
                 meta["lab"]["build_seconds"] = lab.state["build_seconds"]
                 files += record_files(lab, root) + _route_gets(lab, root)
             files += _traces(lab, root, behaviour) + _breaks(lab, root, behaviour)
-            _write(root, f"session/ztunnel-{behaviour}.log", (lab.folder / "ztunnel.log").read_text())
-            files.append(_entry(f"session/ztunnel-{behaviour}.log", "python -m ambientlab.lab.standin ztunnel "
+            write(root, f"session/ztunnel-{behaviour}.log", (lab.folder / "ztunnel.log").read_text())
+            files.append(entry(f"session/ztunnel-{behaviour}.log", "python -m ambientlab.lab.standin ztunnel "
                                 f"--behaviour {behaviour}", "lab ztunnel", "jsonl", "the stand-in's own log"))
         finally:
             lab.down()

@@ -50,7 +50,8 @@ def log(**event: Any) -> None:
         print(json.dumps(event, sort_keys=True), flush=True)
 
 
-def _addr(pair: tuple[str, int]) -> str:
+def addr_text(pair: tuple[str, int]) -> str:
+    """Return ``IP:port``."""
     return f"{pair[0]}:{pair[1]}"
 
 
@@ -66,7 +67,7 @@ def _pipe(src: socket.socket, dst: socket.socket, counter: list[int]) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-def _dial(source: str, dst: tuple[str, int], mark: int, timeout: float) -> socket.socket:
+def dial(source: str, dst: tuple[str, int], mark: int, timeout: float) -> socket.socket:
     """Return a socket connected to ``dst`` from address ``source`` (transparent: the address
     may be someone else's), marked ``mark``."""
     out = socket.socket()
@@ -84,7 +85,8 @@ def _dial(source: str, dst: tuple[str, int], mark: int, timeout: float) -> socke
     return out
 
 
-def _error(err: BaseException) -> str:
+def error_text(err: BaseException) -> str:
+    """Return an error as a log line shows it: ``Type: reason``."""
     return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"
 
 
@@ -102,21 +104,21 @@ def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbo
         (hbone.inbound if port == 15008 else hbone.outbound)(conn, peer, dst, onward_mark, timeout)
         return
     event: dict[str, Any] = {"event": "accepted", "listener": port, "role": LISTENERS[port],
-                             "peer": _addr(peer), "original_dst": _addr(dst)}
+                             "peer": addr_text(peer), "original_dst": addr_text(dst)}
     try:
         # the borrowed source: the client's own address (a REDIRECTed client is this pod: its own address)
-        out = _dial("0.0.0.0" if redirected else peer[0], dst, onward_mark, timeout)
+        out = dial("0.0.0.0" if redirected else peer[0], dst, onward_mark, timeout)
     except OSError as err:
-        log(**event, onward=None, error=_error(err))
+        log(**event, onward=None, error=error_text(err))
         conn.close()
         return
-    log(**event, onward=f"{_addr(out.getsockname())} -> {_addr(out.getpeername())}", onward_mark=hex(onward_mark))
+    log(**event, onward=f"{addr_text(out.getsockname())} -> {addr_text(out.getpeername())}", onward_mark=hex(onward_mark))
     up, down = [0], [0]
     back = threading.Thread(target=_pipe, args=(out, conn, down), daemon=True)
     back.start()
     _pipe(conn, out, up)
     back.join()
-    log(event="closed", listener=port, peer=_addr(peer), original_dst=_addr(dst), bytes_up=up[0], bytes_down=down[0])
+    log(event="closed", listener=port, peer=addr_text(peer), original_dst=addr_text(dst), bytes_up=up[0], bytes_down=down[0])
     out.close()
     conn.close()
 
@@ -168,9 +170,9 @@ def serve_app(name: str, port: int) -> None:
 
     def talk(conn: socket.socket) -> None:
         peer, me = conn.getpeername(), conn.getsockname()
-        log(event="accepted", name=name, peer=_addr(peer), local=_addr(me))
+        log(event="accepted", name=name, peer=addr_text(peer), local=addr_text(me))
         try:
-            conn.sendall(f"hello from {name} ({_addr(me)}); you are {_addr(peer)}\n".encode())
+            conn.sendall(f"hello from {name} ({addr_text(me)}); you are {addr_text(peer)}\n".encode())
             while data := conn.recv(65536):
                 conn.sendall(data)
         except OSError:

@@ -37,7 +37,7 @@ from ambientlab.lab.hbone import (
     server_context,
     tls_facts,
 )
-from ambientlab.lab.standin import _addr, _dial, _error
+from ambientlab.lab.standin import addr_text, dial, error_text
 
 Log = Callable[..., None]
 
@@ -79,8 +79,8 @@ class Hbone:
     def outbound(self, conn: socket.socket, peer: tuple[str, int], dst: tuple[str, int], _mark: int,
                  timeout: float) -> None:
         """Carry a connection captured on 15001 to ``dst`` (a pod on another node) over HBONE."""
-        event: dict[str, Any] = {"event": "tunnel", "direction": "outbound", "listener": 15001, "peer": _addr(peer),
-                                 "original_dst": _addr(dst)}
+        event: dict[str, Any] = {"event": "tunnel", "direction": "outbound", "listener": 15001, "peer": addr_text(peer),
+                                 "original_dst": addr_text(dst)}
         source = self._local(peer[0])
         want = self.workloads[dst[0]]["identity"]
         try:
@@ -89,24 +89,24 @@ class Hbone:
             event["source_identity"] = source["identity"]
             sock = socket.create_connection((dst[0], PORT), timeout=timeout)  # from ztunnel's own address
             tls = client_context(*self._files(source["account"])).wrap_socket(sock)
-            event["hbone"] = f"{_addr(tls.getsockname())} -> {_addr(tls.getpeername())}"
+            event["hbone"] = f"{addr_text(tls.getsockname())} -> {addr_text(tls.getpeername())}"
             got = peer_identity(tls)
             if got != want:
                 tls.close()
                 raise HboneError(f"the peer presented {got}, not {want}")
             event["destination_identity"] = got
             event.update(tls_facts(tls))
-            stream = open_stream(tls, _addr(dst))
+            stream = open_stream(tls, addr_text(dst))
             tls.settimeout(None)
         except (OSError, HboneError) as err:
-            self.log(**{**event, "event": "refused", "error": _error(err)})
+            self.log(**{**event, "event": "refused", "error": error_text(err)})
             conn.close()
             return
         event["authority"] = stream.authority
         try:
             up, down = relay(stream, conn)
         except (OSError, HboneError) as err:
-            self.log(**event, error=_error(err))
+            self.log(**event, error=error_text(err))
         else:
             self.log(**event, bytes_up=up, bytes_down=down)
         finally:
@@ -118,8 +118,8 @@ class Hbone:
                 timeout: float) -> None:
         """Terminate HBONE that arrived on 15008 for ``dst``: TLS with the destination's
         certificate, the client's identity, CONNECT to a workload of this node, then relay."""
-        event: dict[str, Any] = {"event": "tunnel", "direction": "inbound", "listener": PORT, "peer": _addr(peer),
-                                 "original_dst": _addr(dst)}
+        event: dict[str, Any] = {"event": "tunnel", "direction": "inbound", "listener": PORT, "peer": addr_text(peer),
+                                 "original_dst": addr_text(dst)}
         here = self._local(dst[0])
         tls = None
         try:
@@ -137,23 +137,23 @@ class Hbone:
                 answer(stream, "400")
                 raise HboneError(f"CONNECT target {stream.authority} is not a workload on {self.node}")
             try:
-                out = _dial(peer[0], target, onward_mark, timeout)  # the borrowed source: the peer's address
+                out = dial(peer[0], target, onward_mark, timeout)  # the borrowed source: the peer's address
             except OSError as err:
                 answer(stream, "503")
-                raise HboneError(f"cannot reach {stream.authority}: {_error(err)}") from err
+                raise HboneError(f"cannot reach {stream.authority}: {error_text(err)}") from err
             answer(stream, "200")
             tls.settimeout(None)
         except (OSError, ssl.SSLError, HboneError) as err:
-            reason = f"TLS: {err.reason}" if isinstance(err, ssl.SSLError) and err.reason else _error(err)
+            reason = f"TLS: {err.reason}" if isinstance(err, ssl.SSLError) and err.reason else error_text(err)
             self.log(**{**event, "event": "refused", "error": reason})
             with contextlib.suppress(OSError):
                 (tls or conn).close()
             return
-        event["onward"] = f"{_addr(out.getsockname())} -> {_addr(out.getpeername())}"
+        event["onward"] = f"{addr_text(out.getsockname())} -> {addr_text(out.getpeername())}"
         try:
             into, out_of = relay(stream, out)
         except (OSError, HboneError) as err:
-            self.log(**event, error=_error(err))
+            self.log(**event, error=error_text(err))
         else:
             self.log(**event, bytes_up=out_of, bytes_down=into)
         finally:
@@ -182,7 +182,7 @@ def client(to: str, authority: str, cert: str, key: str, ca: str, timeout: float
     except ssl.SSLError as err:
         print(f"error: TLS: {err.reason or err}")
     except (OSError, HboneError) as err:
-        print(f"error: {_error(err)}")
+        print(f"error: {error_text(err)}")
     return 1
 
 

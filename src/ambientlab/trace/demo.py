@@ -47,6 +47,13 @@ def pod_names(capture: Capture) -> dict[str, str]:
     return {ip: name for _, name, ip in kubectl_pods(capture)}
 
 
+def short_name(pod: str) -> str:
+    """Return a pod's short name (a lab host's, a tracer endpoint's): its name without the
+    ReplicaSet and pod hashes (``productpage-v1`` for ``productpage-v1-7c548b785b-mhjm6``)."""
+    parts = pod.rsplit("-", 2)
+    return parts[0] if len(parts) == 3 else pod
+
+
 def demo_network(capture: Capture, prefix: str = "") -> Network:
     """Return the network of a capture with ``node/`` and ``ztunnel/`` folders.
 
@@ -74,7 +81,7 @@ def demo_network(capture: Capture, prefix: str = "") -> Network:
                 net.veth((node.name, dev), (ztunnel.name, "eth0"))
             else:
                 ip = ipv4.to_text(route.network)
-                net.exit((node.name, dev), Exit("pod", prefix + names.get(ip, ip).rsplit("-", 2)[0]))
+                net.exit((node.name, dev), Exit("pod", prefix + short_name(names.get(ip, ip))))
     net.exit((node.name, "eth0"), Exit("world", WORLD))
     return net
 

@@ -17,10 +17,10 @@ import pandas as pd
 from ambientlab.capture import Capture
 from ambientlab.trace import ipv4
 from ambientlab.trace.build import host_from_capture
-from ambientlab.trace.demo import WORLD, _ipsets, pod_names
+from ambientlab.trace.demo import WORLD, _ipsets, pod_names, short_name
 from ambientlab.trace.netfilter import Ruleset
 from ambientlab.trace.network import Exit, Machine, Network, Socket
-from ambientlab.trace.scenarios import Send, play, tcp
+from ambientlab.trace.scenarios import Send, run_named, tcp
 
 IP = ipv4.to_int
 INPOD_MARK = 0x539
@@ -65,7 +65,7 @@ def inpod_network(capture: Capture) -> Network:
                 net.veth(("node", dev), (pods[route.network], "eth0"))
             else:
                 ip = ipv4.to_text(route.network)
-                net.exit(("node", dev), Exit("pod", names.get(ip, ip).rsplit("-", 2)[0]))
+                net.exit(("node", dev), Exit("pod", short_name(names.get(ip, ip))))
     net.exit(("node", "eth0"), Exit("world", WORLD))
     return net
 
@@ -145,10 +145,7 @@ SCENARIOS: dict[str, Callable[[Network], list[Send]]] = {
 def walk_inpod(capture: Capture, scenario: str) -> pd.DataFrame:
     """Return the hop table of in-pod scenario ``scenario`` (a key of :data:`SCENARIOS`) on
     ``capture`` (columns as :func:`ambientlab.trace.scenarios.walk`)."""
-    if scenario not in SCENARIOS:
-        raise KeyError(f"unknown in-pod scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    net = inpod_network(capture)
-    return play(net, SCENARIOS[scenario](net))
+    return run_named(SCENARIOS, scenario, inpod_network(capture))
 
 
 # The jobs both designs do, each as (2022 walk, its packet, in-pod walk, its packet).

@@ -204,7 +204,11 @@ def walk(capture: Capture, scenario: str) -> pd.DataFrame:
     (table and chain, ``ip rule``, routing table…), matched (rule or route text), line (file and
     line in the capture), mark before/after, conntrack mark, iif, oif, headers.
     """
-    if scenario not in SCENARIOS:
-        raise KeyError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    net = demo_network(capture)
-    return play(net, SCENARIOS[scenario](net))
+    return run_named(SCENARIOS, scenario, demo_network(capture))
+
+
+def run_named(scenarios: dict[str, Callable[[Network], list[Send]]], scenario: str, net: Network) -> pd.DataFrame:
+    """Return the hop table of ``scenarios[scenario]`` played on ``net`` (a KeyError names the known ones)."""
+    if scenario not in scenarios:
+        raise KeyError(f"unknown scenario {scenario!r}; known: {', '.join(scenarios)}")
+    return play(net, scenarios[scenario](net))
