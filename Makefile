@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: book test lab clean data bench check student release serve venv
+.PHONY: book test lab clean data bench check student release serve venv tools publish
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,18 +15,23 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The system tools of the one list (src/ambientlab/systools.py): installed with apt-get when
+# missing (as root), otherwise the command to run is printed. Needs only the system's python3.
+tools:
+	@$(PYTHON) src/ambientlab/systools.py install
+
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is in _build/html: open file://$(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: tools $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest --nbval
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-check: $(STAMP)
+check: tools $(STAMP)
 	$(BIN)/ambientlab check-env
 
 student: $(STAMP)
@@ -41,6 +46,18 @@ serve:
 	@test -f _build/html/index.html || { echo "no book yet: run make book first"; exit 1; }
 	@echo "The book: http://127.0.0.1:$(PORT)/  (Ctrl-C stops)"
 	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# Put the built book on the gh-pages branch of this repository (ghp-import, with .nojekyll so that
+# _static/ is served). Nothing is pushed unless PUSH names a remote: make publish PUSH=origin
+HTML ?= _build/html
+PUBLISH_REPO ?= $(CURDIR)
+PUSH ?=
+publish:
+	@test -f $(HTML)/index.html || { echo "no book in $(HTML): run make book first"; exit 1; }
+	@test -x $(BIN)/ghp-import || { echo "ghp-import is not installed: run make book first"; exit 1; }
+	cd $(PUBLISH_REPO) && $(abspath $(BIN))/ghp-import --no-jekyll --branch gh-pages \
+		--message "Publish the book from $$(git -C $(CURDIR) rev-parse --short HEAD)" \
+		$(if $(PUSH),--push --remote $(PUSH)) $(abspath $(HTML))
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)

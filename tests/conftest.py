@@ -6,9 +6,11 @@ Kernel-checked tests skip where namespaces cannot be used, unless AMBIENTLAB_REQ
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,54 @@ from ambientlab.netns import NamespaceSet, netns_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+AUDIT = Path(__file__).parent / "toolaudit"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every program the session starts (this process, xdist's workers and every Python
+    they start: tests/toolaudit/sitecustomize.py); the session fails if one is not in
+    ambientlab.systools.TOOLS (see :func:`pytest_sessionfinish`)."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        fd, path = tempfile.mkstemp(prefix="ambientlab-tools-", suffix=".txt")
+        os.close(fd)
+        config.stash[_AUDIT_FILE] = path
+        os.environ["AMBIENTLAB_TOOL_AUDIT"] = path
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(AUDIT), os.environ.get("PYTHONPATH")]))
+    spec = importlib.util.spec_from_file_location("_ambientlab_tool_audit", AUDIT / "sitecustomize.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+
+
+_AUDIT_FILE = pytest.StashKey[str]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when it started a program that ambientlab.systools does not list."""
+    path = session.config.stash.get(_AUDIT_FILE, None)
+    if path is None:
+        return
+    from tests.test_systools import undeclared
+
+    records = Path(path).read_text().splitlines() if Path(path).exists() else []
+    Path(path).unlink(missing_ok=True)
+    found = undeclared(records)
+    if found:
+        session.config.stash[_UNDECLARED] = found
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_UNDECLARED = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the programs the session started that ambientlab.systools does not list."""
+    found = terminalreporter.config.stash.get(_UNDECLARED, None)
+    if found:
+        terminalreporter.section("programs started but not in ambientlab.systools.TOOLS", red=True)
+        for name, where in sorted(found.items()):
+            terminalreporter.line(f"{name}: {where}")
 
 
 @pytest.fixture(scope="session")

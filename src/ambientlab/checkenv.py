@@ -1,6 +1,7 @@
 """``ambientlab check-env``: is this machine ready for the workshop? One ``[ OK ]`` or ``[FAIL]``
-line per thing checked: Python, every pinned package, JupyterLab, the tools and kernel features
-the live lab needs, and root."""
+line per thing checked: Python, every pinned package, JupyterLab, the system tools of
+:mod:`ambientlab.systools` (``[warn]`` for those only the tests need), the kernel features the live
+lab needs, and root."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from importlib import metadata
 from pathlib import Path
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
-TOOLS = {"ip": "iproute2", "iptables": "iptables", "ipset": "ipset", "nft": "nftables"}
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,17 @@ def python_checks() -> list[Check]:
 def lab_checks() -> list[Check]:
     """Return the checks of the live lab: root, the tools, and the kernel features (probed in a
     throwaway namespace)."""
+    from ambientlab import systools
     from ambientlab.lab.features import VERSIONS, probe_features, tool_version
 
     root = os.geteuid() == 0
     checks = [Check("root", root, "(uid 0)" if root else "the live lab needs root: run with sudo")]
-    for tool, package in TOOLS.items():
-        version = tool_version(next(argv for argv in VERSIONS.values() if argv[0] == tool))
-        checks.append(Check(tool, version is not None, version or f"not found (apt-get install {package})"))
-    tcpdump = shutil.which("tcpdump")
-    checks.append(Check("tcpdump", tcpdump is not None, tcpdump or "not found (apt-get install tcpdump): "
-                        "`lab sniff` and the HBONE chapter's live capture need it", required=False))
+    versions = {argv[0]: argv for argv in VERSIONS.values()}
+    for tool in (t for t in systools.TOOLS if t.kind == systools.NEEDED):
+        found = shutil.which(tool.name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+        detail = (tool_version(versions[tool.name]) if tool.name in versions else None) or found
+        checks.append(Check(tool.name, found is not None,
+                            detail or f"not found (apt-get install {tool.package}): {tool.used_for}", required=tool.lab))
     for feature in probe_features():
         checks.append(Check(f"kernel: {feature.name}", feature.ok, "" if feature.ok else feature.hint, feature.required))
     return checks

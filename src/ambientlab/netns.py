@@ -14,6 +14,8 @@ import subprocess
 from collections.abc import Sequence
 from types import TracebackType
 
+from ambientlab.systools import install_line, lab_tools
+
 # The kernel's defaults of the IPv4 sysctls routing reads. A new namespace copies the host's
 # conf/all and conf/default values instead, so every namespace pins them at creation.
 KERNEL_DEFAULTS = {f"net.ipv4.conf.{where}.{key}": value for where in ("all", "default")
@@ -29,9 +31,9 @@ def netns_problem() -> str | None:
     """Return why namespaces with iproute2/iptables/ipset cannot be used here, or None."""
     if os.geteuid() != 0:
         return "needs root (network namespaces)"
-    for tool in ("ip", "iptables-restore", "iptables-save", "ipset"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found (apt-get install iproute2 iptables ipset)"
+    for tool in lab_tools():
+        if shutil.which(tool.name) is None:
+            return f"{tool.name} not found ({install_line()})"
     probe = f"alprobe{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:

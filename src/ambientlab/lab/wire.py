@@ -21,6 +21,7 @@ import pandas as pd
 
 from ambientlab.lab.plan import PEER
 from ambientlab.lab.runtime import Lab, LabError
+from ambientlab.systools import BY_NAME
 
 T = TypeVar("T")
 TLS_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
@@ -36,7 +37,7 @@ def sniff(lab: Lab, action: Callable[[], T], device: str = "eth1", host: str = P
     """Run ``action`` while ``tcpdump`` captures on ``device`` of lab host ``host`` (by default
     the peer's port to the second node); return (its result, the pcap bytes)."""
     if shutil.which("tcpdump") is None:
-        raise LabError("sniffing the underlay needs tcpdump (apt-get install tcpdump)")
+        raise LabError(f"sniffing the underlay needs tcpdump (apt-get install {BY_NAME['tcpdump'].package})")
     path = lab.folder / f"sniff-{device}.pcap"
     proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), "tcpdump", "-i", device, "--immediate-mode", "-U", "-n", "-s", "0",
                              "-w", str(path), "tcp or udp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
