@@ -18,6 +18,7 @@ import pytest
 from ambientlab import load_capture
 from ambientlab.lab.hbone import (
     HboneError,
+    Refused,
     accept_stream,
     answer,
     client_context,
@@ -116,6 +117,49 @@ def test_a_certificate_from_another_ca_is_refused_by_the_server(pki: Path, tmp_p
     assert err is not None
     assert len(errors) == 1 and isinstance(errors[0], ssl.SSLError)
     assert "CERTIFICATE_VERIFY_FAILED" in str(errors[0])
+
+
+@pytest.mark.parametrize("ending", ["alert", "reset", "eof"])
+def test_a_refusal_is_reported_as_a_refusal_whichever_way_it_arrives(pki: Path, tmp_path: Path, ending: str) -> None:
+    """TLS 1.3: the server judges the client's certificate after the client's handshake is done,
+    so the client learns of it on its first write or read: as an alert, or (when the alert is
+    lost to a reset, or never sent) as the end of the connection. Each is a refusal."""
+    write_pki(tmp_path, [PRODUCTPAGE])  # same names, another CA: the server refuses this certificate
+    listener = socket.create_server(("127.0.0.1", 0))
+    errors: list[BaseException] = []
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        try:
+            if ending == "alert":  # the real server: it sends its alert and closes
+                server_context(*_files(pki, REVIEWS)).wrap_socket(conn, server_side=True)
+            else:  # a server that accepts the handshake, then drops the connection without an alert
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*_files(pki, REVIEWS)[:2])
+                ctx.set_alpn_protocols(["h2"])
+                tls = ctx.wrap_socket(conn, server_side=True)
+                if ending == "reset":
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                tls.close()
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    with client_context(*_files(tmp_path, PRODUCTPAGE, ca=pki)).wrap_socket(
+            socket.create_connection(listener.getsockname(), timeout=5)) as tls:
+        thread.join(5)  # the server has decided before the client writes: the ordering under test
+        with pytest.raises(Refused) as caught:
+            open_stream(tls, "10.244.1.23:9080")
+    listener.close()
+    assert str(caught.value).startswith("refused by the peer before HTTP/2 began")
+    if ending == "alert":
+        assert caught.value.alert in ("decrypt_error", "unknown_ca", "bad_certificate")
+        assert len(errors) == 1 and "CERTIFICATE_VERIFY_FAILED" in str(errors[0])
+    else:
+        assert caught.value.alert is None and not errors
 
 
 def test_relay_moves_a_megabyte_each_way_within_http2_flow_control(pki: Path) -> None:

@@ -28,6 +28,49 @@ class HboneError(RuntimeError):
     """An HBONE connection that could not be made or was refused; the message says which step."""
 
 
+class Refused(HboneError):
+    """The peer refused the TLS connection, our certificate most likely, before HTTP/2 began.
+
+    With TLS 1.3 the server checks the client's certificate after the client considers the
+    handshake done, so the refusal reaches the client on its first write or read: as a TLS alert
+    (``alert`` is its name, such as ``decrypt_error`` or ``unknown_ca``) or, when the alert was
+    lost to the connection's reset, as the end of the connection (``alert`` is None)."""
+
+    def __init__(self, alert: str | None, how: str) -> None:
+        self.alert = alert
+        said = f"TLS alert {alert}" if alert else f"no TLS alert arrived, {how}"
+        super().__init__(f"refused by the peer before HTTP/2 began ({said})")
+
+
+ALERT_PREFIXES = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+
+
+def alert_of(err: ssl.SSLError) -> str | None:
+    """Return the name of the TLS alert the peer sent (``decrypt_error``), or None when ``err``
+    is not an alert from the peer."""
+    reason = err.reason or ""
+    prefix = next((p for p in ALERT_PREFIXES if reason.startswith(p)), None)
+    return reason[len(prefix):].lower() if prefix else None
+
+
+def refusal(err: OSError) -> Refused | None:
+    """Return the :class:`Refused` that ``err`` means when it ends a connection on which the
+    peer has sent nothing of HTTP/2 yet, or None when ``err`` is something else (such as our
+    own refusal of the peer's certificate)."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return None
+    if isinstance(err, ssl.SSLError):
+        alert = alert_of(err)
+        if alert:
+            return Refused(alert, "")
+        if isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return Refused(None, "the connection ended")
+        return None
+    if isinstance(err, (ConnectionResetError, BrokenPipeError)):
+        return Refused(None, "the connection was reset")
+    return None
+
+
 def _context(purpose: ssl.Purpose, cert: str, key: str, ca: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -106,28 +149,53 @@ def _recv(tls: ssl.SSLSocket) -> bytes | None:
         tls.setblocking(True)
 
 
-def _read_events(tls: ssl.SSLSocket, conn: H2Connection, what: str) -> list[object]:
+def _read_events(tls: ssl.SSLSocket, conn: H2Connection, what: str, first: bool = False) -> list[object]:
+    """Return the HTTP/2 events of the next bytes from the peer. ``first``: nothing has come from
+    the peer yet, so an alert or the end of the connection is its refusal (:class:`Refused`)."""
     try:
         data = tls.recv(65536)
-    except ssl.SSLError as err:
-        raise HboneError(f"TLS: {err.reason or err}") from err
+    except OSError as err:
+        refused = refusal(err) if first else None
+        if refused:
+            raise refused from err
+        if isinstance(err, ssl.SSLError):
+            raise HboneError(f"TLS: {err.reason or err}") from err
+        raise
     if not data:
+        if first:
+            raise Refused(None, "the connection ended")
         raise HboneError(f"the peer closed the connection before {what}")
     return list(conn.receive_data(data))
 
 
 def open_stream(tls: ssl.SSLSocket, authority: str) -> Stream:
     """Send ``CONNECT authority`` on a new HTTP/2 connection over ``tls``; return the stream once
-    the peer answers 200, else raise :class:`HboneError` with the status or the TLS error."""
+    the peer answers 200, else raise :class:`HboneError` with the status or the TLS error, and
+    :class:`Refused` when the peer refuses the TLS connection (our certificate) first."""
     if tls.selected_alpn_protocol() != ALPN:
         raise HboneError(f"the peer did not agree to ALPN {ALPN!r}")
     conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
     stream = Stream(tls, conn, conn.get_next_available_stream_id(), authority)
     conn.send_headers(stream.stream_id, [(":method", "CONNECT"), (":authority", authority)])
-    stream.flush()
+    try:
+        stream.flush()
+    except OSError as err:
+        # The peer may have refused us already: its alert, if one came, is the better answer.
+        refused = refusal(err)
+        if refused is None:
+            raise
+        try:
+            _read_events(tls, conn, "answering CONNECT", first=True)
+        except Refused as alerted:
+            raise (alerted if alerted.alert else refused) from err
+        except OSError:
+            pass
+        raise refused from err
+    first = True
     while True:
-        events = _read_events(tls, conn, "answering CONNECT")
+        events = _read_events(tls, conn, "answering CONNECT", first=first)
+        first = False
         status = next((dict(ev.headers).get(":status") for ev in events
                        if isinstance(ev, ResponseReceived) and ev.stream_id == stream.stream_id), None)
         refused = status is not None and status != "200"

@@ -28,11 +28,13 @@ from typing import Any
 from ambientlab.lab.hbone import (
     PORT,
     HboneError,
+    Refused,
     accept_stream,
     answer,
     client_context,
     open_stream,
     peer_identity,
+    refusal,
     relay,
     server_context,
     tls_facts,
@@ -179,8 +181,11 @@ def client(to: str, authority: str, cert: str, key: str, ca: str, timeout: float
         print(b"".join(stream.pending).decode().strip() or "error: closed without a greeting")
         tls.close()
         return 0 if stream.pending else 1
+    except Refused as err:
+        print(f"error: {err}")
     except ssl.SSLError as err:
-        print(f"error: TLS: {err.reason or err}")
+        refused = refusal(err)
+        print(f"error: {refused}" if refused else f"error: TLS: {err.reason or err}")
     except (OSError, HboneError) as err:
         print(f"error: {error_text(err)}")
     return 1
