@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ambientlab.capture import list_captures
+from ambientlab.cli import main
 from tests.conftest import DATA
 
 
@@ -39,3 +42,38 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_data_command_checks_every_capture() -> None:
     done = run("data")
     assert done.returncode == 0 and done.stdout.count("hashes match, all parse") == len(list_captures())
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    done = subprocess.run(f"{sys.executable} -m ambientlab.cli parse iptables-save "
+                          f"{DATA / 'kind-2022-ambient-worker2/node/iptables-save.txt'} --json | head -1",
+                          shell=True, capture_output=True, text=True, executable="/bin/sh")
+    assert done.stdout == "[\n" and done.stderr == ""
+
+
+def test_a_directory_or_an_unreadable_file_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("parse", "ip-rule", str(tmp_path))
+    assert done.returncode == 2 and done.stderr == f"ambientlab: {tmp_path}: is a directory, not a file\n"
+    done = run("route-get", "--rules", str(tmp_path / "none"), "--routes", str(tmp_path), "10.0.0.1")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "none: cannot read: No such file" in done.stderr
+    locked = tmp_path / "locked.txt"
+    locked.write_text("0:\tfrom all lookup local\n")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # root reads any file, so refusal is played
+    assert main(["parse", "ip-rule", str(locked)]) == 2
+    assert capsys.readouterr().err == f"ambientlab: {locked}: cannot read: Permission denied\n"
+
+
+def test_invalid_utf8_is_bad_input_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.txt"
+    bad.write_bytes(b"0:\tfrom all lookup local\n100:\tfrom all \xff\xfe lookup 100\n")
+    done = run("parse", "ip-rule", str(bad))
+    assert done.returncode == 2
+    assert done.stderr == f"ambientlab: {bad}:2: invalid UTF-8 at column 15 (invalid start byte): '0xff'\n"
+    done = subprocess.run([sys.executable, "-m", "ambientlab.cli", "parse", "ip-rule", "-"], input=b"\x80\n",
+                          capture_output=True)
+    assert done.returncode == 2 and b"<stdin>:1: invalid UTF-8 at column 1" in done.stderr

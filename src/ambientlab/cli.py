@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 
 from ambientlab import __version__
 from ambientlab.capture import ManifestError, list_captures, load_capture, rehash
-from ambientlab.errors import ParseError
+from ambientlab.errors import ParseError, decode_text
 from ambientlab.lab.cli import add_lab_parser, handle_errors
 from ambientlab.parse import KINDS, IpsetList, IptablesSave, parse, to_records
 
@@ -31,6 +32,23 @@ def _print_parsed(result: object) -> None:
             print(result.dropna(axis=1, how="all").to_string())
 
 
+class InputError(ValueError):
+    """A file given on the command line that cannot be read (one line: the file and why)."""
+
+
+def read_input(path: str) -> str:
+    """Return the text of ``path`` (``-``: standard input), decoded as UTF-8; raise
+    :class:`InputError` for a directory or an unreadable file and :class:`ParseError`
+    (``FILE:LINE: …``) for bytes that are not UTF-8."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+    return decode_text(data, "<stdin>" if path == "-" else path)
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     """Parse one file; print a table, or JSON records with ``--json``."""
     options: dict[str, object] = {}
@@ -38,8 +56,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         options["excerpt"] = True
     if args.columns:
         options["columns"] = args.columns.split(",")
-    path = Path(args.file)
-    text = sys.stdin.read() if args.file == "-" else path.read_text()
+    text = read_input(args.file)
     try:
         result = parse(args.kind, text, source=args.file, **options)
     except TypeError as err:
@@ -89,13 +106,13 @@ def cmd_route_get(args: argparse.Namespace) -> int:
     from ambientlab.trace.batch import answer, parse_query, public, summary
 
     def read(path: str | None) -> str | None:
-        return Path(path).read_text() if path else None
+        return read_input(path) if path else None
 
     forwarding = None if args.forwarding is None else args.forwarding == "on"
-    host = host_from_texts("host", Path(args.rules).read_text(), Path(args.routes).read_text(),
+    host = host_from_texts("host", read_input(args.rules), read_input(args.routes),
                            read(args.addrs), read(args.sysctl), forwarding=forwarding)
     if args.batch:
-        lines = [(n, line) for n, line in enumerate(Path(args.batch).read_text().splitlines(), 1) if line.strip()]
+        lines = [(n, line) for n, line in enumerate(read_input(args.batch).splitlines(), 1) if line.strip()]
         queries = [parse_query(line, f"{args.batch}:{n}") for n, line in lines]
     else:
         if not args.query:
@@ -261,8 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (2 for bad input)."""
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "lab":
@@ -274,6 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as err:
         print(f"ambientlab: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status: 2 for bad input, 141 (as if killed by
+    SIGPIPE, without a traceback) when the reader of our output went away, as ``| head`` does."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Python would print a traceback, then another when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + 13
 
 
 if __name__ == "__main__":
