@@ -1,12 +1,35 @@
 """ambientlab: how Istio ambient mode (2022 node-level design) steers traffic to ztunnel,
-parsed from recorded command outputs and computed, not asserted."""
+parsed from recorded command outputs and computed, not asserted.
+
+The names below are imported on first use (PEP 562), so that ``import ambientlab`` stays light:
+the lab's stand-in programs (``python -m ambientlab.lab.standin`` in every namespace, once per
+connection for the client) would otherwise load pandas each time they start.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from ambientlab.capture import Capture, list_captures, load_capture
-from ambientlab.chapters import CaptureMismatch, chapter_capture
-from ambientlab.errors import ParseError
+_LAZY = {"Capture": "ambientlab.capture", "list_captures": "ambientlab.capture", "load_capture": "ambientlab.capture",
+         "CaptureMismatch": "ambientlab.chapters", "chapter_capture": "ambientlab.chapters",
+         "ParseError": "ambientlab.errors"}
+
+if TYPE_CHECKING:
+    from ambientlab.capture import Capture, list_captures, load_capture
+    from ambientlab.chapters import CaptureMismatch, chapter_capture
+    from ambientlab.errors import ParseError
+
+
+def __getattr__(name: str) -> Any:
+    """Return the public name ``name``, importing its module on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ambientlab' has no attribute {name!r}")
+
 
 __all__ = ["Capture", "CaptureMismatch", "ParseError", "__version__", "chapter_capture", "list_captures", "load_capture"]
