@@ -11,6 +11,8 @@ its origin and its sha256. Origins:
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -76,7 +78,8 @@ class Capture:
             if entry["parser"] != "kubectl" or not cols:
                 raise ManifestError(f"{self.name}/{path}: headerless needs a kubectl -ocustom-columns command")
             options["columns"] = cols
-        return parse(entry["parser"], self.text(path), source=f"{self.name}/{path}", **options)
+        frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
+        return copy.deepcopy(_parse_once(entry["parser"], self.text(path), f"{self.name}/{path}", frozen))
 
     def verify(self) -> None:
         """Raise ManifestError unless every entry is well-formed, every hash matches, and every
@@ -109,6 +112,14 @@ class Capture:
         unlisted = sorted(on_disk - listed)
         if unlisted:
             raise ManifestError(f"{self.name}: files not in the manifest: {unlisted}")
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_once(kind: str, text: str, source: str, options: tuple[tuple[str, Any], ...]) -> Parsed:
+    """Return ``text`` parsed, once per distinct (parser, text, source, options): a network is built
+    from a capture's files again and again (each walk, each break), and parsing was most of its
+    cost. Callers get a deep copy, so nothing they change reaches the next caller."""
+    return parse(kind, text, source=source, **{k: list(v) if isinstance(v, tuple) else v for k, v in options})
 
 
 def load_capture(name: str | Path, data_dir: Path | None = None) -> Capture:
