@@ -192,15 +192,19 @@ def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_
     specs = [[*p, "--dport" if i == 0 else "--sport", str(port)] for port in ports for i, p in
              enumerate((["-p", "tcp"], ["-p", "tcp"]))] + [["-p", "udp", "--dport", "6081"], ["-p", "udp", "--dport", "9"]]
     monitors: dict[str, _Monitor] = {}
-    added: list[tuple[str, list[str]]] = []
-    marker = [sys.executable, "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
+    added: list[str] = []
+    # -S -I: the marker sender starts in a few milliseconds (no site-packages, no ambientlab)
+    marker = [sys.executable, "-S", "-I", "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
     texts: dict[str, str] = {}
+
+    def rules(op: str) -> str:  # every TRACE rule of a host in one iptables-restore (one process, atomic)
+        lines = [f"{op} {chain} {' '.join(spec)} -j TRACE" for spec in specs for chain in ("PREROUTING", "OUTPUT")]
+        return "*raw\n" + "\n".join(lines) + "\nCOMMIT\n"
+
     try:
         for host in hosts:
-            for spec in specs:
-                for chain in ("PREROUTING", "OUTPUT"):
-                    lab.run(host, "iptables", "-t", "raw", "-I", chain, *spec, "-j", "TRACE")
-                    added.append((host, ["iptables", "-t", "raw", "-D", chain, *spec, "-j", "TRACE"]))
+            lab.run(host, "iptables-restore", "--noflush", stdin=rules("-I"))
+            added.append(host)
             monitors[host] = _Monitor(lab, host)
         for host, mon in monitors.items():
             mon.wait_for_marker(0, lambda h=host: lab.run(h, *marker))  # type: ignore[misc]
@@ -211,8 +215,8 @@ def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_
     finally:
         for host, mon in monitors.items():
             texts[host] = _without_markers(mon.stop())
-        for host, argv in added:
-            lab.run(host, *argv, check=False)
+        for host in added:
+            lab.run(host, "iptables-restore", "--noflush", stdin=rules("-D"), check=False)
     return result, texts
 
 

@@ -324,8 +324,7 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
         for host, sysctls in plan.hosts.items():
             ns.add(host, sysctls)
         for step in plan.steps:
-            done = subprocess.run(["ip", "netns", "exec", ns.full(step.host), *step.argv], input=step.stdin,
-                                  capture_output=True, text=True)
+            done = subprocess.run(ns.command(step.host, step.argv), input=step.stdin, capture_output=True, text=True)
             if done.returncode != 0:
                 source = second.name if second and step.host.startswith(SECOND) else cap.name
                 raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {source}/{step.why}) failed: "
