@@ -28,9 +28,10 @@ from tests.randomconfig import random_queries
 COUNT = 100_000
 
 
-def measure(count: int = COUNT) -> dict[str, Any]:
+def measure(count: int = COUNT, repeats: int = 20) -> dict[str, Any]:
     """Return the measurements: kernel and tracer seconds for ``count`` queries, their ratio,
-    the number of answers that differ, single-query medians, and a walk's median latency."""
+    the number of answers that differ, single-query medians (of ``repeats`` kernel processes), and
+    a walk's median latency (of ``repeats`` walks)."""
     host = host_from_capture(load_capture("kind-2022-ambient-worker2"), "node")
     queries = random_queries(random.Random(2026), list(host.devices), ADDRESSES["node"], count, MARKS)
     with NamespaceSet() as ns:
@@ -46,7 +47,7 @@ def measure(count: int = COUNT) -> dict[str, Any]:
         different = sum(not agrees(m, k) for m, k in zip(mine, kernel, strict=True))
         one = queries[0].line().split()[2:]
         single_kernel = []
-        for _ in range(20):
+        for _ in range(repeats):
             start = time.perf_counter()
             subprocess.run(["ip", "netns", "exec", ns.full("node"), "ip", "route", "get", *one], capture_output=True)
             single_kernel.append(time.perf_counter() - start)
@@ -57,7 +58,7 @@ def measure(count: int = COUNT) -> dict[str, Any]:
         single_tracer.append(time.perf_counter() - start)
     capture = load_capture("kind-2022-ambient-worker2")
     walks = []
-    for _ in range(20):
+    for _ in range(repeats):
         start = time.perf_counter()
         walk(capture, "same-node-vip")
         walks.append(time.perf_counter() - start)

@@ -6,6 +6,7 @@ Kernel-checked tests skip where namespaces cannot be used, unless AMBIENTLAB_REQ
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import subprocess
@@ -89,13 +90,21 @@ def namespaces(netns_ok: None) -> Iterator[NamespaceSet]:
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the book once per test session (executing every notebook, -W -n); return its
-    ``_build/html`` folder. A failed build fails every test that uses it."""
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    done = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    """Build the book once per test run (-W -n, from the notebooks' stored outputs, as `make book`
+    does); return its ``_build/html`` folder. Under pytest-xdist the workers share one build: the
+    first to come builds it while holding a lock. A failed build fails every test that uses it."""
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else \
+        tmp_path_factory.getbasetemp()
+    out, done_file = shared / "book", shared / "book.built"
+    with open(shared / "book.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done_file.exists():
+            jb = Path(sys.executable).parent / "jupyter-book"
+            done = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+                                  capture_output=True, text=True, cwd=ROOT)
+            done_file.write_text(str(done.returncode) + "\n" + done.stdout[-4000:] + done.stderr[-2000:])
+    status, _, log = done_file.read_text().partition("\n")
+    assert status == "0", log
     return out / "_build" / "html"
 
 
@@ -123,5 +132,7 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CAPTURE", str(DATA / "kind-2022-ambient-worker2"))
     return bin_dir
+
+
 
 

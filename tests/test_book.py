@@ -3,6 +3,7 @@ refers to no other host, and its internal links and anchors resolve."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -18,7 +19,9 @@ def _pages(html: Path) -> list[Path]:
     return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
 
 
+@functools.cache
 def _soup(path: Path) -> BeautifulSoup:
+    """Return the parsed page, parsed once per test run (the tests only read it)."""
     return BeautifulSoup(path.read_text(), "html.parser")
 
 

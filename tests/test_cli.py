@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -15,7 +17,13 @@ from tests.conftest import DATA
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ambientlab.cli", *args], capture_output=True, text=True)
+    """Run the command line in this process (a new interpreter costs a second of imports); return
+    its exit code and outputs. The tests of what only a process shows (a closed pipe, standard
+    input) start one."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["ambientlab", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_parse_json_uses_iproute2_keys() -> None:

@@ -1,13 +1,10 @@
 """The live lab on the real kernel: built from the capture, real connections through the
-stand-in ztunnel, traces against the tracer, break-it cases, teardown, two labs at once."""
+stand-in ztunnel, traces against the tracer, break-it cases, recording. (Two labs at once, a failed
+build and the command line: test_lab_lifecycle_kernel.py.)"""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +15,11 @@ from ambientlab.lab.breaks import break_piece, restore
 from ambientlab.lab.nftrace import compare, connection_of, kernel_segments, trace
 from ambientlab.lab.predict import predict
 from ambientlab.lab.record import record
-from ambientlab.lab.runtime import Lab, LabError, namespaces_with_prefix, remove, state_root, up
+from ambientlab.lab.runtime import Lab, LabError, up
 from ambientlab.lab.status import differences
 from ambientlab.trace import host_from_capture
 from ambientlab.trace.batch import answer, parse_query, public
 from ambientlab.trace.breaks import PIECES
-from tests.conftest import DATA
 
 pytestmark = pytest.mark.kernel
 BEHAVIOURS = ("marks-2022", "no-marks")
@@ -137,67 +133,3 @@ def test_lab_record_writes_a_capture_the_tracer_reads(lab: Lab, tmp_path: Path) 
                  "veth6cc9a213 mark 0x210", "10.244.2.7 from 10.244.1.19 iif eth0", "172.18.0.4"):
         query = parse_query(text)
         assert public(answer(mine, query)) == public(answer(theirs, query)), text
-
-
-def test_two_labs_run_at_once_and_down_leaves_nothing(netns_ok: None) -> None:
-    first, second = up(prefix="altwoa"), up(prefix="altwob", tunnel="veth")
-    try:
-        with pytest.raises(LabError, match="a lab with prefix 'altwoa' exists"):
-            up(prefix="altwoa")
-        assert second.state["tunnel"] == "veth"
-        for lab in (first, second):
-            assert lab.connect("productpage-v1", "reviews-v1").startswith("hello from reviews-v1")
-        first.down()
-        assert namespaces_with_prefix("altwoa") == [] and not (state_root() / "altwoa").exists()
-        assert second.connect("peer", "reviews-v1").startswith("hello from reviews-v1")
-    finally:
-        remove("altwoa")
-        remove("altwob")
-    assert namespaces_with_prefix("altwoa") == namespaces_with_prefix("altwob") == []
-    assert remove("altwob") == []  # idempotent
-    leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "altwo" not in leftovers
-
-
-def test_a_failed_build_removes_what_it_built(netns_ok: None, tmp_path: Path) -> None:
-    root = tmp_path / "broken"
-    shutil.copytree(DATA / "kind-2022-ambient-worker2", root)
-    path = root / "node" / "ip-route-table-102.txt"
-    path.write_text(path.read_text().replace("onlink", "onlink mtu 99999999999"))
-    with pytest.raises(LabError, match=r"ip-route-table-102.txt:1\) failed"):
-        up(str(root), prefix="albroken")
-    assert namespaces_with_prefix("albroken") == [] and not (state_root() / "albroken").exists()
-
-
-def test_the_cli_runs_a_lab_from_up_to_down(netns_ok: None) -> None:
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ambientlab.cli", "lab", *argv], capture_output=True, text=True)
-
-    try:
-        assert cli("up", "--prefix", "alcli").returncode == 0
-        status = cli("status", "--prefix", "alcli", "--json")
-        assert json.loads(status.stdout)["processes"]["ztunnel"] == "running"
-        traced = cli("trace", "productpage-v1", "reviews-v1", "--prefix", "alcli")
-        assert traced.returncode == 0 and "hooks agree" in traced.stdout, traced.stdout + traced.stderr
-        assert cli("exec", "node", "--prefix", "alcli", "--", "ip", "rule").stdout == \
-            load_capture("kind-2022-ambient-worker2").text("node/ip-rule.txt")
-    finally:
-        assert cli("down", "--prefix", "alcli").returncode == 0
-    again = cli("down", "--prefix", "alcli")
-    assert again.returncode == 0 and "nothing left" in again.stdout
-    missing = cli("status", "--prefix", "alcli")
-    assert missing.returncode == 2 and "no lab 'alcli' is running" in missing.stderr
-
-
-def test_the_benchmark_harness_runs_on_small_inputs(netns_ok: None) -> None:
-    """`make bench`'s measuring code on tiny inputs (no timing is asserted): every parser reads
-    the real outputs, and the tracer's answers equal the kernel's."""
-    from benchmarks import parsers, route_get
-
-    rows = parsers.measure({"ip-route": (300,), "ip-rule": (100,), "ipset": (100,), "iptables-save": (50,)})
-    assert {(r["kind"], r["parser"]) for r in rows} == {
-        ("ip-route", "ambientlab"), ("ip-route", "jc"), ("ip-route", "json.loads (-j)"), ("ip-rule", "ambientlab"),
-        ("ip-rule", "json.loads (-j)"), ("ipset", "ambientlab"), ("iptables-save", "ambientlab")}
-    assert all(r["lines"] >= 50 and r["seconds"] > 0 for r in rows)
-    found = route_get.measure(2000)
-    assert found["different"] == 0 and found["queries"] == 2000

@@ -1,0 +1,67 @@
+"""What the browser tests share: Chromium's place and flags, and one visit to a page with what it
+logged, asked for, and was refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Every request for another host goes to a closed port on this machine (Chromium sends loopback
+# requests directly): nothing leaves the machine, and the pages' requests are recorded, not
+# intercepted one by one, which kept the browser waiting on Python for each of ~1,000 files.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--proxy-server=http://127.0.0.1:9"]
+SCREENSHOTS = {"index": "book/intro.html", "walk-same-node": "notebooks/08-walk-same-node.html",
+               "live-lab": "notebooks/13-live-lab.html", "workshop": "book/workshop.html"}
+BOOK_TITLE = "Ambient redirection, computed"
+
+
+def site_pages(html: Path) -> list[str]:
+    return sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts)
+
+
+class Visit:
+    """One page opened in a fresh browser context (or a new tab of ``context``), with what it
+    logged and asked for."""
+
+    def __init__(self, browser: Any, url: str, context: Any = None, wait_until: str = "load") -> None:
+        self.own = context is None
+        self.context = context or browser.new_context(viewport={"width": 1300, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.missing: list[str] = []  # answered with an HTTP error
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", self._request)
+        self.page.on("response", lambda r: self.missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        self.page.goto(url, wait_until=wait_until)
+
+    def _request(self, request: Any) -> None:
+        url = request.url
+        if not (url.startswith(("file:", "data:", "blob:", "about:")) or urlparse(url).hostname in ("127.0.0.1", "localhost")):
+            self.outside.append(url)
+
+    def close(self) -> None:
+        self.page.close()
+        if self.own:
+            self.context.close()
+
+
+def check_page(visit: Visit, name: str) -> list[str]:
+    page = visit.page
+    problems = []
+    if BOOK_TITLE not in page.title() or not page.locator("h1").first.inner_text().strip():
+        problems.append(f"{name}: title {page.title()!r}")
+    if page.locator("#pst-primary-sidebar nav a").count() < 10 or not page.locator("#pst-primary-sidebar").is_visible():
+        problems.append(f"{name}: no sidebar with the table of contents")
+    broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    problems += [f"{name}: image not loaded: {src}" for src in broken]
+    problems += [f"{name}: console: {e}" for e in visit.errors]
+    problems += [f"{name}: {m}" for m in visit.missing]
+    problems += [f"{name}: asked another host for {u}" for u in visit.outside]
+    return problems
