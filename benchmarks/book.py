@@ -1,6 +1,8 @@
 """Benchmark: what the book costs its reader. In a fresh copy of the working tree (tracked and
-untracked files, nothing git ignores: no venv, no build): installing requirements.txt into an empty venv (pip's cache warm), `make book` in
-that venv, `make test` in it, and the built site's size; and each notebook's execution time."""
+untracked files, nothing git ignores: no venv, no build), as from a fresh clone: `make book`
+(creating the venv and installing requirements.txt, pip's cache warm, then building), `make book`
+again (the build alone), `make test` (the whole suite), and the built site's size; and each
+notebook's execution time in a fresh kernel."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"install_s": None, "make_book_s": None, "make_test_s": 180.0, "notebooks_total_s": 30.0, "site_mb": 30.0}
+GOALS = {"make_book_fresh_s": 60.0, "make_book_s": None, "make_test_s": 180.0, "notebooks_total_s": 30.0, "site_mb": 30.0}
 
 
 def _copy(target: Path) -> None:
@@ -48,11 +50,13 @@ def notebook_seconds() -> dict[str, float]:
 
 
 def measure(with_test: bool = True) -> dict[str, Any]:
-    """Return install, make book, make test seconds, site size (MB) and per-notebook seconds."""
+    """Return the seconds of make book from a fresh copy (venv included), of make book again and
+    of make test, the site's size (MB) and pages, and per-notebook seconds."""
     with tempfile.TemporaryDirectory(prefix="ambientlab-bench-") as tmp:
         copy = Path(tmp) / "repo"
         _copy(copy)
-        found: dict[str, Any] = {"install_s": _timed(["make", "venv"], copy)[0]}
+        found: dict[str, Any] = {"make_book_fresh_s": _timed(["make", "book"], copy)[0]}
+        shutil.rmtree(copy / "_build")
         found["make_book_s"] = _timed(["make", "book"], copy)[0]
         site = copy / "_build" / "html"
         found["site_mb"] = sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) / 1e6
