@@ -61,6 +61,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("apt-get", "apt", ESSENTIAL, "`make tools`: installing the needed packages"),
     Tool("docker", "docker.io", YOURS, "`ambientlab capture --kind-node`: docker exec into a kind node"),
     Tool("kubectl", "kubectl", YOURS, "`ambientlab capture`: pods, istiod's version, kubectl debug/exec"),
+    Tool("uv", "uv", VENV, "make: installing the pinned stack into .venv"),
     Tool("jupyter-book", "jupyter-book", VENV, "make book, and the book tests"),
     Tool("jupyter-lab", "jupyterlab", VENV, "make lab"),
     Tool("ruff", "ruff", VENV, "make test: lint"),
