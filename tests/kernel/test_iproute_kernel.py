@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import pytest
 
@@ -48,17 +49,29 @@ def _compare(text: str, js: list[dict], parse) -> int:  # type: ignore[no-untype
     return len(records)
 
 
+def _snapshot(ns: NamespaceSet, *argv: str) -> tuple[str, list[dict]]:
+    """Return ``ip ARGV`` as text and as JSON (``-j``) from the same state of the kernel: IPv6 keeps
+    adding routes for a moment after its addresses are set (duplicate address detection), so the
+    text is read again after the JSON until both reads of the text agree."""
+    for _ in range(50):
+        text = ns.run("r", "ip", *argv)
+        js = json.loads(ns.run("r", "ip", "-j", *argv))
+        if ns.run("r", "ip", *argv) == text:
+            return text, js
+        time.sleep(0.05)
+    raise AssertionError(f"ip {' '.join(argv)} did not settle")
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_rules_and_routes_parse_like_iproute2_json(namespaces: NamespaceSet, seed: int) -> None:
     accepted = _configure(namespaces, seed)
     assert accepted > 600, f"the kernel accepted only {accepted} of 801 random commands"
     total = 0
     for family in ("-4", "-6"):
-        text = namespaces.run("r", "ip", family, "rule")
-        total += _compare(text, json.loads(namespaces.run("r", "ip", family, "-j", "rule")), parse_ip_rule_records)
+        text, js = _snapshot(namespaces, family, "rule")
+        total += _compare(text, js, parse_ip_rule_records)
         assert "\n".join(render_rule(r) for r in parse_ip_rule_records(text)[0]) == text.rstrip("\n")
-        text = namespaces.run("r", "ip", family, "route", "show", "table", "all")
-        js = json.loads(namespaces.run("r", "ip", family, "-j", "route", "show", "table", "all"))
+        text, js = _snapshot(namespaces, family, "route", "show", "table", "all")
         total += _compare(text, js, parse_ip_route_records)
         rendered = "\n".join(render_route(r) for r in parse_ip_route_records(text)[0])
         assert rendered == "\n".join(line.rstrip() for line in text.rstrip("\n").splitlines())
@@ -95,6 +108,5 @@ def test_ip_addr_parses_like_iproute2_json(namespaces: NamespaceSet) -> None:
     _configure(namespaces, 5)
     namespaces.run("r", "ip", "addr", "add", "10.0.0.9/24", "dev", "v0", "label", "v0:1")
     namespaces.run("r", "ip", "addr", "add", "10.0.0.10/24", "dev", "v0")
-    text = namespaces.run("r", "ip", "addr")
-    js = json.loads(namespaces.run("r", "ip", "-j", "addr"))
+    text, js = _snapshot(namespaces, "addr")
     assert _compare(text, js, parse_ip_addr_records) == 5
