@@ -25,7 +25,7 @@ def _replay(folder: str, argv: list[str]) -> int:
         print(VERSIONS[tuple(argv)])
         return 0
     wanted = shlex.join(argv)
-    for entry in yaml.safe_load((root / "manifest.yaml").read_text())["files"]:
+    for entry in yaml.load((root / "manifest.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["files"]:
         command = entry["command"]
         if entry["path"].startswith(f"{folder}/") and (command == wanted or command.endswith(" " + wanted)):
             sys.stdout.write((root / entry["path"]).read_text())
