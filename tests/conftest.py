@@ -7,7 +7,6 @@ Kernel-checked tests skip where namespaces cannot be used, unless AMBIENTLAB_REQ
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import subprocess
 import sys
@@ -34,11 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_AUDIT_FILE] = path
         os.environ["AMBIENTLAB_TOOL_AUDIT"] = path
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(AUDIT), os.environ.get("PYTHONPATH")]))
-    spec = importlib.util.spec_from_file_location("_ambientlab_tool_audit", AUDIT / "sitecustomize.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+    from tests.toolaudit.sitecustomize import install
+
+    install()
 
 
 _AUDIT_FILE = pytest.StashKey[str]()
@@ -49,11 +46,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session.config.stash.get(_AUDIT_FILE, None)
     if path is None:
         return
-    from tests.test_systools import undeclared
+    from ambientlab.systools import BY_NAME
+    from tests.toolaudit.sitecustomize import undeclared
 
     records = Path(path).read_text().splitlines() if Path(path).exists() else []
     Path(path).unlink(missing_ok=True)
-    found = undeclared(records)
+    found = undeclared(records, BY_NAME)
     if found:
         session.config.stash[_UNDECLARED] = found
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

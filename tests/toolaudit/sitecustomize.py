@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Collection
 
 
 def _argv_of(event: str, args: tuple[object, ...]) -> list[str]:
@@ -55,6 +57,22 @@ def _hook(event: str, args: tuple[object, ...]) -> None:
             os.close(fd)
     except Exception:
         pass
+
+
+def undeclared(records: list[str], listed: Collection[str]) -> dict[str, str]:
+    """Return {program: where PATH found it} for the audit's records (``program<TAB>path``) of
+    programs that are neither ``listed``, nor Python, nor installed in the venv, nor a test's fake
+    (under the temporary folder)."""
+    out = {}
+    skip = (os.path.realpath(sys.prefix), os.path.realpath(tempfile.gettempdir()))
+    for record in records:
+        program, _, found = record.partition("\t")
+        name = os.path.basename(program)
+        real = os.path.realpath(found or program)
+        if name in listed or real.startswith(skip) or name.startswith("python") or real == os.path.realpath(sys.executable):
+            continue
+        out[name] = found or program
+    return out
 
 
 def install() -> None:
