@@ -17,10 +17,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The system tools of the one list (src/ambientlab/systools.py): installed with apt-get when
+# The system tools of the one list (src/ambientlab/live/systools.py): installed with apt-get when
 # missing (as root), otherwise the command to run is printed. Needs only the system's python3.
 tools:
-	@$(PYTHON) src/ambientlab/systools.py install
+	@$(PYTHON) src/ambientlab/live/systools.py install
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going

@@ -18,8 +18,8 @@ from typing import Any
 
 import jc
 
-from ambientlab.netns import NamespaceSet
-from ambientlab.parse import parse
+from ambientlab.core.parse import parse
+from ambientlab.live.netns import NamespaceSet
 
 SIZES = {"ip-route": (1_000, 10_000, 100_000), "ip-rule": (1_000, 10_000, 30_000),
          "ipset": (1_000, 10_000, 65_536), "iptables-save": (1_000, 5_000, 10_000)}

@@ -16,12 +16,12 @@ import time
 from typing import Any
 
 from ambientlab import load_capture
-from ambientlab.netns import NamespaceSet
-from ambientlab.reconstruct import build
-from ambientlab.trace import host_from_capture
-from ambientlab.trace.batch import answer_all
-from ambientlab.trace.kernel import agrees, kernel_answers
-from ambientlab.trace.scenarios import walk
+from ambientlab.core.trace import host_from_capture
+from ambientlab.core.trace.batch import answer_all
+from ambientlab.core.trace.scenarios import walk
+from ambientlab.live.kernel import agrees, kernel_answers
+from ambientlab.live.netns import NamespaceSet
+from ambientlab.live.reconstruct import build
 from tests.kernel.test_tracer_routing import ADDRESSES, MARKS
 from tests.randomconfig import random_queries
 

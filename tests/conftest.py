@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ambientlab.netns import NamespaceSet, netns_problem
+from ambientlab.live.netns import NamespaceSet, netns_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -26,7 +26,7 @@ AUDIT = Path(__file__).parent / "toolaudit"
 def pytest_configure(config: pytest.Config) -> None:
     """Record every program the session starts (this process, xdist's workers and every Python
     they start: tests/toolaudit/sitecustomize.py); the session fails if one is not in
-    ambientlab.systools.TOOLS (see :func:`pytest_sessionfinish`)."""
+    ambientlab.live.systools.TOOLS (see :func:`pytest_sessionfinish`)."""
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
         fd, path = tempfile.mkstemp(prefix="ambientlab-tools-", suffix=".txt")
         os.close(fd)
@@ -42,11 +42,11 @@ _AUDIT_FILE = pytest.StashKey[str]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the session when it started a program that ambientlab.systools does not list."""
+    """Fail the session when it started a program that ambientlab.live.systools does not list."""
     path = session.config.stash.get(_AUDIT_FILE, None)
     if path is None:
         return
-    from ambientlab.systools import BY_NAME
+    from ambientlab.live.systools import BY_NAME
     from tests.toolaudit.sitecustomize import undeclared
 
     records = Path(path).read_text().splitlines() if Path(path).exists() else []
@@ -61,10 +61,10 @@ _UNDECLARED = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Name the programs the session started that ambientlab.systools does not list."""
+    """Name the programs the session started that ambientlab.live.systools does not list."""
     found = terminalreporter.config.stash.get(_UNDECLARED, None)
     if found:
-        terminalreporter.section("programs started but not in ambientlab.systools.TOOLS", red=True)
+        terminalreporter.section("programs started but not in ambientlab.live.systools.TOOLS", red=True)
         for name, where in sorted(found.items()):
             terminalreporter.line(f"{name}: {where}")
 

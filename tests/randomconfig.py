@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ambientlab.trace.batch import Query
+from ambientlab.core.trace.batch import Query
 
 DEVICES = {"v0": ("10.0.0.1", "10.0.0.0/24", "2001:db8:0:1::1"), "v1": ("10.0.1.1", "10.0.1.0/24", "2001:db8:0:2::1")}
 SETUP = [

@@ -11,8 +11,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from ambientlab import CaptureMismatch, chapter_capture, load_capture
-from ambientlab.chapters import node_pods
-from ambientlab.cli import main
+from ambientlab.book.chapters import node_pods
+from ambientlab.cli.main import main
 
 DEMO = "kind-2022-ambient-worker2"
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ambientlab.check import EXERCISES, answer, solution
+from ambientlab.book.check import EXERCISES, answer, solution
 
 
 @pytest.mark.parametrize("exercise", sorted(EXERCISES))

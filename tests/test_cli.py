@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ambientlab.capture import list_captures
-from ambientlab.cli import main
+from ambientlab.cli.main import main
+from ambientlab.core.capture import list_captures
 from tests.conftest import DATA
 
 
@@ -53,7 +53,7 @@ def test_data_command_checks_every_capture() -> None:
 
 
 def test_a_closed_pipe_ends_quietly() -> None:
-    done = subprocess.run(f"{sys.executable} -m ambientlab.cli parse iptables-save "
+    done = subprocess.run(f"{sys.executable} -m ambientlab.cli.main parse iptables-save "
                           f"{DATA / 'kind-2022-ambient-worker2/node/iptables-save.txt'} --json | head -1",
                           shell=True, capture_output=True, text=True, executable="/bin/sh")
     assert done.stdout == "[\n" and done.stderr == ""
@@ -82,6 +82,6 @@ def test_invalid_utf8_is_bad_input_with_file_and_line(tmp_path: Path) -> None:
     done = run("parse", "ip-rule", str(bad))
     assert done.returncode == 2
     assert done.stderr == f"ambientlab: {bad}:2: invalid UTF-8 at column 15 (invalid start byte): '0xff'\n"
-    done = subprocess.run([sys.executable, "-m", "ambientlab.cli", "parse", "ip-rule", "-"], input=b"\x80\n",
+    done = subprocess.run([sys.executable, "-m", "ambientlab.cli.main", "parse", "ip-rule", "-"], input=b"\x80\n",
                           capture_output=True)
     assert done.returncode == 2 and b"<stdin>:1: invalid UTF-8 at column 1" in done.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.cli import main
-from ambientlab.collect import Command, script, unframe
-from ambientlab.trace.scenarios import walk
+from ambientlab.cli.main import main
+from ambientlab.core.trace.scenarios import walk
+from ambientlab.live.collect import Command, script, unframe
 
 DEMO = load_capture("kind-2022-ambient-worker2")
 

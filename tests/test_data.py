@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ambientlab.capture import ManifestError, list_captures, load_capture, rehash
-from ambientlab.parse import to_records
+from ambientlab.core.capture import ManifestError, list_captures, load_capture, rehash
+from ambientlab.core.parse import to_records
 from tests.conftest import DATA
 
 CAPTURES = list_captures()

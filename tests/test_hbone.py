@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.lab.hbone import (
+from ambientlab.core.trace.breaks import remove_ip_rule
+from ambientlab.live.lab.hbone import (
     HboneError,
     Refused,
     accept_stream,
@@ -28,13 +29,12 @@ from ambientlab.lab.hbone import (
     server_context,
     tls_facts,
 )
-from ambientlab.lab.hbone_session import BEHAVIOURS, LINE, recorded_trace
-from ambientlab.lab.nftrace import compare, kernel_segments
-from ambientlab.lab.pki import describe, identity_of, service_account, spiffe_id, write_pki
-from ambientlab.lab.plan import BRIDGE, PEER, build_cluster_plan
-from ambientlab.lab.predict import HboneConnection, predict_hbone
-from ambientlab.lab.wire import PcapError, plaintext_hits, read_pcap, tls_records
-from ambientlab.trace.breaks import remove_ip_rule
+from ambientlab.live.lab.hbone_session import BEHAVIOURS, LINE, recorded_trace
+from ambientlab.live.lab.nftrace import compare, kernel_segments
+from ambientlab.live.lab.pki import describe, identity_of, service_account, spiffe_id, write_pki
+from ambientlab.live.lab.plan import BRIDGE, PEER, build_cluster_plan
+from ambientlab.live.lab.predict import HboneConnection, predict_hbone
+from ambientlab.live.lab.wire import PcapError, plaintext_hits, read_pcap, tls_records
 
 SESSION = load_capture("lab-2026-11-hbone")
 PRODUCTPAGE, REVIEWS = "bookinfo-productpage", "bookinfo-reviews"

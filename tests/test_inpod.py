@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.reconstruct_inpod import POD_RULES
-from ambientlab.trace.inpod import JOBS, compare_designs, inpod_network, pod_folders, walk_inpod
+from ambientlab.core.trace.inpod import JOBS, compare_designs, inpod_network, pod_folders, walk_inpod
+from ambientlab.live.reconstruct_inpod import POD_RULES
 
 INPOD = load_capture("inpod-1.22-ambient-worker2")
 DEMO = load_capture("kind-2022-ambient-worker2")
@@ -70,12 +70,12 @@ def test_without_the_0x539_exemption_ztunnel_would_capture_its_own_hbone() -> No
     chain = rules.chains[("nat", "ISTIO_OUTPUT")]
     redirect = next(e for e in chain if "REDIRECT" in e[1]["text"])
     text = redirect[1]["text"].replace("-m mark ! --mark 0x539/0xfff ", "")
-    from ambientlab.trace.netfilter import Ruleset
+    from ambientlab.core.trace.netfilter import Ruleset
 
     patched = INPOD.text("productpage-v1/iptables-save.txt").replace(redirect[1]["text"], text)
     net.machines["productpage-v1"].rules = Ruleset(patched, "patched")
-    from ambientlab.trace.inpod import SCENARIOS
-    from ambientlab.trace.scenarios import play
+    from ambientlab.core.trace.inpod import SCENARIOS
+    from ambientlab.core.trace.scenarios import play
 
     hops = play(net, SCENARIOS["inpod-outbound"](net))
     second = hops[hops["packet"].str.startswith("2 ")]
@@ -111,7 +111,7 @@ def test_same_node_goes_through_both_pods_ztunnel_sockets() -> None:
 def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None:
     import json
 
-    from ambientlab.lab.status import verdict
+    from ambientlab.live.lab.status import verdict
 
     lab = load_capture("lab-2026-11-inpod")
     found = {p: verdict(INPOD, p, INPOD.entry(p)["parser"], lab.text(p)) for p in lab.files.index if p in INPOD.files.index}
@@ -131,10 +131,10 @@ def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None
 def _app_to_ztunnel_handshake() -> pd.DataFrame:
     """The app's connection to 15001 in productpage-v1's namespace: SYN, ztunnel's SYN-ACK from
     its accepted socket (mark 0x539, looped back), the app's ACK."""
-    from ambientlab.trace import ipv4
-    from ambientlab.trace.inpod import INPOD_MARK, PRODUCTPAGE, REVIEWS_V1
-    from ambientlab.trace.network import Socket
-    from ambientlab.trace.scenarios import Send, play, tcp
+    from ambientlab.core.trace import ipv4
+    from ambientlab.core.trace.inpod import INPOD_MARK, PRODUCTPAGE, REVIEWS_V1
+    from ambientlab.core.trace.network import Socket
+    from ambientlab.core.trace.scenarios import Send, play, tcp
 
     net = inpod_network(INPOD)
     local = ipv4.to_int("127.0.0.1")

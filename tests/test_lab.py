@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.errors import ParseError
-from ambientlab.lab.nftrace import compare, kernel_segments
-from ambientlab.lab.plan import PlanError, build_plan
-from ambientlab.lab.predict import Connection, predict
-from ambientlab.parse import parse
-from ambientlab.parse.ip_route import parse_ip_route_records
-from ambientlab.trace import host_from_capture
-from ambientlab.trace.batch import answer, parse_query, public
-from ambientlab.trace.breaks import PIECES
+from ambientlab.core.errors import ParseError
+from ambientlab.core.parse import parse
+from ambientlab.core.parse.ip_route import parse_ip_route_records
+from ambientlab.core.trace import host_from_capture
+from ambientlab.core.trace.batch import answer, parse_query, public
+from ambientlab.core.trace.breaks import PIECES
+from ambientlab.live.lab.nftrace import compare, kernel_segments
+from ambientlab.live.lab.plan import PlanError, build_plan
+from ambientlab.live.lab.predict import Connection, predict
 from tests.conftest import DATA
 
 DEMO = load_capture("kind-2022-ambient-worker2")
@@ -138,8 +138,8 @@ def test_the_lab_recording_reads_like_the_2022_capture() -> None:
 
 
 def test_up_says_why_without_root_or_a_kernel_feature(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ambientlab.lab import runtime
-    from ambientlab.lab.features import PROBES, Feature
+    from ambientlab.live.lab import runtime
+    from ambientlab.live.lab.features import PROBES, Feature
 
     monkeypatch.setattr(runtime, "netns_problem", lambda: "needs root (network namespaces)")
     with pytest.raises(runtime.LabError, match=r"the live lab needs root"):
@@ -157,7 +157,7 @@ def test_up_says_why_without_root_or_a_kernel_feature(monkeypatch: pytest.Monkey
 
 
 def test_prefixes_are_checked_before_anything_is_touched() -> None:
-    from ambientlab.lab.runtime import LabError, remove
+    from ambientlab.live.lab.runtime import LabError, remove
 
     for bad in ("A", "x", "has-dash", "toolongprefix1", "1abc", "../etc"):
         with pytest.raises(LabError, match="2-12 lowercase letters"):
@@ -165,12 +165,12 @@ def test_prefixes_are_checked_before_anything_is_touched() -> None:
 
 
 def test_the_stand_in_programs_start_without_pandas() -> None:
-    """Every lab connection starts a stand-in client (``python -m ambientlab.lab.standin``): it
+    """Every lab connection starts a stand-in client (``python -m ambientlab.live.lab.standin``): it
     must not load the book's stack (pandas alone took 0.8 s of its 1.1 s start)."""
     import subprocess
     import sys
 
-    code = ("import sys, ambientlab.lab.standin, ambientlab.lab.tunnel\n"
-            "print(sorted(m for m in ('pandas', 'matplotlib', 'yaml', 'ambientlab.capture') if m in sys.modules))")
+    code = ("import sys, ambientlab.live.lab.standin, ambientlab.live.lab.tunnel\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'yaml', 'ambientlab.core.capture') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ambientlab import ParseError, load_capture
-from ambientlab.parse import (
+from ambientlab.core.parse import (
     parse_cni_log,
     parse_ip_addr,
     parse_ip_link,

@@ -8,9 +8,9 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ambientlab.errors import ParseError
-from ambientlab.parse.ip_route import parse_ip_route_records, render_route
-from ambientlab.parse.ip_rule import parse_ip_rule_records, render_rule
+from ambientlab.core.errors import ParseError
+from ambientlab.core.parse.ip_route import parse_ip_route_records, render_route
+from ambientlab.core.parse.ip_rule import parse_ip_rule_records, render_rule
 
 v4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
 v6 = st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))

@@ -1,4 +1,4 @@
-"""The one list of system tools (ambientlab.systools) is complete and everything follows it:
+"""The one list of system tools (ambientlab.live.systools) is complete and everything follows it:
 the tools that src/ and tests/ run are all listed, the README's install line and .ci/run come
 from it, and every third-party package that src/ imports is declared in pyproject.toml."""
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from ambientlab import systools
-from ambientlab.checkenv import pins
+from ambientlab.live import systools
+from ambientlab.live.checkenv import pins
 from tests.conftest import ROOT
 from tests.toolaudit.sitecustomize import undeclared
 
@@ -97,7 +97,7 @@ def test_every_tool_that_src_and_tests_run_is_listed() -> None:
             for program, line in commands_in(path):
                 found.setdefault(program, []).append(f"{path.relative_to(ROOT)}:{line}")
     unlisted = {p: where for p, where in found.items() if p not in systools.BY_NAME}
-    assert not unlisted, f"tools run but not in ambientlab.systools.TOOLS: {unlisted}"
+    assert not unlisted, f"tools run but not in ambientlab.live.systools.TOOLS: {unlisted}"
     # the scan sees the tools it must: the ones the 2026-11 fresh-machine run missed among them
     assert {"ip", "iptables-restore", "ipset", "nft", "conntrack", "tcpdump", "sysctl", "chromium", "git"} <= set(found)
 
@@ -146,7 +146,7 @@ def test_the_readme_install_line_and_ci_follow_the_list() -> None:
 
 
 def test_the_list_can_be_read_without_the_venv() -> None:
-    done = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "src" / "ambientlab" / "systools.py"), "packages"],
+    done = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "src" / "ambientlab" / "live" / "systools.py"), "packages"],
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == systools.packages()

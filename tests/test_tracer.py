@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.cli import main
-from ambientlab.trace import UnsupportedRoute, host_from_capture, host_from_texts
-from ambientlab.trace.batch import parse_query
-from ambientlab.trace.netfilter import Packet, Ruleset, UnsupportedRule
-from ambientlab.trace.scenarios import SCENARIOS, walk
+from ambientlab.cli.main import main
+from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts
+from ambientlab.core.trace.batch import parse_query
+from ambientlab.core.trace.netfilter import Packet, Ruleset, UnsupportedRule
+from ambientlab.core.trace.scenarios import SCENARIOS, walk
 from tests.conftest import DATA
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -61,7 +61,7 @@ def test_connmark_masks_and_set_xmark() -> None:
                     "-A PREROUTING -j MARK --set-xmark 0x210/0x210\n"
                     "-A PREROUTING -j CONNMARK --save-mark --nfmask 0x210 --ctmask 0x210\n"
                     "-A PREROUTING -j MARK --set-xmark 0x40/0x40\nCOMMIT\n", "t")
-    from ambientlab.trace.netfilter import Conn
+    from ambientlab.core.trace.netfilter import Conn
 
     packet = Packet(src=1, dst=2, proto=6, mark=0x1001, conn=Conn((1, 2, 6, 0, 0), mark=0x8000))
     verdict = rules.run("PREROUTING", packet, nat=False)

@@ -15,9 +15,9 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from ambientlab.check import EXERCISES
-from ambientlab.checkenv import Check, pins, python_checks, report
-from ambientlab.student import stub_for, student_notebook, write_release, write_student
+from ambientlab.book.check import EXERCISES
+from ambientlab.book.student import stub_for, student_notebook, write_release, write_student
+from ambientlab.live.checkenv import Check, pins, python_checks, report
 from tests.conftest import ROOT
 
 CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -115,7 +115,7 @@ def test_make_student_and_release(tmp_path: Path) -> None:
     names = zipfile.ZipFile(target).namelist()
     top = names[0].split("/")[0]
     for needed in ("QUICKSTART.md", "requirements.txt", "pyproject.toml", "notebooks/13-live-lab.ipynb",
-                   "data/kind-2022-ambient-worker2/manifest.yaml", "src/ambientlab/cli.py"):
+                   "data/kind-2022-ambient-worker2/manifest.yaml", "src/ambientlab/cli/main.py"):
         assert f"{top}/{needed}" in names, needed
     for name in names:
         if name.endswith(".ipynb"):
@@ -135,7 +135,7 @@ def test_check_env_reports_every_pin() -> None:
 
 
 def test_check_env_command_with_the_lab(netns_ok: None) -> None:
-    done = subprocess.run([sys.executable, "-m", "ambientlab.cli", "check-env"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "ambientlab.cli.main", "check-env"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     for line in ("[ OK ] root", "[ OK ] kernel: TPROXY", "[ OK ] kernel: nft monitor trace (TRACE target)"):
         assert line in done.stdout

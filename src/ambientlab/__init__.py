@@ -2,7 +2,7 @@
 parsed from recorded command outputs and computed, not asserted.
 
 The names below are imported on first use (PEP 562), so that ``import ambientlab`` stays light:
-the lab's stand-in programs (``python -m ambientlab.lab.standin`` in every namespace, once per
+the lab's stand-in programs (``python -m ambientlab.live.lab.standin`` in every namespace, once per
 connection for the client) would otherwise load pandas each time they start.
 """
 
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"Capture": "ambientlab.capture", "list_captures": "ambientlab.capture", "load_capture": "ambientlab.capture",
-         "CaptureMismatch": "ambientlab.chapters", "chapter_capture": "ambientlab.chapters",
-         "ParseError": "ambientlab.errors"}
+_LAZY = {"Capture": "ambientlab.core.capture", "list_captures": "ambientlab.core.capture", "load_capture": "ambientlab.core.capture",
+         "CaptureMismatch": "ambientlab.book.chapters", "chapter_capture": "ambientlab.book.chapters",
+         "ParseError": "ambientlab.core.errors"}
 
 if TYPE_CHECKING:
-    from ambientlab.capture import Capture, list_captures, load_capture
-    from ambientlab.chapters import CaptureMismatch, chapter_capture
-    from ambientlab.errors import ParseError
+    from ambientlab.book.chapters import CaptureMismatch, chapter_capture
+    from ambientlab.core.capture import Capture, list_captures, load_capture
+    from ambientlab.core.errors import ParseError
 
 
 def __getattr__(name: str) -> Any:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.collect import lab_target, plan_capture, run_capture
-from ambientlab.lab.runtime import Lab, up
-from ambientlab.lab.status import verdict
-from ambientlab.reconstruct import clean_output, netnsid_names
-from ambientlab.trace.inpod import walk_inpod
-from ambientlab.trace.scenarios import walk
+from ambientlab.core.trace.inpod import walk_inpod
+from ambientlab.core.trace.scenarios import walk
+from ambientlab.live.collect import lab_target, plan_capture, run_capture
+from ambientlab.live.lab.runtime import Lab, up
+from ambientlab.live.lab.status import verdict
+from ambientlab.live.reconstruct import clean_output, netnsid_names
 from tests.conftest import write_fake
 
 pytestmark = pytest.mark.kernel

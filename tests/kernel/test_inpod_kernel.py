@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.lab.runtime import Lab, namespaces_with_prefix, up
-from ambientlab.lab.status import differences
-from ambientlab.trace.inpod import walk_inpod
+from ambientlab.core.trace.inpod import walk_inpod
+from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix, up
+from ambientlab.live.lab.status import differences
 
 pytestmark = pytest.mark.kernel
 
@@ -71,7 +71,7 @@ def test_a_pod_without_the_rules_is_not_captured_outbound(lab: Lab) -> None:
 
 
 def test_the_kernel_restores_0x111_on_the_apps_ack_as_the_tracer_does(lab: Lab) -> None:
-    from ambientlab.lab.nftrace import kernel_segments, run_traced
+    from ambientlab.live.lab.nftrace import kernel_segments, run_traced
     from tests.test_inpod import _app_to_ztunnel_handshake
 
     _, texts = run_traced(lab, lambda: lab.connect("productpage-v1", "reviews-v1", sport=41234), (9080, 15001),

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from ambientlab.netns import NamespaceSet
-from ambientlab.parse.ip_addr import parse_ip_addr_records
-from ambientlab.parse.ip_route import parse_ip_route_records, render_route
-from ambientlab.parse.ip_rule import parse_ip_rule_records, render_rule
+from ambientlab.core.parse.ip_addr import parse_ip_addr_records
+from ambientlab.core.parse.ip_route import parse_ip_route_records, render_route
+from ambientlab.core.parse.ip_rule import parse_ip_rule_records, render_rule
+from ambientlab.live.netns import NamespaceSet
 from tests.randomconfig import SETUP, route_commands, rule_commands
 
 pytestmark = pytest.mark.kernel

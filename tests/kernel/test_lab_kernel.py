@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.lab.breaks import break_piece, restore
-from ambientlab.lab.nftrace import compare, connection_of, kernel_segments, trace
-from ambientlab.lab.predict import predict
-from ambientlab.lab.record import record
-from ambientlab.lab.runtime import Lab, LabError, up
-from ambientlab.lab.status import differences
-from ambientlab.trace import host_from_capture
-from ambientlab.trace.batch import answer, parse_query, public
-from ambientlab.trace.breaks import PIECES
+from ambientlab.core.trace import host_from_capture
+from ambientlab.core.trace.batch import answer, parse_query, public
+from ambientlab.core.trace.breaks import PIECES
+from ambientlab.live.lab.breaks import break_piece, restore
+from ambientlab.live.lab.nftrace import compare, connection_of, kernel_segments, trace
+from ambientlab.live.lab.predict import predict
+from ambientlab.live.lab.record import record
+from ambientlab.live.lab.runtime import Lab, LabError, up
+from ambientlab.live.lab.status import differences
 
 pytestmark = pytest.mark.kernel
 BEHAVIOURS = ("marks-2022", "no-marks")

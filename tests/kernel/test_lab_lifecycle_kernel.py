@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.lab.runtime import LabError, namespaces_with_prefix, remove, state_root, up
+from ambientlab.live.lab.runtime import LabError, namespaces_with_prefix, remove, state_root, up
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.kernel
@@ -50,7 +50,7 @@ def test_a_failed_build_removes_what_it_built(netns_ok: None, tmp_path: Path) ->
 
 def test_the_cli_runs_a_lab_from_up_to_down(netns_ok: None) -> None:
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ambientlab.cli", "lab", *argv], capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "ambientlab.cli.main", "lab", *argv], capture_output=True, text=True)
 
     try:
         assert cli("up", "--prefix", "alcli").returncode == 0

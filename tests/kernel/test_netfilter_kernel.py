@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ambientlab.capture import load_capture
-from ambientlab.netns import NamespaceSet
-from ambientlab.parse import parse_ipset, parse_iptables_save, render_iptables_save, to_records
-from ambientlab.reconstruct import OUTPUTS, RECORDED_CHECKS, WORKER, outputs, reconstruct_demo, reconstruct_node
+from ambientlab.core.capture import load_capture
+from ambientlab.core.parse import parse_ipset, parse_iptables_save, render_iptables_save, to_records
+from ambientlab.live.netns import NamespaceSet
+from ambientlab.live.reconstruct import OUTPUTS, RECORDED_CHECKS, WORKER, outputs, reconstruct_demo, reconstruct_node
 
 pytestmark = pytest.mark.kernel
 
@@ -92,7 +92,7 @@ def test_the_second_node_is_what_upstreams_commands_print_now(netns_ok: None) ->
 
 
 def test_the_inpod_capture_is_what_the_1_22_rules_print_now(netns_ok: None) -> None:
-    from ambientlab.reconstruct_inpod import reconstruct_inpod
+    from ambientlab.live.reconstruct_inpod import reconstruct_inpod
 
     capture = load_capture("inpod-1.22-ambient-worker2")
     fresh = reconstruct_inpod()

@@ -13,10 +13,10 @@ from collections import Counter
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.netns import NamespaceSet
-from ambientlab.parse.iptables import parse_iptables_save
-from ambientlab.reconstruct import ZTUNNEL, build
-from ambientlab.trace.scenarios import walk
+from ambientlab.core.parse.iptables import parse_iptables_save
+from ambientlab.core.trace.scenarios import walk
+from ambientlab.live.netns import NamespaceSet
+from ambientlab.live.reconstruct import ZTUNNEL, build
 
 pytestmark = pytest.mark.kernel
 CAPTURE = load_capture("kind-2022-ambient-worker2")

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.netns import NamespaceSet
-from ambientlab.reconstruct import SYSCTL, ZTUNNEL, build
-from ambientlab.trace import Host, host_from_capture, host_from_texts
-from ambientlab.trace.batch import Query
-from ambientlab.trace.kernel import disagreements
+from ambientlab.core.trace import Host, host_from_capture, host_from_texts
+from ambientlab.core.trace.batch import Query
+from ambientlab.live.kernel import disagreements
+from ambientlab.live.netns import NamespaceSet
+from ambientlab.live.reconstruct import SYSCTL, ZTUNNEL, build
 from tests.randomconfig import SETUP, random_queries, route_commands, rule_commands
 
 pytestmark = pytest.mark.kernel

@@ -1,0 +1,1 @@
+"""The book layer: what the chapters use, on top of the core."""

@@ -1,0 +1,61 @@
+"""Which capture a chapter reads: the book's own, or yours.
+
+Set ``AMBIENTLAB_CAPTURE`` (a capture name under ``data/``, or a folder, e.g. one written by
+``ambientlab capture``) and re-run a chapter: :func:`chapter_capture` hands it that capture
+instead of the book's. A chapter says what it needs: the files it reads and, for chapters
+that follow the demo's own pods and addresses (the packet walks), that the capture has the
+same node layout. What is missing is named in one clear error, before any cell fails
+somewhere deeper.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.parse import to_records
+
+VARIABLE = "AMBIENTLAB_CAPTURE"
+
+
+class CaptureMismatch(RuntimeError):
+    """The capture chosen by ``AMBIENTLAB_CAPTURE`` cannot serve this chapter; the message
+    says what is missing and what to do."""
+
+
+def node_pods(capture: Capture) -> set[str]:
+    """Return the addresses the node routes to its pods (``scope host`` /32 routes of its main
+    table): the node's layout, as the node itself records it."""
+    path = "node/ip-route-table-main.txt"
+    if path not in capture.files.index:
+        return set()
+    return {str(r["dst"]) for r in to_records("ip-route", capture.parse(path))
+            if r.get("scope") == "host" and "gateway" not in r}
+
+
+def chapter_capture(default: str, needs: Sequence[str] = (), layout: bool = False) -> Capture:
+    """Return the capture a chapter reads: ``$AMBIENTLAB_CAPTURE`` if set, else ``default``.
+
+    With another capture than ``default``, raise :class:`CaptureMismatch` if it lacks a file
+    of ``needs`` or, with ``layout``, if its node's pods are not the default's (the chapter's
+    walks name the demo's pods and addresses).
+    """
+    chosen = os.environ.get(VARIABLE, "").strip() or default
+    capture = load_capture(chosen)
+    if capture.name == default and chosen == default:
+        return capture
+    missing = [p for p in needs if p not in capture.files.index]
+    advice = f"record them with `ambientlab capture` (README), or unset {VARIABLE} to read {default}"
+    if missing:
+        raise CaptureMismatch(f"{VARIABLE}={chosen}: this chapter reads {', '.join(missing)}, which capture "
+                              f"{capture.name} does not have; {advice}")
+    if layout:
+        want, have = node_pods(load_capture(default)), node_pods(capture)
+        if not want <= have:
+            raise CaptureMismatch(
+                f"{VARIABLE}={chosen}: this chapter walks the packets of {default}'s pods "
+                f"({', '.join(sorted(want))}); capture {capture.name}'s node routes to "
+                f"{', '.join(sorted(have)) or 'no pods it records'}. Its other chapters (the cluster, the ipset) "
+                f"read any capture; for this one unset {VARIABLE}")
+    return capture

@@ -1,0 +1,204 @@
+"""Figures drawn from the data: the node with its pods, veths, tunnels and ztunnel, and a
+packet's path on that picture, taken from the tracer's hop table."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyBboxPatch
+
+from ambientlab.core.trace.demo import SECOND, WORLD
+from ambientlab.core.trace.network import Exit, Network
+
+NODE_BOX = (3.2, 0.6, 3.6, 6.4)  # x, y, width, height
+ZTUNNEL_BOX = (8.6, 2.6, 2.2, 3.0)
+WORLD_BOX = (3.2, -1.6, 3.6, 0.9)
+
+
+def _box(ax: Axes, xywh: tuple[float, float, float, float], label: str, color: str) -> None:
+    x, y, w, h = xywh
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="#444", lw=1))
+    ax.text(x + w / 2, y + h - 0.25, label, ha="center", va="top", fontsize=10, weight="bold")
+
+
+def layout(net: Network) -> dict[str, tuple[float, float]]:
+    """Return anchor points: ``MACHINE/DEV`` for devices, ``pod:NAME``, ``world``, and
+    ``MACHINE`` (the centre of a machine's box)."""
+    points: dict[str, tuple[float, float]] = {}
+    nx, ny, nw, nh = NODE_BOX
+    zx, zy, zw, zh = ZTUNNEL_BOX
+    points["node"] = (nx + nw / 2, ny + nh / 2 - 0.4)
+    points["ztunnel"] = (zx + zw / 2, zy + zh / 2 - 0.3)
+    points["world"] = (WORLD_BOX[0] + WORLD_BOX[2] / 2, WORLD_BOX[1] + WORLD_BOX[3] / 2)
+    pods = sorted(name for name, end in net.entries.items() if isinstance(net.wires.get(end), Exit)
+                  and net.wires[end].kind == "pod")  # type: ignore[union-attr]
+    for i, name in enumerate(pods):
+        y = ny + nh - 1.0 - i * (nh - 1.4) / max(len(pods) - 1, 1)
+        machine, dev = net.entries[name]
+        points[f"pod:{name}"] = (1.0, y)
+        points[f"{machine}/{dev}"] = (nx, y)
+    ztunnel_side = [end for end, peer in net.wires.items() if isinstance(peer, tuple)]
+    node_tunnels = sorted(net.machines["node"].tunnels)
+    zt_tunnels = sorted(net.machines["ztunnel"].tunnels)
+    rows = [zy + zh - 0.9 - i * 0.8 for i in range(3)]
+    for (machine, dev) in ztunnel_side:
+        if machine == "node":
+            points[f"node/{dev}"] = (nx + nw, rows[2])
+        else:
+            points[f"{machine}/{dev}"] = (zx, rows[2])
+    for i, dev in enumerate(node_tunnels):
+        points[f"node/{dev}"] = (nx + nw, rows[i])
+    for i, dev in enumerate(zt_tunnels):
+        points[f"ztunnel/{dev}"] = (zx, rows[i])
+    points["node/eth0"] = (nx + nw / 2, ny)
+    return points
+
+
+def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw the node (named ``node``), its pods, the ztunnel pod, the veths and the tunnels;
+    return the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 6.2))
+    points = layout(net)
+    _box(ax, NODE_BOX, f"node {node}", "#eef3fb")
+    _box(ax, ZTUNNEL_BOX, "ztunnel pod", "#fdf1e3")
+    _box(ax, WORLD_BOX, "", "#f0f0f0")
+    ax.text(*points["world"], WORLD, ha="center", va="center", fontsize=9)
+    for key, (x, y) in points.items():
+        if key.startswith("pod:"):
+            ax.add_patch(FancyBboxPatch((x - 0.9, y - 0.22), 1.8, 0.44, boxstyle="round,pad=0.03", fc="#e8f5e9", ec="#444"))
+            ax.text(x, y, key[4:], ha="center", va="center", fontsize=8.5)
+    for end, peer in net.wires.items():
+        a = points.get(f"{end[0]}/{end[1]}")
+        if a is None:
+            continue
+        if isinstance(peer, Exit) and peer.kind == "pod":
+            b = points[f"pod:{peer.name}"]
+            ax.plot([b[0] + 0.9, a[0]], [b[1], a[1]], color="#888", lw=1, zorder=1)
+        elif isinstance(peer, tuple) and end[0] == "node":
+            b = points[f"{peer[0]}/{peer[1]}"]
+            ax.plot([a[0], b[0]], [a[1], b[1]], color="#888", lw=1.5, zorder=1)
+    for dev, tunnel in net.machines["node"].tunnels.items():
+        peer = next(d for d, t in net.machines["ztunnel"].tunnels.items() if t.vni == tunnel.vni)
+        a, b = points[f"node/{dev}"], points[f"ztunnel/{peer}"]
+        ax.plot([a[0], b[0]], [a[1], b[1]], color="#c77", lw=1.5, ls="--", zorder=1)
+        ax.text((a[0] + b[0]) / 2, a[1] + 0.08, f"VNI {tunnel.vni}", ha="center", va="bottom", fontsize=7.5, color="#a55")
+    ax.plot([points["node/eth0"][0]] * 2, [NODE_BOX[1], WORLD_BOX[1] + WORLD_BOX[3]], color="#888", lw=1.5, zorder=1)
+    for key, (x, y) in points.items():
+        if "/" in key:
+            machine, dev = key.split("/")
+            ax.plot(x, y, "o", ms=5, color="#333", zorder=3)
+            right = machine == "ztunnel" or (machine == "node" and x <= NODE_BOX[0])
+            ax.text(x + (0.12 if right else -0.12), y - 0.2, dev, fontsize=7.5, ha="left" if right else "right",
+                    va="top", zorder=3)
+    ax.set_xlim(-0.2, 11.2)
+    ax.set_ylim(-1.9, 7.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=11)
+    return ax
+
+
+def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
+    """Return the anchor points (keys of :func:`layout`) a packet passes, in order, with the
+    kind of step that reaches each: ``wire``, ``tunnel`` or ``deliver``."""
+    out: list[tuple[str, str]] = []
+
+    def add(key: str, kind: str) -> None:
+        if not out or out[-1][0] != key:
+            out.append((key, kind))
+
+    for row in hops.itertuples():
+        where, matched, host = str(row.where), str(row.matched), str(row.host)
+        if row.hook == "wire":
+            into = re.fullmatch(r"into (\w+)/(\S+)", where)
+            if into:
+                add("world" if host == WORLD else f"pod:{host}", "start")
+                add(f"{into.group(1)}/{into.group(2)}", "wire")
+            elif where.startswith("veth "):
+                a, b = re.fullmatch(r"veth (\S+) -> (\S+)", where).groups()  # type: ignore[union-attr]
+                add(f"{host}/{a}", "wire")
+                add(b, "wire")
+            elif where.startswith("tunnel "):
+                add(f"{host}/{where.split()[1]}", "wire")
+            elif matched.startswith("arrives in pod"):
+                add(f"{host}/{where}", "wire")
+                add(f"pod:{matched.removeprefix('arrives in pod ')}", "wire")
+            elif matched.startswith("leaves for"):
+                add(f"{host}/{where}", "wire")
+                add("world", "wire")
+        elif row.hook == "deliver" and where.startswith("tunnel "):
+            add(f"{host}/{where.split()[1]}", "tunnel")
+        elif row.hook == "deliver":
+            add(host, "deliver")
+    return out
+
+
+def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None,
+              packet: str | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only the
+    packet whose label starts with ``packet``, if given): solid arrows on wires, dashed where the
+    packet rides inside a tunnel. Return the axes."""
+    if packet is not None:
+        hops = hops[hops["packet"].str.startswith(packet)]
+    ax = draw_node(net, title, ax, node)
+    points = layout(net)
+    steps = path_points(net, hops)
+    def anchor(key: str) -> tuple[float, float]:
+        x, y = points[key]
+        return (x + 0.9, y) if key.startswith("pod:") else (x, y)  # a pod's box is entered from its right edge
+
+    for (a, _), (b, kind) in itertools.pairwise(steps):
+        (x0, y0), (x1, y1) = anchor(a), anchor(b)
+        style = "--" if kind == "tunnel" else "-"
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
+                    arrowprops={"arrowstyle": "-|>", "color": "#1565c0", "lw": 2, "ls": style,
+                                "shrinkA": 4, "shrinkB": 4})
+    return ax
+
+
+def split_at_underlay(hops: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return a two-node walk's hops as two one-node walks: the first node's (the wire to the
+    second node shown as leaving by eth0) and the second node's (names without :data:`SECOND`,
+    entering by eth0 from the rest of the cluster), each drawable on its own node's network."""
+    underlay = f"veth eth0 -> {SECOND}node/eth0"
+    first = hops[~hops["host"].str.startswith(SECOND)].copy()
+    crossing = first["where"] == underlay
+    first.loc[crossing, "matched"] = f"leaves for {WORLD}"
+    first.loc[crossing, "where"] = "eth0"
+    second = hops[hops["host"].str.startswith(SECOND)].replace(SECOND, "", regex=True)
+    if crossing.any():
+        entry = pd.DataFrame([{**dict.fromkeys(hops.columns), "host": WORLD, "hook": "wire", "where": "into node/eth0",
+                               "matched": "enters from the other node"}])
+        second = pd.concat([entry, second], ignore_index=True)
+    return first, second
+
+
+def draw_cluster(nodes: pd.DataFrame, pods: pd.DataFrame, ztunnels: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Draw the cluster from ``kubectl get node`` / ``get pod`` tables: one box per node with its
+    ztunnel and the listed app pods on it. Return the axes."""
+    names = list(nodes["NAME"])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.4 * len(names), 3.6))
+    for i, node in enumerate(names):
+        x = i * 3.4
+        _box(ax, (x, 0, 3.0, 3.2), node, "#eef3fb")
+        on_node = [(n, ip) for n, ip, where in zip(ztunnels["NAME"], ztunnels["IP"], ztunnels["NODE"], strict=True)
+                   if where == node]
+        on_node += [(n, ip) for n, ip, where in zip(pods["NAME"], pods["IP"], pods["NODE"], strict=True) if where == node]
+        for j, (name, ip) in enumerate(on_node):
+            y = 2.45 - j * 0.42
+            color = "#fdf1e3" if name.startswith("ztunnel") else "#e8f5e9"
+            ax.add_patch(FancyBboxPatch((x + 0.15, y - 0.16), 2.7, 0.32, boxstyle="round,pad=0.02", fc=color, ec="#666"))
+            ax.text(x + 0.25, y, name.rsplit("-", 2)[0] if not name.startswith("ztunnel") else name, fontsize=8, va="center")
+            ax.text(x + 2.78, y, ip, fontsize=8, va="center", ha="right", family="monospace")
+    ax.set_xlim(-0.2, 3.4 * len(names))
+    ax.set_ylim(-0.2, 3.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax

@@ -1,0 +1,303 @@
+"""``ip route show`` (any table, IPv4/IPv6, all route types, multipath) and ``ip route get``
+answers, as records with iproute2's ``-j`` keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ambientlab.core.errors import ParseError
+from ambientlab.core.parse.common import check_address, check_hex, check_name, split_prefix
+from ambientlab.core.parse.lexer import TokenCursor, lines_of
+from ambientlab.core.tables import Column, frame_from_records
+
+ROUTE_TYPES = (
+    "unicast", "local", "broadcast", "anycast", "multicast",
+    "blackhole", "unreachable", "prohibit", "throw", "nat", "xresolve",
+)
+FLAGS = (
+    "dead", "onlink", "pervasive", "offload", "trap", "notify", "linkdown",
+    "unresolved", "rt_offload", "rt_trap", "rt_offload_failed",
+)
+# Route metrics that iproute2 prints as "NAME INTEGER" (the ones with units are not supported).
+INT_METRICS = (
+    "mtu", "window", "ssthresh", "cwnd", "advmss", "reordering", "hoplimit",
+    "initcwnd", "initrwnd", "quickack", "fastopen_no_cookie",
+)
+
+SCHEMA: tuple[Column, ...] = (
+    Column("type", "string", "route type when not unicast: local, broadcast, blackhole, unreachable, …"),
+    Column("dst", "string", "destination: `default`, a prefix, or a host address"),
+    Column("from", "string", "source selector (`ip route get … from`)"),
+    Column("tos", "string", "TOS selector"),
+    Column("gateway", "string", "next hop (`via`)"),
+    Column("dev", "string", "output device"),
+    Column("table", "string", "routing table (absent means main)"),
+    Column("protocol", "string", "`proto`: who installed the route (absent means boot)"),
+    Column("scope", "string", "`scope` when not global: link, host, …"),
+    Column("prefsrc", "string", "preferred source address (`src`)"),
+    Column("metric", "Int64", "route priority (`metric`)"),
+    Column("flags", "object", "list of route flags: onlink, linkdown, dead, …"),
+    Column("flow", "object", "realms as `{from, to}`"),
+    Column("expires", "Int64", "seconds until the route expires"),
+    Column("pref", "string", "IPv6 router preference"),
+    Column("nhid", "Int64", "nexthop object id"),
+    Column("metrics", "object", "route metrics as `[{mtu: …, advmss: …}]`"),
+    Column("metrics_locked", "object", "metrics printed with `lock` (text only: `-j` drops the lock)"),
+    Column("nexthops", "object", "multipath next hops: `[{gateway, dev, weight, flags}]`"),
+    Column("mark", "Int64", "packet mark of an `ip route get` answer (decimal, as in `-j`)"),
+    Column("uid", "Int64", "uid of an `ip route get` answer for local output"),
+    Column("cache", "object", "flags of the `cache` line of an `ip route get` answer"),
+    Column("iif", "string", "input device of an `ip route get` answer for a forwarded packet"),
+    Column("error", "string", "the kernel's error for a failed `ip route get` (`RTNETLINK answers: …`)"),
+    Column("failed", "string", "`FILE:LINE` of the `Command failed` line `ip -force -batch` prints after an error"),
+)
+
+
+def _prefix_or_host(cur: TokenCursor, word: str) -> str:
+    if word == "default":
+        return word
+    split_prefix(cur, word)
+    return word
+
+
+def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = False) -> None:
+    """Consume ``KEY VALUE`` words and flags of a route (or of one ``nexthop``) into ``rec``."""
+    seen: set[str] = set()
+    while not cur.done():
+        word = cur.next()
+        if word in seen and word not in FLAGS:
+            raise cur.error(word, "keyword repeated")
+        seen.add(word)
+        if word == "via":
+            rec["gateway"] = check_address(cur, cur.next("a gateway"))
+        elif word == "dev":
+            rec["dev"] = check_name(cur, cur.next("a device"), "device name")
+        elif word in FLAGS:
+            if word in rec["flags"]:
+                raise cur.error(word, "flag repeated")
+            rec["flags"].append(word)
+        elif word == "weight" and nexthop:
+            rec["weight"] = cur.next_int("a weight")
+        elif nexthop:
+            raise cur.error(word, "unknown nexthop keyword")
+        elif word == "from":
+            rec["from"] = _prefix_or_host(cur, cur.next("a source"))
+        elif word == "tos":
+            rec["tos"] = check_hex(cur, cur.next("a TOS"))
+        elif word == "table":
+            rec["table"] = check_name(cur, cur.next("a table"), "table")
+        elif word == "proto":
+            rec["protocol"] = cur.next("a protocol")
+        elif word == "scope":
+            rec["scope"] = cur.next("a scope")
+        elif word == "src":
+            rec["prefsrc"] = check_address(cur, cur.next("a source address"))
+        elif word == "metric":
+            rec["metric"] = cur.next_int("a metric")
+        elif word in ("realm", "realms"):
+            value = cur.next("realms")
+            src, slash, dst = value.partition("/")
+            rec["flow"] = {"from": src, "to": dst} if slash else {"to": src}
+        elif word == "expires":
+            value = cur.next("seconds")
+            if not (value.endswith("sec") and value[:-3].lstrip("-").isdigit()):
+                raise cur.error(value, "expected NNNsec")
+            rec["expires"] = int(value[:-3])
+        elif word == "pref":
+            rec["pref"] = cur.next("a preference")
+        elif word == "nhid":
+            rec["nhid"] = cur.next_int("a nexthop id")
+        elif word in INT_METRICS:
+            _metric(cur, word, rec)
+        elif word == "mark":
+            word = cur.next("a mark")  # iproute2: "mark %u" below 16, "mark 0x%x" from 16 on
+            rec["mark"] = int(word) if word.isdigit() and int(word) < 16 else int(check_hex(cur, word), 16)
+        elif word == "uid":
+            rec["uid"] = cur.next_int("a uid")
+        else:
+            raise cur.error(word, "unknown ip route keyword")
+
+
+def _metric(cur: TokenCursor, name: str, rec: dict[str, Any]) -> None:
+    """Consume ``[lock] VALUE`` of metric ``name`` into ``rec["metrics"]`` (and ``metrics_locked``)."""
+    if cur.take("lock"):
+        rec.setdefault("metrics_locked", []).append(name)
+    metrics = rec.setdefault("metrics", [{}])[0]
+    if name in metrics:
+        raise cur.error(name, "metric repeated")
+    metrics[name] = cur.next_int(f"the {name} metric")
+
+
+def _parse_route_head(cur: TokenCursor) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    word = cur.next("a destination")
+    if word in ROUTE_TYPES and word != "unicast":
+        rec["type"] = word
+        word = cur.next("a destination")
+    rec["dst"] = _prefix_or_host(cur, word)
+    rec["flags"] = []
+    _parse_fields(cur, rec)
+    return rec
+
+
+def _parse_continuation(cur: TokenCursor, rec: dict[str, Any]) -> None:
+    word = cur.next()
+    if word == "nexthop":
+        hop: dict[str, Any] = {"flags": []}
+        _parse_fields(cur, hop, nexthop=True)
+        rec.setdefault("nexthops", []).append(hop)
+    elif word == "cache":
+        if "cache" in rec:
+            raise cur.error(word, "second cache line")
+        rec["cache"] = []
+        while not cur.done():
+            item = cur.next()
+            if item.startswith("<") and item.endswith(">") and len(item) > 2 and not rec["cache"]:
+                flags = item[1:-1].split(",")
+                if not all(flags):
+                    raise cur.error(item, "empty cache flag")
+                rec["cache"] = flags
+            elif item == "iif":
+                rec["iif"] = check_name(cur, cur.next("a device"), "device name")
+            elif item in INT_METRICS:
+                _metric(cur, item, rec)
+            elif item == "expires":
+                value = cur.next("seconds")
+                if not value.endswith("sec"):
+                    raise cur.error(value, "expected NNNsec")
+                rec["expires"] = int(value[:-3])
+            else:
+                raise cur.error(item, "unknown cache keyword")
+    else:
+        raise cur.error(word, "unexpected continuation line")
+
+
+ERROR_PREFIX = "RTNETLINK answers: "
+FAILED_PREFIX = "Command failed "
+
+
+def parse_ip_route_records(
+    text: str, source: str = "<text>", *, allow_errors: bool = False
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Return (records, first line numbers) for ``ip route`` / ``ip route get`` text.
+
+    Lines that start with white space continue the route above (``nexthop``, ``cache``).
+    With ``allow_errors`` a line ``RTNETLINK answers: REASON`` becomes ``{"error": REASON}``
+    (as in ``ip -force -batch`` output); otherwise it is a ParseError.
+    """
+    records: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    for line in lines_of(text):
+        if not line.text.strip():
+            continue
+        cur = TokenCursor.of(line, source)
+        if line.text[0].isspace():
+            if not records or "error" in records[-1]:
+                raise cur.error(line.text.strip(), "continuation line without a route")
+            _parse_continuation(cur, records[-1])
+            continue
+        if line.text.startswith(FAILED_PREFIX) and allow_errors:
+            if not records or "error" not in records[-1] or "failed" in records[-1]:
+                raise cur.error(line.text, "'Command failed' without an error before it")
+            records[-1]["failed"] = line.text[len(FAILED_PREFIX):].strip()
+            continue
+        if line.text.startswith(ERROR_PREFIX):
+            if not allow_errors:
+                raise cur.error(line.text, "error line in route output")
+            records.append({"error": line.text[len(ERROR_PREFIX):].strip()})
+        else:
+            records.append(_parse_route_head(cur))
+        numbers.append(line.number)
+    return records, numbers
+
+
+def parse_ip_route(text: str, source: str = "<text>") -> pd.DataFrame:
+    """Return the routes of ``ip route show [table …]`` text as a DataFrame (:data:`SCHEMA`)."""
+    records, numbers = parse_ip_route_records(text, source)
+    return frame_from_records(records, SCHEMA, numbers)
+
+
+def parse_route_get(text: str, source: str = "<text>") -> pd.DataFrame:
+    """Return ``ip route get`` answers (one or many, errors included) as a DataFrame.
+
+    Each answer is one row; a failed lookup is a row with only ``error`` set.
+    """
+    records, numbers = parse_ip_route_records(text, source, allow_errors=True)
+    for rec, number in zip(records, numbers, strict=True):
+        if "error" not in rec and "/" in rec["dst"]:
+            raise ParseError(source, number, rec["dst"], "a route get answer names a host, not a prefix")
+    return frame_from_records(records, SCHEMA, numbers)
+
+
+def _route_words(rec: dict[str, Any], nexthop: bool = False) -> list[str]:
+    words: list[str] = []
+    if not nexthop:
+        if "type" in rec:
+            words.append(rec["type"])
+        words.append(rec["dst"])
+        if "from" in rec:
+            words += ["from", rec["from"]]
+        if "tos" in rec:
+            words += ["tos", rec["tos"]]
+    if "gateway" in rec:
+        words += ["via", rec["gateway"]]
+    if "dev" in rec:
+        words += ["dev", rec["dev"]]
+    if nexthop:
+        if "weight" in rec:
+            words += ["weight", str(rec["weight"])]
+        return words + list(rec["flags"])
+    for key, word in (("table", "table"), ("protocol", "proto"), ("scope", "scope"), ("prefsrc", "src")):
+        if key in rec:
+            words += [word, rec[key]]
+    if "metric" in rec:
+        words += ["metric", str(rec["metric"])]
+    words += list(rec["flags"])
+    if "flow" in rec:
+        flow = rec["flow"]
+        words += ["realms" if "from" in flow else "realm", f"{flow['from']}/{flow['to']}" if "from" in flow else flow["to"]]
+    if "mark" in rec:
+        words += ["mark", hex(rec["mark"]) if rec["mark"] >= 16 else str(rec["mark"])]
+    if "uid" in rec:
+        words += ["uid", str(rec["uid"])]
+    if "expires" in rec and "cache" not in rec:
+        words += ["expires", f"{rec['expires']}sec"]
+    if "cache" not in rec:
+        words += _metric_words(rec)
+    if "pref" in rec:
+        words += ["pref", rec["pref"]]
+    if "nhid" in rec:
+        words += ["nhid", str(rec["nhid"])]
+    return words
+
+
+def _metric_words(rec: dict[str, Any]) -> list[str]:
+    words: list[str] = []
+    locked = rec.get("metrics_locked") or []
+    for name, value in (rec.get("metrics") or [{}])[0].items():
+        words += [name] + (["lock"] if name in locked else []) + [str(value)]
+    return words
+
+
+def render_route(rec: dict[str, Any]) -> str:
+    """Return the text iproute2 prints for ``rec`` (continuation lines included)."""
+    if "error" in rec:
+        text = ERROR_PREFIX + rec["error"]
+        return text + (f"\n{FAILED_PREFIX}{rec['failed']}" if "failed" in rec else "")
+    text = " ".join(_route_words(rec))
+    for hop in rec.get("nexthops", []):
+        text += "\n\tnexthop " + " ".join(_route_words(hop, nexthop=True))
+    if "cache" in rec:
+        extra = [f"<{','.join(rec['cache'])}>"] if rec["cache"] else []
+        if "expires" in rec:
+            extra += ["expires", f"{rec['expires']}sec"]
+        extra += _metric_words(rec)
+        if "iif" in rec:
+            extra += ["iif", rec["iif"]]
+        text += "\n    cache " + " ".join(extra)
+    return text
+
+
+__all__ = ["SCHEMA", "parse_ip_route", "parse_ip_route_records", "parse_route_get", "render_route"]

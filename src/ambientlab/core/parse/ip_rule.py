@@ -1,0 +1,193 @@
+"""``ip rule`` (``ip rule show``, IPv4 or IPv6) as records with iproute2's ``-j`` keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ambientlab.core.parse.common import check_hex, check_name, port_range, split_prefix
+from ambientlab.core.parse.lexer import TokenCursor, lines_of
+from ambientlab.core.tables import Column, frame_from_records
+
+SCHEMA: tuple[Column, ...] = (
+    Column("priority", "Int64", "rule priority (`pref`), the order of evaluation"),
+    Column("not", "boolean", "`not`: the selector is inverted", presence=True),
+    Column("src", "string", "source address, or `all`"),
+    Column("srclen", "Int64", "source prefix length (absent for `all` and host addresses)"),
+    Column("dst", "string", "destination address (`to`)"),
+    Column("dstlen", "Int64", "destination prefix length"),
+    Column("tos", "string", "TOS value matched"),
+    Column("fwmark", "string", "firewall mark value, hexadecimal"),
+    Column("fwmask", "string", "mark mask, hexadecimal (absent means 0xffffffff)"),
+    Column("iif", "string", "incoming interface"),
+    Column("iif_detached", "boolean", "the `iif` device does not exist", presence=True),
+    Column("oif", "string", "outgoing interface"),
+    Column("oif_detached", "boolean", "the `oif` device does not exist", presence=True),
+    Column("l3mdev", "boolean", "`lookup [l3mdev-table]`", presence=True),
+    Column("uid_start", "Int64", "first uid of `uidrange`"),
+    Column("uid_end", "Int64", "last uid of `uidrange`"),
+    Column("ipproto", "string", "IP protocol matched"),
+    Column("sport", "Int64", "source port"),
+    Column("sport_start", "Int64", "first source port of a range"),
+    Column("sport_end", "Int64", "last source port of a range"),
+    Column("dport", "Int64", "destination port"),
+    Column("dport_start", "Int64", "first destination port of a range"),
+    Column("dport_end", "Int64", "last destination port of a range"),
+    Column("tun_id", "Int64", "tunnel id matched"),
+    Column("table", "string", "routing table looked up (`lookup`)"),
+    Column("suppress_prefixlen", "Int64", "`suppress_prefixlength`: ignore routes this short or shorter"),
+    Column("suppress_ifgroup", "string", "`suppress_ifgroup`"),
+    Column("flow_from", "string", "realm of `realms FROM/TO`"),
+    Column("flow_to", "string", "realm of `realms [FROM/]TO`"),
+    Column("goto", "Int64", "`goto`: continue at this priority"),
+    Column("unresolved", "boolean", "`[unresolved]`: no rule has the `goto` priority", presence=True),
+    Column("action", "string", "`blackhole`, `unreachable`, `prohibit` or `nop` instead of a lookup"),
+    Column("protocol", "string", "`proto`: who installed the rule (printed only when known)"),
+)
+
+ACTIONS = ("blackhole", "unreachable", "prohibit", "nop")
+
+
+def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
+    """Return the record of one ``PRIO:<tab>selector action`` line."""
+    head = cur.next("a priority")
+    if not head.endswith(":") or not head[:-1].isdigit():
+        raise cur.error(head, "expected 'PRIORITY:'")
+    rec: dict[str, Any] = {"priority": int(head[:-1])}
+    if cur.take("not"):
+        rec["not"] = None
+    seen: set[str] = set()
+    while not cur.done():
+        word = cur.next()
+        if word in seen:
+            raise cur.error(word, "keyword repeated")
+        seen.add(word)
+        if word == "from":
+            value = cur.next("a source")
+            if value == "all":
+                rec["src"] = "all"
+            else:
+                rec["src"], length = split_prefix(cur, value)
+                if length is not None:
+                    rec["srclen"] = length
+        elif word == "to":
+            rec["dst"], length = split_prefix(cur, cur.next("a destination"))
+            if length is not None:
+                rec["dstlen"] = length
+        elif word == "tos":
+            rec["tos"] = check_hex(cur, cur.next("a TOS"))
+        elif word == "fwmark":
+            mark, slash, mask = cur.next("a mark").partition("/")
+            rec["fwmark"] = check_hex(cur, mark)
+            if slash:
+                rec["fwmask"] = check_hex(cur, mask)
+        elif word in ("iif", "oif"):
+            rec[word] = check_name(cur, cur.next("a device"), "device name")
+            if cur.take("[detached]"):
+                rec[f"{word}_detached"] = None
+        elif word == "lookup":
+            table = cur.next("a table")
+            if table == "[l3mdev-table]":
+                rec["l3mdev"] = None
+            else:
+                rec["table"] = check_name(cur, table, "table")
+        elif word == "uidrange":
+            value = cur.next("a uid range")
+            lo, dash, hi = value.partition("-")
+            if not (lo.isdigit() and dash and hi.isdigit()):
+                raise cur.error(value, "bad uidrange")
+            rec["uid_start"], rec["uid_end"] = int(lo), int(hi)
+        elif word == "ipproto":
+            rec["ipproto"] = cur.next("a protocol")
+        elif word in ("sport", "dport"):
+            rec.update(port_range(cur, word, cur.next("a port")))
+        elif word == "tun_id":
+            rec["tun_id"] = cur.next_int("a tunnel id")
+        elif word == "suppress_prefixlength":
+            rec["suppress_prefixlen"] = cur.next_int("a prefix length")
+        elif word == "suppress_ifgroup":
+            rec["suppress_ifgroup"] = cur.next("a group")
+        elif word == "realms":
+            value = cur.next("realms")
+            src, slash, dst = value.partition("/")
+            if slash:
+                rec["flow_from"], rec["flow_to"] = src, dst
+            else:
+                rec["flow_to"] = src
+        elif word == "goto":
+            rec["goto"] = cur.next_int("a priority")
+            if cur.take("[unresolved]"):
+                rec["unresolved"] = None
+        elif word in ACTIONS:
+            rec["action"] = word
+        elif word == "proto":
+            rec["protocol"] = cur.next("a protocol")
+        else:
+            raise cur.error(word, "unknown ip rule keyword")
+    if "src" not in rec:
+        raise cur.error(head, "rule has no 'from'")
+    return rec
+
+
+def parse_ip_rule_records(text: str, source: str = "<text>") -> tuple[list[dict[str, Any]], list[int]]:
+    """Return (records, line numbers) for the text of ``ip rule``; blank lines are skipped."""
+    records, numbers = [], []
+    for line in lines_of(text):
+        if not line.text.strip():
+            continue
+        cur = TokenCursor.of(line, source)
+        records.append(parse_rule_line(cur))
+        numbers.append(line.number)
+    return records, numbers
+
+
+def parse_ip_rule(text: str, source: str = "<text>") -> pd.DataFrame:
+    """Return the rules of ``ip rule`` text as a DataFrame (columns: :data:`SCHEMA`, index: line)."""
+    records, numbers = parse_ip_rule_records(text, source)
+    return frame_from_records(records, SCHEMA, numbers)
+
+
+def render_rule(rec: dict[str, Any]) -> str:
+    """Return the line ``ip rule`` prints for ``rec`` (iproute2 6.1 order and spelling)."""
+    out = [f"{rec['priority']}:\t" + ("not " if "not" in rec else "")]
+    words: list[str] = []
+    src = rec["src"] if rec["src"] == "all" or "srclen" not in rec else f"{rec['src']}/{rec['srclen']}"
+    words += ["from", src]
+    if "dst" in rec:
+        words += ["to", rec["dst"] if "dstlen" not in rec else f"{rec['dst']}/{rec['dstlen']}"]
+    if "tos" in rec:
+        words += ["tos", rec["tos"]]
+    if "fwmark" in rec:
+        words += ["fwmark", rec["fwmark"] + (f"/{rec['fwmask']}" if "fwmask" in rec else "")]
+    for dev in ("iif", "oif"):
+        if dev in rec:
+            words += [dev, rec[dev]] + (["[detached]"] if f"{dev}_detached" in rec else [])
+    if "l3mdev" in rec:
+        words += ["lookup", "[l3mdev-table]"]
+    if "uid_start" in rec:
+        words += ["uidrange", f"{rec['uid_start']}-{rec['uid_end']}"]
+    if "ipproto" in rec:
+        words += ["ipproto", rec["ipproto"]]
+    for port in ("sport", "dport"):
+        if port in rec:
+            words += [port, str(rec[port])]
+        elif f"{port}_start" in rec:
+            words += [port, f"{rec[port + '_start']}-{rec[port + '_end']}"]
+    if "tun_id" in rec:
+        words += ["tun_id", str(rec["tun_id"])]
+    if "table" in rec:
+        words += ["lookup", rec["table"]]
+        if "suppress_prefixlen" in rec:
+            words += ["suppress_prefixlength", str(rec["suppress_prefixlen"])]
+        if "suppress_ifgroup" in rec:
+            words += ["suppress_ifgroup", rec["suppress_ifgroup"]]
+    if "flow_to" in rec:
+        words += ["realms", (f"{rec['flow_from']}/" if "flow_from" in rec else "") + rec["flow_to"]]
+    if "goto" in rec:
+        words += ["goto", str(rec["goto"])] + (["[unresolved]"] if "unresolved" in rec else [])
+    if "action" in rec:
+        words.append(rec["action"])
+    if "protocol" in rec:
+        words += ["proto", rec["protocol"]]
+    return out[0] + " ".join(words)

@@ -1,0 +1,198 @@
+"""The in-pod design (Istio 1.21+) as a :class:`~ambientlab.core.trace.network.Network`, and the
+book's walks through it.
+
+The node and every pod folder of an in-pod capture become machines: the node with its probe
+SNAT rule and ipset, each recorded pod with the rules istio-cni installs in its namespace.
+ztunnel's sockets live *inside* each pod's namespace (ztunnel opens them there through the
+namespace file descriptor the CNI agent hands it), all marked 0x539 (``inpod_mark: 1337``).
+Pods without a folder, and the rest of the cluster, are endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from ambientlab.core.capture import Capture
+from ambientlab.core.trace import ipv4
+from ambientlab.core.trace.build import host_from_capture
+from ambientlab.core.trace.demo import WORLD, _ipsets, pod_names, short_name
+from ambientlab.core.trace.netfilter import Ruleset
+from ambientlab.core.trace.network import Exit, Machine, Network, Socket
+from ambientlab.core.trace.scenarios import Send, run_named, tcp
+
+IP = ipv4.to_int
+INPOD_MARK = 0x539
+PRODUCTPAGE, REVIEWS_V1, HOST_IP = IP("10.244.2.3"), IP("10.244.2.7"), IP("10.244.2.1")
+REMOTE_REVIEWS_V1 = IP("10.244.1.23")  # reviews-v1 on ambient-worker (Zhao's part 3)
+REMOTE_CLIENT = IP("10.244.1.5")  # a mesh pod on another node (an address of that node's pod CIDR)
+PROBE_SOURCE = IP("169.254.7.127")
+
+
+def pod_folders(capture: Capture) -> list[str]:
+    """Return the capture's pod folders: every folder other than node/ and cluster/ that has
+    an ``iptables-save.txt``."""
+    folders = {p.split("/")[0] for p in capture.files.index if p.endswith("/iptables-save.txt")}
+    return sorted(folders - {"node", "cluster"})
+
+
+def inpod_network(capture: Capture) -> Network:
+    """Return the network of an in-pod capture: node, recorded pods (with ztunnel's listeners
+    inside), the other pods as endpoints and ``eth0`` leading to the rest of the cluster."""
+    node = Machine(host_from_capture(capture, "node"))
+    ipsets = _ipsets(capture, "node/ipset-list.txt") if "node/ipset-list.txt" in capture.files.index else {}
+    node.rules = Ruleset(capture.text("node/iptables-save.txt"), f"{capture.name}/node/iptables-save.txt", ipsets)
+    net = Network()
+    net.add(node)
+    pods = {}
+    for folder in pod_folders(capture):
+        pod = Machine(host_from_capture(capture, folder))
+        pod.rules = Ruleset(capture.text(f"{folder}/iptables-save.txt"), f"{capture.name}/{folder}/iptables-save.txt")
+        pod.sockets += [  # ztunnel's listeners in this pod's namespace (ztunnel ARCHITECTURE.md: ports)
+            Socket("ztunnel 15001 (outbound)", (0, 15001), mark=INPOD_MARK),
+            Socket("ztunnel 15006 (inbound plaintext)", (0, 15006), transparent=True, mark=INPOD_MARK),
+            Socket("ztunnel 15008 (inbound HBONE)", (0, 15008), transparent=True, mark=INPOD_MARK),
+            Socket("app 9080", (0, 9080)),
+        ]
+        net.add(pod)
+        pods[next(a.local for a in pod.host.devices["eth0"].addrs)] = folder
+    names = pod_names(capture)
+    for route in node.host.fib.tables[ipv4.TABLES["main"]].routes:
+        if route.length == 32 and route.nexthops and route.record.get("scope") == "host":
+            dev = route.nexthops[0].dev
+            if route.network in pods:
+                net.veth(("node", dev), (pods[route.network], "eth0"))
+            else:
+                ip = ipv4.to_text(route.network)
+                net.exit(("node", dev), Exit("pod", short_name(names.get(ip, ip))))
+    net.exit(("node", "eth0"), Exit("world", WORLD))
+    return net
+
+
+def _connected(net: Network, machine: str, name: str, local: tuple[int, int], remote: tuple[int, int],
+               mark: int = INPOD_MARK, transparent: bool = True) -> None:
+    net.machines[machine].sockets.append(Socket(name, local, remote, transparent=transparent, mark=mark))
+
+
+def outbound(net: Network) -> list[Send]:
+    """productpage's app connects to reviews-v1 on another node: REDIRECT to ztunnel's 15001 in
+    productpage's own namespace; ztunnel's HBONE connection (mark 0x539) leaves untouched."""
+    _connected(net, "productpage-v1", "ztunnel HBONE to reviews-v1", (PRODUCTPAGE, 43000), (REMOTE_REVIEWS_V1, 15008))
+    return [
+        Send("1 SYN app -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 40000, REMOTE_REVIEWS_V1, 9080, "S")),
+        Send("2 HBONE SYN ztunnel -> reviews-v1:15008", "productpage-v1",
+             tcp(PRODUCTPAGE, 43000, REMOTE_REVIEWS_V1, 15008, "S"), INPOD_MARK),
+        Send("3 HBONE SYN-ACK from ambient-worker", WORLD, tcp(REMOTE_REVIEWS_V1, 15008, PRODUCTPAGE, 43000, "SA")),
+    ]
+
+
+def inbound(net: Network) -> list[Send]:
+    """HBONE from a pod on another node to reviews-v1 here: TPROXY to 15008 inside reviews-v1's
+    namespace; ztunnel dials the app with the client's address, and the app's answer goes back
+    to ztunnel by the connection mark 0x111."""
+    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (REMOTE_CLIENT, 44000), (REVIEWS_V1, 9080))
+    return [
+        Send("1 HBONE SYN remote pod -> reviews-v1:15008", WORLD, tcp(REMOTE_CLIENT, 50000, REVIEWS_V1, 15008, "S")),
+        Send("2 HBONE SYN-ACK ztunnel -> remote pod", "reviews-v1", tcp(REVIEWS_V1, 15008, REMOTE_CLIENT, 50000, "SA"),
+             INPOD_MARK, True),
+        Send("3 SYN ztunnel (as 10.244.1.5) -> app:9080", "reviews-v1", tcp(REMOTE_CLIENT, 44000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK, True),
+        Send("4 SYN-ACK app -> 10.244.1.5", "reviews-v1", tcp(REVIEWS_V1, 9080, REMOTE_CLIENT, 44000, "SA")),
+    ]
+
+
+def same_node(net: Network) -> list[Send]:
+    """productpage's app connects to reviews-v1 on the same node: 15001 in productpage's
+    namespace, then ztunnel's onward connection (plain here, as in the lab's stand-in) is taken
+    by 15006 in reviews-v1's namespace, which dials the app with productpage's address."""
+    _connected(net, "productpage-v1", "ztunnel onward to reviews-v1", (PRODUCTPAGE, 41000), (REVIEWS_V1, 9080))
+    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (PRODUCTPAGE, 42000), (REVIEWS_V1, 9080))
+    return [
+        Send("1 SYN app -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 40000, REVIEWS_V1, 9080, "S")),
+        Send("2 SYN ztunnel -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 41000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK),
+        Send("3 SYN ztunnel (as productpage) -> app:9080", "reviews-v1", tcp(PRODUCTPAGE, 42000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK, True),
+        Send("4 SYN-ACK app -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 42000, "SA")),
+    ]
+
+
+def plaintext_inbound(net: Network) -> list[Send]:
+    """A client outside the mesh connects to reviews-v1: TPROXY to 15006 inside the pod."""
+    return [Send("1 SYN outside client -> reviews-v1:9080", WORLD, tcp(IP("10.244.0.6"), 45000, REVIEWS_V1, 9080, "S"))]
+
+
+def probe(net: Network) -> list[Send]:
+    """The kubelet probes reviews-v1: the node SNATs it to 169.254.7.127, which the pod lets
+    through to the app; the answer goes back by conntrack."""
+    net.machines["node"].sockets.append(Socket("kubelet", (HOST_IP, 46000), (REVIEWS_V1, 9080)))
+    return [
+        Send("1 SYN kubelet -> reviews-v1:9080", "node", tcp(HOST_IP, 46000, REVIEWS_V1, 9080, "S")),
+        Send("2 SYN-ACK app -> 169.254.7.127", "reviews-v1", tcp(REVIEWS_V1, 9080, PROBE_SOURCE, 46000, "SA")),
+    ]
+
+
+SCENARIOS: dict[str, Callable[[Network], list[Send]]] = {
+    "inpod-outbound": outbound,
+    "inpod-inbound": inbound,
+    "inpod-same-node": same_node,
+    "inpod-plaintext-inbound": plaintext_inbound,
+    "inpod-probe": probe,
+}
+
+
+def walk_inpod(capture: Capture, scenario: str) -> pd.DataFrame:
+    """Return the hop table of in-pod scenario ``scenario`` (a key of :data:`SCENARIOS`) on
+    ``capture`` (columns as :func:`ambientlab.core.trace.scenarios.walk`)."""
+    return run_named(SCENARIOS, scenario, inpod_network(capture))
+
+
+# The jobs both designs do, each as (2022 walk, its packet, in-pod walk, its packet).
+JOBS = {
+    "an app's outbound SYN reaches ztunnel": ("same-node-vip", "1 ", "inpod-outbound", "1 "),
+    "HBONE from another node reaches ztunnel's 15008": ("inbound-remote", "1 ", "inpod-inbound", "1 "),
+    "ztunnel dials the app with a borrowed source": ("inbound-remote", "3 ", "inpod-inbound", "3 "),
+    "the app's answer to that source returns to ztunnel": ("inbound-remote", "4 ", "inpod-inbound", "4 "),
+    "the kubelet's probe reaches the app": ("kubelet", "1 ", "inpod-probe", "1 "),
+}
+NETFILTER_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+
+def summarize(hops: pd.DataFrame) -> dict[str, object]:
+    """Return what one packet's hop table shows: where it ends, the namespaces it crosses, the
+    rules that acted (LOG rules and bare jumps aside), the marks set, the routing tables and
+    the tunnels it used."""
+    text = hops["matched"].astype(str)
+    acting = hops[hops["hook"].isin(NETFILTER_HOOKS) & ~text.str.contains("-j LOG ")
+                  & ~text.str.fullmatch(r"-j [\w-]+")]
+    marks = [a for b, a in zip(hops["mark_before"], hops["mark_after"], strict=True) if a != b and a != "0x0"]
+    tables = hops[hops["where"].astype(str).str.startswith("table ")]["where"].str.removeprefix("table ")
+    return {
+        "ends at": f"{hops['host'].iloc[-1]}: {hops['matched'].iloc[-1]}",
+        "namespaces": " -> ".join(dict.fromkeys(h for h in hops["host"] if h != WORLD)),
+        "rules that act": len(acting),
+        "marks set": ", ".join(dict.fromkeys(marks)) or "none",
+        "routing tables": ", ".join(dict.fromkeys(tables)) or "none",
+        "tunnels": ", ".join(dict.fromkeys(w.split()[1] for w in hops["where"].astype(str) if w.startswith("tunnel ")))
+                   or "none",
+    }
+
+
+def compare_designs(node_capture: Capture, inpod_capture: Capture) -> pd.DataFrame:
+    """Return, for each job of :data:`JOBS`, the 2022 walk's :func:`summarize` next to the
+    in-pod walk's: one row per (job, design), computed from both captures."""
+    from ambientlab.core.trace.scenarios import walk
+
+    walks: dict[tuple[str, str], pd.DataFrame] = {}
+    rows = []
+    for job, (old, old_packet, new, new_packet) in JOBS.items():
+        for design, capture, scenario, packet, run in (
+                ("2022 node-level", node_capture, old, old_packet, walk),
+                ("1.22 in-pod", inpod_capture, new, new_packet, walk_inpod)):
+            if (design, scenario) not in walks:
+                walks[(design, scenario)] = run(capture, scenario)
+            frame = walks[(design, scenario)]
+            hops = frame[frame["packet"].str.startswith(packet)]
+            rows.append({"job": job, "design": design, "packet": hops["packet"].iloc[0], **summarize(hops)})
+    return pd.DataFrame(rows).set_index(["job", "design"])

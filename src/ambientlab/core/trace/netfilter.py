@@ -1,0 +1,362 @@
+"""iptables rule sets replayed on packets: tables, hooks, chains, matches, targets, conntrack.
+
+A :class:`Ruleset` is compiled from ``iptables-save`` text. :meth:`Ruleset.run` passes a
+:class:`Packet` through the tables of one hook in the kernel's priority order and returns the
+verdict and the rules that matched. Matches and targets outside :data:`MATCHES` and
+:data:`TARGETS` raise :class:`UnsupportedRule` when the rule set is compiled: nothing is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ambientlab.core.parse.iptables import parse_iptables_save
+from ambientlab.core.trace import ipv4
+from ambientlab.core.trace.fib import PROTOCOLS
+
+# Tables of each hook, in the order of their priorities (raw -300, mangle -150, nat -100/+100,
+# filter 0). Conntrack lookup runs after raw; NAT only on a connection's first packet.
+HOOK_TABLES = {
+    "PREROUTING": ("raw", "mangle", "nat"),
+    "INPUT": ("mangle", "filter", "nat"),
+    "FORWARD": ("mangle", "filter"),
+    "OUTPUT": ("raw", "mangle", "nat", "filter"),
+    "POSTROUTING": ("mangle", "nat"),
+}
+CT_STATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "DNAT")
+
+
+class UnsupportedRule(ValueError):
+    """A rule uses a match or target the tracer does not model (named in the message)."""
+
+
+@dataclass(slots=True)
+class Conn:
+    """A conntrack entry: the original tuple, NAT bindings, mark and whether a reply was seen."""
+
+    orig: tuple[int, int, int, int, int]
+    mark: int = 0
+    replied: bool = False
+    dnat: tuple[int, int] | None = None
+    snat: tuple[int, int] | None = None
+    nat_done: set[str] = field(default_factory=set)
+
+    def reply_tuple(self) -> tuple[int, int, int, int, int]:
+        """Return the tuple a reply packet carries (NAT applied)."""
+        src, dst, proto, sport, dport = self.orig
+        if self.dnat:
+            dst, dport = self.dnat
+        if self.snat:
+            src, sport = self.snat
+        return dst, src, proto, dport, sport
+
+
+@dataclass(slots=True)
+class Packet:
+    """An IPv4 packet as netfilter sees it at one host."""
+
+    src: int
+    dst: int
+    proto: int
+    sport: int = 0
+    dport: int = 0
+    flags: str = ""
+    mark: int = 0
+    iif: str | None = None
+    oif: str | None = None
+    socket: bool = False
+    conn: Conn | None = None
+    reply: bool = False
+    tproxy: tuple[int, int] | None = None
+    redirect_ip: int = 0x7F000001  # where REDIRECT sends: the iif's first address, or 127.0.0.1 in OUTPUT
+    inner: Packet | None = None  # the packet a tunnel's UDP packet carries
+    vni: int = 0  # and the tunnel's VNI
+
+    def enter(self, dev: str, mark: int = 0) -> None:
+        """Arrive on ``dev`` of another host (or out of a tunnel): per-host state is reset. The
+        mark is cleared between namespaces; a tunnel in the same namespace keeps it (``mark``)."""
+        self.mark, self.iif, self.oif, self.conn, self.tproxy, self.socket = mark, dev, None, None, None, False
+
+    def describe(self) -> str:
+        """Return ``SRC:SPORT > DST:DPORT PROTO FLAGS`` for tables."""
+        name = {6: "tcp", 17: "udp"}.get(self.proto, str(self.proto))
+        tail = f" [{self.flags}]" if self.flags else ""
+        return f"{ipv4.to_text(self.src)}:{self.sport} > {ipv4.to_text(self.dst)}:{self.dport} {name}{tail}"
+
+
+@dataclass(slots=True)
+class Hit:
+    """One rule that matched a packet, and what it did."""
+
+    table: str
+    chain: str
+    line: int
+    text: str
+    target: str
+    mark_before: int
+    mark_after: int
+    ctmark: int | None
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of one hook: ``ACCEPT`` or ``DROP``, and the rules that matched, in order."""
+
+    action: str
+    hits: list[Hit]
+
+
+Test = Callable[[Packet], bool]
+
+
+def _addr_test(spec: str, key: str) -> Test:
+    network, length = ipv4.prefix(spec)  # ValueError for a dotted (non-prefix) mask
+    mask = ipv4.MASKS[length]
+    if key == "src":
+        return lambda p: (p.src & mask) == network
+    return lambda p: (p.dst & mask) == network
+
+
+def _iface_test(name: str, key: str) -> Test:
+    if name.endswith("+"):
+        stem = name[:-1]
+        return lambda p: (getattr(p, key) or "").startswith(stem)
+    return lambda p: getattr(p, key) == name
+
+
+def _port_test(spec: str, key: str) -> Test:
+    lo, colon, hi = spec.partition(":")  # PORT, or FIRST:LAST with either end optional
+    low = int(lo) if lo else 0
+    high = (int(hi) if hi else 65535) if colon else low
+    return lambda p: low <= getattr(p, key) <= high
+
+
+def _mark_value(spec: str) -> tuple[int, int]:
+    value, _, mask = spec.partition("/")
+    return int(value, 16), int(mask, 16) if mask else 0xFFFFFFFF
+
+
+def _ctstate(p: Packet) -> str:
+    if p.conn is None:
+        return "UNTRACKED"
+    return "ESTABLISHED" if p.conn.replied else "NEW"
+
+
+class Ruleset:
+    """The iptables rules of one host, compiled for :meth:`run`."""
+
+    def __init__(self, text: str, source: str, ipsets: dict[str, set[int]] | None = None) -> None:
+        parsed = parse_iptables_save(text, source)
+        self.source = source
+        self.ipsets = ipsets if ipsets is not None else {}
+        self.chains: dict[tuple[str, str], list[tuple[list[Test], dict[str, Any], int]]] = {}
+        self.policies: dict[tuple[str, str], str] = {}
+        for _, chain in parsed.chains.iterrows():
+            self.chains[(chain["table"], chain["chain"])] = []
+            self.policies[(chain["table"], chain["chain"])] = chain["policy"]
+        for line, rule in parsed.rules.iterrows():
+            rec = {k: rule[k] for k in ("table", "chain", "matches", "jump", "target", "target_options", "text")}
+            self.chains[(rec["table"], rec["chain"])].append((self._compile(rec, int(line)), rec, int(line)))
+
+    # -- compilation -------------------------------------------------------------------------------
+    def _where(self, line: int) -> str:
+        return f"{self.source}:{line}"
+
+    def _compile(self, rec: dict[str, Any], line: int) -> list[Test]:
+        tests: list[Test] = []
+        for match in rec["matches"]:
+            module = match["module"]
+            for opt in match["options"]:
+                test = self._test(module, opt["option"], opt["args"], line)
+                if test is None:
+                    continue
+                if opt["negated"]:
+                    tests.append(lambda p, t=test: not t(p))
+                else:
+                    tests.append(test)
+        target = rec.get("target")
+        if target is not None and target not in TARGETS and (rec["table"], target) not in self.chains:
+            raise UnsupportedRule(f"{self._where(line)}: target {target} is not modelled")
+        return tests
+
+    def _test(self, module: str, option: str, args: list[str], line: int) -> Test | None:
+        arg = args[0] if args else ""
+        if module == "" and option in ("-s", "-d"):
+            try:
+                return _addr_test(arg, "src" if option == "-s" else "dst")
+            except ValueError:
+                raise UnsupportedRule(f"{self._where(line)}: {option} {arg}: only prefix masks are modelled") from None
+        if module == "" and option in ("-i", "-o"):
+            return _iface_test(arg, "iif" if option == "-i" else "oif")
+        if module == "" and option == "-p":
+            if arg == "all":
+                return lambda p: True
+            number = PROTOCOLS.get(arg, int(arg) if arg.isdigit() else -1)
+            return lambda p: p.proto == number
+        if module in ("tcp", "udp") and option in ("--sport", "--dport"):
+            number = PROTOCOLS[module]
+            port = _port_test(arg, "sport" if option == "--sport" else "dport")
+            return lambda p: p.proto == number and port(p)
+        if module == "mark" and option == "--mark":
+            value, mask = _mark_value(arg)
+            return lambda p: (p.mark & mask) == value
+        if module == "connmark" and option == "--mark":
+            value, mask = _mark_value(arg)
+            return lambda p: p.conn is not None and (p.conn.mark & mask) == value
+        if module == "conntrack" and option == "--ctstate":
+            states = set(arg.split(","))
+            if not states <= set(CT_STATES) or states & {"INVALID", "SNAT", "DNAT"}:
+                raise UnsupportedRule(f"{self._where(line)}: --ctstate {arg}: only NEW, ESTABLISHED, RELATED, "
+                                      "UNTRACKED are modelled")
+            # RELATED is accepted in a test but never matches: the walks send no ICMP errors and use
+            # no conntrack helpers, so no packet of theirs is related to another connection.
+            return lambda p: _ctstate(p) in states
+        if module == "set" and option == "--match-set":
+            name, where = args
+            if where not in ("src", "dst"):
+                raise UnsupportedRule(f"{self._where(line)}: --match-set {name} {where}: only src or dst of hash:ip")
+            key = where
+            return lambda p: getattr(p, key) in self.ipsets.get(name, ())
+        if module == "owner" and option == "--socket-exists":
+            return lambda p: p.socket
+        if module == "comment":
+            return None
+        raise UnsupportedRule(f"{self._where(line)}: match {module or '(basic)'} {option} is not modelled")
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def run(self, hook: str, packet: Packet, nat: bool) -> Verdict:
+        """Pass ``packet`` through every table of ``hook``; return the verdict and the hits.
+
+        ``nat`` says whether the nat table runs (a connection's first packet only).
+        """
+        hits: list[Hit] = []
+        for table in HOOK_TABLES[hook]:
+            if (table, hook) not in self.chains or (table == "nat" and not nat):
+                continue
+            action = self._chain(table, hook, packet, hits, 0)
+            if action in (None, "RETURN"):
+                action = self.policies[(table, hook)]
+            if action != "ACCEPT":
+                return Verdict(action, hits)
+        return Verdict("ACCEPT", hits)
+
+    def _chain(self, table: str, chain: str, packet: Packet, hits: list[Hit], depth: int) -> str | None:
+        if depth > 32:
+            raise UnsupportedRule(f"{self.source}: chain recursion deeper than 32 in {table}/{chain}")
+        for tests, rec, line in self.chains[(table, chain)]:
+            if not all(t(packet) for t in tests):
+                continue
+            target = rec.get("target")
+            before = packet.mark
+            outcome = None
+            if target in TARGETS:
+                outcome = TARGETS[target](packet, rec["target_options"], table)
+            hits.append(Hit(table, chain, line, rec["text"], target or "", before, packet.mark,
+                            packet.conn.mark if packet.conn else None))
+            if target is None or outcome == "CONTINUE":
+                continue
+            if target in TARGETS:
+                return outcome
+            result = self._chain(table, target, packet, hits, depth + 1)
+            if rec["jump"] == "-g" or result not in (None, "RETURN"):
+                return result
+        return None
+
+
+def _opts(options: list[dict[str, Any]]) -> dict[str, list[str]]:
+    return {o["option"]: o["args"] for o in options}
+
+
+def _set_mark(old: int, opts: dict[str, list[str]]) -> int | None:
+    """Return ``old`` after ``--set-xmark V/M`` (clear M, then xor V) or ``--set-mark V/M``
+    (clear M, then or V); None if neither option is present."""
+    if "--set-xmark" in opts:
+        value, mask = _mark_value(opts["--set-xmark"][0])
+        return (old & ~mask & 0xFFFFFFFF) ^ value
+    if "--set-mark" in opts:
+        value, mask = _mark_value(opts["--set-mark"][0])
+        return (old & ~mask & 0xFFFFFFFF) | value
+    return None
+
+
+def _mark_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    opts = _opts(options)
+    new = _set_mark(packet.mark, opts)
+    if new is not None:
+        packet.mark = new
+    elif "--and-mark" in opts:
+        packet.mark &= int(opts["--and-mark"][0], 16)
+    elif "--or-mark" in opts:
+        packet.mark |= int(opts["--or-mark"][0], 16)
+    elif "--xor-mark" in opts:
+        packet.mark ^= int(opts["--xor-mark"][0], 16)
+    return "CONTINUE"
+
+
+def _connmark_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    conn = packet.conn
+    if conn is None:
+        return "CONTINUE"
+    opts = _opts(options)
+    nfmask = int(opts.get("--nfmask", opts.get("--mask", ["0xffffffff"]))[0], 16)
+    ctmask = int(opts.get("--ctmask", opts.get("--mask", ["0xffffffff"]))[0], 16)
+    if "--save-mark" in opts:
+        conn.mark = (conn.mark & ~ctmask & 0xFFFFFFFF) ^ (packet.mark & nfmask)
+    elif "--restore-mark" in opts:
+        packet.mark = (packet.mark & ~nfmask & 0xFFFFFFFF) ^ (conn.mark & ctmask)
+    elif (new := _set_mark(conn.mark, opts)) is not None:
+        conn.mark = new
+    else:
+        raise UnsupportedRule(f"CONNMARK {options} is not modelled")
+    return "CONTINUE"
+
+
+def _tproxy_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    opts = _opts(options)
+    value, mask = _mark_value(opts.get("--tproxy-mark", ["0x0/0x0"])[0])
+    ip = ipv4.to_int(opts["--on-ip"][0]) if "--on-ip" in opts else 0
+    packet.tproxy = (ip or packet.dst, int(opts["--on-port"][0]))
+    packet.mark = (packet.mark & ~mask & 0xFFFFFFFF) ^ value
+    return "ACCEPT"
+
+
+def _nat_target(kind: str) -> Callable[[Packet, list[dict[str, Any]], str], str]:
+    def apply(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+        opts = _opts(options)
+        conn = packet.conn
+        if conn is None:
+            return "ACCEPT"
+        if kind == "REDIRECT":
+            port = int(opts["--to-ports"][0].split("-")[0]) if "--to-ports" in opts else packet.dport
+            conn.dnat = (packet.redirect_ip, port)
+        else:
+            spec = opts["--to-destination" if kind == "DNAT" else "--to-source"][0]
+            addr, _, port = spec.partition(":")
+            pair = (ipv4.to_int(addr), int(port) if port else (packet.dport if kind == "DNAT" else packet.sport))
+            if kind == "DNAT":
+                conn.dnat = pair
+            else:
+                conn.snat = pair
+        return "ACCEPT"
+
+    return apply
+
+
+TARGETS: dict[str, Callable[[Packet, list[dict[str, Any]], str], str]] = {
+    "ACCEPT": lambda p, o, t: "ACCEPT",
+    "DROP": lambda p, o, t: "DROP",
+    "REJECT": lambda p, o, t: "DROP",
+    "RETURN": lambda p, o, t: "RETURN",
+    "LOG": lambda p, o, t: "CONTINUE",
+    "TRACE": lambda p, o, t: "CONTINUE",
+    "MARK": _mark_target,
+    "CONNMARK": _connmark_target,
+    "TPROXY": _tproxy_target,
+    "REDIRECT": _nat_target("REDIRECT"),
+    "DNAT": _nat_target("DNAT"),
+    "SNAT": _nat_target("SNAT"),
+}
+MATCHES = ("-s", "-d", "-i", "-o", "-p", "tcp/udp --sport/--dport", "mark", "connmark",
+           "conntrack --ctstate NEW/ESTABLISHED/RELATED (never related)", "set --match-set src|dst", "owner --socket-exists", "comment")

@@ -1,0 +1,99 @@
+"""Network namespaces owned by one run: unique prefix, commands inside them, certain teardown.
+
+Only namespaces created through :class:`NamespaceSet` are touched; nothing is attached to the
+host's interfaces.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from types import TracebackType
+
+from ambientlab.live.systools import install_line, lab_tools
+
+# The kernel's defaults of the IPv4 sysctls routing reads. A new namespace copies the host's
+# conf/all and conf/default values instead, so every namespace pins them at creation.
+KERNEL_DEFAULTS = {f"net.ipv4.conf.{where}.{key}": value for where in ("all", "default")
+                   for key, value in (("rp_filter", "0"), ("accept_local", "0"), ("src_valid_mark", "0"),
+                                      ("route_localnet", "0"), ("send_redirects", "1"))}
+
+
+class NetnsUnavailable(RuntimeError):
+    """Network namespaces cannot be used here (not root, or a tool is missing)."""
+
+
+def netns_problem() -> str | None:
+    """Return why namespaces with iproute2/iptables/ipset cannot be used here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in lab_tools():
+        if shutil.which(tool.name) is None:
+            return f"{tool.name} not found ({install_line()})"
+    probe = f"alprobe{secrets.token_hex(3)}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+class NamespaceSet:
+    """Namespaces named ``PREFIX-NAME``, deleted together by :meth:`close` (or ``with``)."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix or f"al{secrets.token_hex(3)}"
+        self.names: list[str] = []
+
+    def full(self, name: str) -> str:
+        """Return the real namespace name of ``name``."""
+        return f"{self.prefix}-{name}"
+
+    def add(self, name: str, sysctls: dict[str, str] | None = None) -> str:
+        """Create namespace ``name`` with loopback up and IPv6 off; return its real name."""
+        real = self.full(name)
+        subprocess.run(["ip", "netns", "add", real], check=True, capture_output=True)
+        self.names.append(real)
+        self.run(name, "ip", "link", "set", "lo", "up")
+        base = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+        # one sysctl process for all of them, in this order (a namespace is made for every lab host
+        # and kernel test: a process per key made up a good part of building one)
+        self.run(name, "sysctl", "-qw", *(f"{key}={value}" for key, value in {**base, **(sysctls or {})}.items()))
+        return real
+
+    def command(self, name: str, argv: Sequence[str]) -> list[str]:
+        """Return the argv that runs ``argv`` inside namespace ``name``: ``ip -n NS …`` for ``ip``
+        (``ip netns exec NS ip …`` without a new mount namespace and /sys), else ``ip netns exec``."""
+        if argv[:1] == ["ip"] or argv[:1] == ("ip",):
+            return ["ip", "-n", self.full(name), *argv[1:]]
+        return ["ip", "netns", "exec", self.full(name), *argv]
+
+    def run(self, name: str, *argv: str, stdin: str | None = None, check: bool = True) -> str:
+        """Run ``argv`` inside namespace ``name``; return stdout (raise on failure if ``check``)."""
+        cmd = self.command(name, argv)
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout, done.stderr)
+        return done.stdout
+
+    def script(self, name: str, lines: Sequence[str]) -> None:
+        """Run each command line (split like a shell would, no shell) inside namespace ``name``."""
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                self.run(name, *shlex.split(line))
+
+    def close(self) -> None:
+        """Delete every namespace this set created (idempotent)."""
+        for real in reversed(self.names):
+            subprocess.run(["ip", "netns", "del", real], capture_output=True)
+        self.names.clear()
+
+    def __enter__(self) -> NamespaceSet:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
