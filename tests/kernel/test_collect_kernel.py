@@ -16,7 +16,7 @@ from ambientlab.core.trace.scenarios import walk
 from ambientlab.live.collect import lab_target, plan_capture, run_capture
 from ambientlab.live.lab.runtime import Lab, up
 from ambientlab.live.lab.status import verdict
-from ambientlab.live.reconstruct import clean_output, netnsid_names
+from ambientlab.live.outputs import clean_output, netnsid_names
 from tests.conftest import write_fake
 
 pytestmark = pytest.mark.kernel

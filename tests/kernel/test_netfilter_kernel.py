@@ -11,7 +11,8 @@ import pytest
 from ambientlab.core.capture import load_capture
 from ambientlab.core.parse import parse_ipset, parse_iptables_save, render_iptables_save, to_records
 from ambientlab.live.netns import NamespaceSet
-from ambientlab.live.reconstruct import OUTPUTS, RECORDED_CHECKS, WORKER, outputs, reconstruct_demo, reconstruct_node
+from ambientlab.live.nodes import WORKER
+from ambientlab.live.reconstruct import OUTPUTS, RECORDED_CHECKS, outputs, reconstruct_demo, reconstruct_node
 
 pytestmark = pytest.mark.kernel
 

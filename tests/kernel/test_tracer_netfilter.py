@@ -16,7 +16,8 @@ from ambientlab import load_capture
 from ambientlab.core.parse.iptables import parse_iptables_save
 from ambientlab.core.trace.scenarios import walk
 from ambientlab.live.netns import NamespaceSet
-from ambientlab.live.reconstruct import ZTUNNEL, build
+from ambientlab.live.nodes import ZTUNNEL
+from ambientlab.live.reconstruct import build
 
 pytestmark = pytest.mark.kernel
 CAPTURE = load_capture("kind-2022-ambient-worker2")

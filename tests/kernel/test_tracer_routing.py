@@ -14,7 +14,9 @@ from ambientlab.core.trace import Host, host_from_capture, host_from_texts
 from ambientlab.core.trace.batch import Query
 from ambientlab.live.kernel import disagreements
 from ambientlab.live.netns import NamespaceSet
-from ambientlab.live.reconstruct import SYSCTL, ZTUNNEL, build
+from ambientlab.live.nodes import ZTUNNEL
+from ambientlab.live.outputs import SYSCTL
+from ambientlab.live.reconstruct import build
 from tests.randomconfig import SETUP, random_queries, route_commands, rule_commands
 
 pytestmark = pytest.mark.kernel

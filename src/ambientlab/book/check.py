@@ -10,13 +10,11 @@ from typing import Any
 import pandas as pd
 
 from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.constants import DEMO, HBONE, INPOD, KEBE, LAB, WORKER
 from ambientlab.core.trace import host_from_capture
 from ambientlab.core.trace.breaks import PIECES, outcomes
 from ambientlab.core.trace.netfilter import Packet, Ruleset
 from ambientlab.core.trace.scenarios import walk
-
-DEMO, KEBE, LAB = "kind-2022-ambient-worker2", "kind-2022-kebe", "lab-2026-11-ambient-worker2"
-WORKER, HBONE, INPOD = "kind-2022-ambient-worker", "lab-2026-11-hbone", "inpod-1.22-ambient-worker2"
 
 
 @cache

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ambientlab.core.constants import BEHAVIOURS
 from ambientlab.live.lab.plan import SECOND, TUNNELS
 from ambientlab.live.lab.runtime import (
     DEFAULT_CAPTURE,
@@ -23,7 +24,6 @@ from ambientlab.live.lab.runtime import (
     running_labs,
     up,
 )
-from ambientlab.live.lab.standin import BEHAVIOURS
 
 
 def _lab(args: argparse.Namespace) -> Lab:

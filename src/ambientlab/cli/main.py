@@ -13,6 +13,8 @@ import pandas as pd
 from ambientlab import __version__
 from ambientlab.cli.lab import add_lab_parser, handle_errors
 from ambientlab.core.capture import ManifestError, list_captures, load_capture, rehash
+from ambientlab.core.constants import DEMO, INPOD
+from ambientlab.core.constants import WORKER as WORKER_CAPTURE
 from ambientlab.core.errors import ParseError, decode_text
 from ambientlab.core.parse import KINDS, IpsetList, IptablesSave, parse, to_records
 
@@ -74,17 +76,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     """Check (or, with ``--rehash``, update) the manifests of the captures under data/."""
     names = args.captures or list_captures()
     if args.reconstruct:
-        from ambientlab.live.reconstruct import TUNNEL_FILES, WORKER, write_reconstruction
+        from ambientlab.live.nodes import WORKER
+        from ambientlab.live.reconstruct import TUNNEL_FILES, write_reconstruction
 
-        demo = load_capture("kind-2022-ambient-worker2")
+        demo = load_capture(DEMO)
         written = write_reconstruction(demo.root)
         print(f"{demo.name}: {len(written)} reconstructed files written")
-        second = load_capture("kind-2022-ambient-worker")
+        second = load_capture(WORKER_CAPTURE)
         written = write_reconstruction(second.root, WORKER, {p: demo.text(p) for p in TUNNEL_FILES.values()})
         print(f"{second.name}: {len(written)} reconstructed files written")
         from ambientlab.live.reconstruct_inpod import write_inpod
 
-        inpod = load_capture("inpod-1.22-ambient-worker2")
+        inpod = load_capture(INPOD)
         print(f"{inpod.name}: {len(write_inpod(inpod.root))} reconstructed files written")
     for name in names:
         capture = load_capture(name)

@@ -147,6 +147,20 @@ def list_captures(data_dir: Path | None = None) -> list[str]:
     return sorted(p.parent.name for p in base.glob("*/manifest.yaml"))
 
 
+def write_manifest(root: Path, header: str, meta: dict[str, Any], files: list[dict[str, Any]]) -> Path:
+    """Write ``root/manifest.yaml``: the comment ``header`` (each line prefixed with ``# ``), the
+    capture's name, ``meta``, then ``files`` with each file's sha256 computed here (the files must
+    already be in ``root``). The one writer of manifests; ``ambientlab data`` checks what it writes.
+    Return the manifest's path."""
+    for entry in files:
+        entry["sha256"] = sha256_of(root / entry["path"])
+    manifest = {"capture": root.name, **meta, "files": files}
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    path = root / "manifest.yaml"
+    path.write_text(comment + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=110))
+    return path
+
+
 def rehash(capture: Capture) -> list[str]:
     """Rewrite the ``sha256:`` line of every manifest entry to its file's current hash (the
     rest of the manifest, comments included, is left as written); return the changed paths."""

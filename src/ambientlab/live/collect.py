@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from ambientlab.core.capture import sha256_of
+from ambientlab.core.capture import write_manifest
 from ambientlab.core.parse import parse
-from ambientlab.live.reconstruct import SYSCTL
+from ambientlab.live.outputs import SYSCTL
 
 COLUMNS = "custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeName"
 DEBUG_IMAGE = "busybox:1.36"
@@ -255,21 +254,15 @@ def run_capture(plan: Plan, root: Path, istio: str | None = None) -> list[str]:
             wrap = f"ip netns exec {ns} " if ns else ""
             keep(cmd, rc, out, err, f"{plan.target.describe}: {wrap}{shlex.join(cmd.argv)}"
                  if label == "node" or ns else f"kubectl exec {label.split()[-1]}: {shlex.join(cmd.argv)}", label)
-    for entry in files:
-        entry["sha256"] = sha256_of(root / entry["path"])
-    manifest = {
-        "capture": root.name,
+    meta = {
         "title": f"node {plan.target.node}, recorded by ambientlab capture",
         "cluster": f"Istio {istio}" if istio else "Istio version not found",
         "sources": {"this-run": f"ambientlab capture, {plan.target.describe}, "
                                 f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}"},
         "recorded": datetime.date.today().isoformat(),
         "node_tools": tools,
-        "files": files,
     }
-    header = "# Recorded by `ambientlab capture` (origin `recorded`). Checked by `ambientlab data`.\n"
-    (root / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True,
-                                                                width=110))
+    write_manifest(root, "Recorded by `ambientlab capture` (origin `recorded`). Checked by `ambientlab data`.", meta, files)
     return [f["path"] for f in files]
 
 

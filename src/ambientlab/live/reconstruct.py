@@ -5,100 +5,22 @@ The files of the demo capture marked ``reconstructed`` are the output of
 :func:`reconstruct_demo`; a kernel-checked test runs it again and compares. The commands follow
 istio/istio 191fe680b52c1754ee72a06b3e0d3f9d116f2e82 (``cni/pkg/ambient/net.go``,
 ``iptables.go``; the ztunnel chart ``ambient.yaml`` for the pod side). Everything the 2022
-sources do not show is an assumption, listed in :data:`ASSUMPTIONS`.
+sources do not show is an assumption, listed in :data:`ambientlab.live.nodes.ASSUMPTIONS`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from ambientlab.live.netns import KERNEL_DEFAULTS, NamespaceSet
-
-UPSTREAM = "191fe680b52c1754ee72a06b3e0d3f9d116f2e82"
-
-
-@dataclass(frozen=True)
-class Pod:
-    """An app pod on the node: name, IP, host-side veth, its ifindex and MAC (synthetic)."""
-
-    name: str
-    ip: str
-    veth: str
-    index: int
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """What upstream's code takes as input on one node, plus the synthetic details (veth names,
-    indexes, MACs) that the 2022 outputs do not show."""
-
-    name: str
-    pods: tuple[Pod, ...]
-    ztunnel: Pod
-    host_ip: str  # the node's address in its pod CIDR (kindnet puts it on every host-side veth)
-    pod_cidr: str
-    node_eth0: str
-    other_nodes: dict[str, str]  # pod CIDR -> node address
-    tunnels: dict[str, tuple[int, str, int, int]]  # (index, MAC, VNI, qlen); qlen 0 prints no "qlen"
-    uplink_peer_index: int = 2  # eth0's far end (eth0@ifN): in a two-node lab both ends share one bridge
-
-
-GATEWAY = "172.18.0.1"
-# The demo node, ambient-worker2: IPs as recorded; veth names, indexes and MACs are not recorded
-# (synthetic), except the tunnels'.
-WORKER2 = NodeSpec(
-    name="ambient-worker2",
-    pods=(
-        Pod("ratings-v1-85c74b6cb4-t4pq6", "10.244.2.2", "vethratings", 3),
-        Pod("productpage-v1-7c548b785b-mhjm6", "10.244.2.3", "vethproductpage", 4),
-        Pod("reviews-v2-79857b95b-m4lst", "10.244.2.5", "vethreviewsv2", 6),
-        Pod("reviews-v1-6494d87c7b-jnjcl", "10.244.2.7", "vethreviewsv1", 8),
-        Pod("reviews-v3-75f494fccb-5jgzw", "10.244.2.8", "vethreviewsv3", 9),
-    ),
-    ztunnel=Pod("ztunnel-gzlxs", "10.244.2.10", "veth6cc9a213", 11),
-    host_ip="10.244.2.1",
-    pod_cidr="10.244.2.0/24",
-    node_eth0="172.18.0.2",
-    other_nodes={"10.244.0.0/24": "172.18.0.3", "10.244.1.0/24": "172.18.0.4"},
-    tunnels={"istioin": (15, "06:8e:86:eb:6e:34", 1000, 0), "istioout": (16, "46:91:e0:6d:2e:25", 1001, 0),
-             "pistioin": (3, "26:ea:c6:d4:ef:a2", 1000, 1000), "pistioout": (4, "8a:0f:80:ca:ae:d3", 1001, 1000)},
+from ambientlab.live.nodes import (
+    GATEWAY,
+    WORKER2,
+    NodeSpec,
 )
-# The second node of the HBONE chapter, ambient-worker: the ztunnel's name and IP are recorded
-# (kubectl get pod on the demo cluster), reviews-v1's IP after it moved there is recorded in
-# Zhao's part 3 (S11); the pod's name suffix, the veth names, indexes and all MACs are synthetic.
-WORKER = NodeSpec(
-    name="ambient-worker",
-    pods=(Pod("reviews-v1-6494d87c7b-synth", "10.244.1.23", "vethreviewsv1", 3),),
-    ztunnel=Pod("ztunnel-w59fl", "10.244.1.19", "vethztunnel", 4),
-    host_ip="10.244.1.1",
-    pod_cidr="10.244.1.0/24",
-    node_eth0="172.18.0.4",
-    other_nodes={"10.244.0.0/24": "172.18.0.3", "10.244.2.0/24": "172.18.0.2"},
-    tunnels={"istioin": (7, "02:00:0a:f4:01:e0", 1000, 0), "istioout": (8, "02:00:0a:f4:01:e1", 1001, 0),
-             "pistioin": (3, "02:00:0a:f4:01:f0", 1000, 1000), "pistioout": (4, "02:00:0a:f4:01:f1", 1001, 1000)},
-    uplink_peer_index=3,
-)
-NODES = {spec.name: spec for spec in (WORKER2, WORKER)}
-# The demo node's values under their old names (used by the kernel tests and benchmarks).
-PODS, ZTUNNEL, HOST_IP, NODE_ETH0, OTHER_NODES, TUNNELS = (WORKER2.pods, WORKER2.ztunnel, WORKER2.host_ip,
-                                                           WORKER2.node_eth0, WORKER2.other_nodes, WORKER2.tunnels)
-ASSUMPTIONS = (
-    "node eth0 is 172.18.0.2/16 (kind's docker network; the gateway 172.18.0.1 and the other nodes "
-    "172.18.0.3 (ambient-control-plane) and 172.18.0.4 (ambient-worker) are assumed: not recorded)",
-    "pod veth names (vethratings, vethproductpage, vethreviewsv1/2/3), all ifindexes except the "
-    "tunnels', and all MAC addresses except the tunnels' are synthetic",
-    "kindnet routes the other nodes' pod CIDRs via their node IPs and adds one `scope host` route per pod; "
-    "pods are wired as the CNI ptp plugin does (address /24, routes via 10.244.2.1)",
-    "IPv6 is off; kube-proxy's service chains are not reconstructed (KUBE-SERVICES is declared empty)",
-    "ip_forward is 1 on the node and 0 in the pods (the pods' real value was inherited from the docker host "
-    "and is not recorded); the other IPv4 sysctls are the kernel defaults except those istio-cni and the "
-    "ztunnel init script write (rp_filter=0, accept_local=1)",
-    "iptables-save's '# Generated by'/'# Completed on' lines and iproute2 6.1's trailing blanks are removed",
-)
+from ambientlab.live.outputs import SYSCTL, clean_output, netnsid_names
 
 
 def _mac(ip: str, side: int) -> str:
@@ -257,29 +179,6 @@ def build(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
       + [f"sysctl -qw net.ipv4.conf.{dev}.rp_filter=0" for dev in ("pistioin", "pistioout", "all", "default", "eth0")])
 
 
-def clean_output(text: str) -> str:
-    """Return ``text`` without iptables-save's date comments and iproute2's trailing blanks."""
-    lines = [ln.rstrip() for ln in text.splitlines() if not re.match(r"# (Generated by|Completed on)", ln)]
-    return "\n".join(lines) + "\n"
-
-
-def netnsid_names(ns: NamespaceSet, host: str, text: str) -> str:
-    """Replace ``link-netns NAME`` (our namespaces have names) by the kernel's ``link-netnsid N``."""
-    ids = {r["ifname"]: r["link_netnsid"] for r in json.loads(ns.run(host, "ip", "-j", "link")) if "link_netnsid" in r}
-    out = []
-    for line in text.splitlines():
-        out.append(line)
-        found = re.match(r"^\d+: ([^:@]+)", line)
-        if found:
-            current = found.group(1)
-        if "link-netns " in line:
-            out[-1] = re.sub(r"link-netns \S+", f"link-netnsid {ids[current]}", line)
-    return "\n".join(out) + "\n"
-
-
-# The IPv4 sysctls that routing reads (ambientlab.core.trace.host.Sysctls).
-SYSCTL_PATTERN = r"^net\.ipv4\.(ip_forward|conf\.[^.]+\.(forwarding|rp_filter|accept_local|src_valid_mark|route_localnet|send_redirects))$"
-SYSCTL = ["sysctl", "-a", "-r", SYSCTL_PATTERN]
 IP_ROUTE_TABLES = ("100", "101", "102")
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ambientlab.core.trace.demo import short_name
 from ambientlab.live.netns import NamespaceSet
-from ambientlab.live.reconstruct import SYSCTL, WORKER2, NodeSpec, clean_output, netnsid_names, wire, write_texts
+from ambientlab.live.nodes import WORKER2, NodeSpec
+from ambientlab.live.outputs import SYSCTL, clean_output, netnsid_names
+from ambientlab.live.reconstruct import wire, write_texts
 
 UPSTREAM_INPOD = "aaf597fbfae607adf4bb4e77538a7ea98995328a"
 PROBE_SOURCE = "169.254.7.127"

@@ -21,7 +21,6 @@ from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, ResponseReceived, StreamEnded, StreamReset
 
 ALPN = "h2"
-PORT = 15008
 
 
 class HboneError(RuntimeError):

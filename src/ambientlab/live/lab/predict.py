@@ -11,16 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ambientlab.core.capture import load_capture
+from ambientlab.core.constants import APP_PORT, BEHAVIOURS, DEMO, HBONE_PORT
+from ambientlab.core.constants import WORKER as SECOND_CAPTURE
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.demo import SECOND, WORLD, demo_network, two_node_network
 from ambientlab.core.trace.network import Exit, Network, Socket, arrival
 from ambientlab.core.trace.scenarios import Send, play, tcp
-from ambientlab.live.lab.standin import BEHAVIOURS
-
-APP_PORT = 9080
-HBONE_PORT = 15008
-SECOND_CAPTURE = "kind-2022-ambient-worker"  # the second node of a two-node lab
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,7 @@ class Connection:
     """One lab connection: who (host names as the tracer calls them, addresses) and how."""
 
     capture: str
-    behaviour: str  # a key of ambientlab.live.lab.standin.BEHAVIOURS
+    behaviour: str  # a key of ambientlab.core.constants.BEHAVIOURS
     client_host: str  # a pod name, or WORLD for the peer
     client: str
     server_host: str
@@ -151,7 +148,7 @@ class HboneConnection:
     tunnel_port: int  # the client-side ztunnel's HBONE socket (from its own address)
     onward_port: int  # the server-side ztunnel's onward socket (borrowing the client ztunnel's address)
     port: int = APP_PORT
-    captures: tuple[str, str] = ("kind-2022-ambient-worker2", SECOND_CAPTURE)
+    captures: tuple[str, str] = (DEMO, SECOND_CAPTURE)
 
 
 def hbone_network(conn: HboneConnection) -> Network:

@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.constants import BEHAVIOURS
+from ambientlab.core.constants import DEMO as DEFAULT_CAPTURE
+from ambientlab.core.constants import INPOD as INPOD_CAPTURE
 from ambientlab.live.lab.features import missing_required, pick_tunnel, probe_features
 from ambientlab.live.lab.pki import service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
 from ambientlab.live.lab.predict import APP_PORT, SECOND_CAPTURE
-from ambientlab.live.lab.standin import BEHAVIOURS
 from ambientlab.live.netns import NamespaceSet, netns_problem
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")
-DEFAULT_CAPTURE = "kind-2022-ambient-worker2"
-INPOD_CAPTURE = "inpod-1.22-ambient-worker2"
 DESIGNS = ("2022", "inpod")
 
 
@@ -269,7 +269,7 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
 
     ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
     the stand-in ztunnel's (``marks-2022`` or ``no-marks``). With ``nodes=2`` a second node
-    (capture :data:`~ambientlab.live.lab.predict.SECOND_CAPTURE`, hosts named ``worker-…``) joins
+    (capture :data:`~ambientlab.core.constants.WORKER`, hosts named ``worker-…``) joins
     over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA.
     ``design="inpod"`` builds an in-pod capture (default :data:`INPOD_CAPTURE`): the rules in
     the recorded pods' own namespaces, and a stand-in ztunnel inside each of them (behaviour

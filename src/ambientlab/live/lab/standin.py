@@ -29,18 +29,9 @@ import sys
 import threading
 from typing import Any
 
-IP_TRANSPARENT = 19  # <linux/in.h>; socket.IP_TRANSPARENT is missing on some Pythons
-SO_MARK = 36  # <asm-generic/socket.h>
-LISTENERS = {15001: "outbound", 15006: "inbound plaintext", 15008: "inbound (HBONE port)"}
-BEHAVIOURS = {
-    "no-marks": {"listeners": {15001: 0, 15006: 0, 15008: 0}, "onward": 0},
-    "marks-2022": {"listeners": {15001: 0x401, 15006: 0x402, 15008: 0x402}, "onward": 0x4D2},
-}
-# In-pod (Istio 1.21+): ztunnel's sockets live in the app pod's namespace, all marked 0x539; 15001
-# receives REDIRECTed connections (the original destination comes from conntrack) and dials on from
-# the pod's own address; 15006/15008 receive TPROXYed ones and dial the app with the peer's address.
-INPOD = {"listeners": {15001: 0x539, 15006: 0x539, 15008: 0x539}, "onward": 0x539}
-SO_ORIGINAL_DST = 80  # <linux/netfilter_ipv4.h>
+from ambientlab.core.constants import BEHAVIOURS, INPOD_MARKS, LISTENERS
+from ambientlab.live.lab.sockets import IP_TRANSPARENT, SO_MARK, addr_text, dial, error_text, original_dst
+
 _lock = threading.Lock()
 
 
@@ -48,11 +39,6 @@ def log(**event: Any) -> None:
     """Write one event as a JSON line (thread-safe)."""
     with _lock:
         print(json.dumps(event, sort_keys=True), flush=True)
-
-
-def addr_text(pair: tuple[str, int]) -> str:
-    """Return ``IP:port``."""
-    return f"{pair[0]}:{pair[1]}"
 
 
 def _pipe(src: socket.socket, dst: socket.socket, counter: list[int]) -> None:
@@ -65,35 +51,6 @@ def _pipe(src: socket.socket, dst: socket.socket, counter: list[int]) -> None:
     finally:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
-
-
-def dial(source: str, dst: tuple[str, int], mark: int, timeout: float) -> socket.socket:
-    """Return a socket connected to ``dst`` from address ``source`` (transparent: the address
-    may be someone else's), marked ``mark``."""
-    out = socket.socket()
-    try:
-        out.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        if mark:
-            out.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
-        out.bind((source, 0))
-        out.settimeout(timeout)
-        out.connect(dst)
-        out.settimeout(None)
-    except OSError:
-        out.close()
-        raise
-    return out
-
-
-def error_text(err: BaseException) -> str:
-    """Return an error as a log line shows it: ``Type: reason``."""
-    return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"
-
-
-def original_dst(conn: socket.socket) -> tuple[str, int]:
-    """Return the destination a REDIRECTed connection was sent to (conntrack's SO_ORIGINAL_DST)."""
-    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
-    return socket.inet_ntoa(raw[4:8]), int.from_bytes(raw[2:4], "big")
 
 
 def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbone: Any = None,
@@ -128,7 +85,7 @@ def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None
     with the configuration file ``hbone_config``, if given). With behaviour ``inpod`` the
     listeners are on 0.0.0.0 inside a pod's namespace and 15001 takes REDIRECTed connections."""
     inpod = behaviour == "inpod"
-    marks = INPOD if inpod else BEHAVIOURS[behaviour]
+    marks = INPOD_MARKS if inpod else BEHAVIOURS[behaviour]
     hbone = None
     if hbone_config:
         from ambientlab.live.lab.tunnel import Hbone

@@ -12,7 +12,7 @@ from ambientlab.core.parse import parse, to_records
 from ambientlab.live.lab.plan import SECOND
 from ambientlab.live.lab.record import commands
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix
-from ambientlab.live.reconstruct import clean_output, netnsid_names
+from ambientlab.live.outputs import clean_output, netnsid_names
 
 
 def _alive(pid: int) -> bool:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ambientlab.core.constants import HBONE_PORT as PORT
 from ambientlab.live.lab.hbone import (
-    PORT,
     HboneError,
     Refused,
     accept_stream,
@@ -39,7 +39,7 @@ from ambientlab.live.lab.hbone import (
     server_context,
     tls_facts,
 )
-from ambientlab.live.lab.standin import addr_text, dial, error_text
+from ambientlab.live.lab.sockets import addr_text, dial, error_text
 
 Log = Callable[..., None]
 
