@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
+from ambientlab.book.nftrace import compare, kernel_segments
+from ambientlab.book.predict import HboneConnection, predict_hbone
+from ambientlab.book.wire import PcapError, plaintext_hits, read_pcap, tls_records
 from ambientlab.core.trace.breaks import remove_ip_rule
 from ambientlab.live.lab.hbone import (
     HboneError,
@@ -30,11 +33,8 @@ from ambientlab.live.lab.hbone import (
     tls_facts,
 )
 from ambientlab.live.lab.hbone_session import BEHAVIOURS, LINE, recorded_trace
-from ambientlab.live.lab.nftrace import compare, kernel_segments
 from ambientlab.live.lab.pki import describe, identity_of, service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import BRIDGE, PEER, build_cluster_plan
-from ambientlab.live.lab.predict import HboneConnection, predict_hbone
-from ambientlab.live.lab.wire import PcapError, plaintext_hits, read_pcap, tls_records
 
 SESSION = load_capture("lab-2026-11-hbone")
 PRODUCTPAGE, REVIEWS = "bookinfo-productpage", "bookinfo-reviews"

@@ -11,15 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ambientlab.book.nftrace import trace_hbone
+from ambientlab.book.predict import HboneConnection
+from ambientlab.book.wire import read_pcap, sniff
 from ambientlab.core.capture import Capture
-from ambientlab.live.lab.nftrace import trace_hbone
 from ambientlab.live.lab.pki import describe, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND
-from ambientlab.live.lab.predict import HboneConnection
 from ambientlab.live.lab.record import lab_meta, write_capture
 from ambientlab.live.lab.runtime import Lab, up
 from ambientlab.live.lab.session import entry, write
-from ambientlab.live.lab.wire import read_pcap, sniff
 
 CLIENT, SERVER = "productpage-v1", f"{SECOND}reviews-v1"
 LINE = "GET /reviews/0 (a line the underlay must not show)"
@@ -77,7 +77,7 @@ def _underlay(lab: Lab, root: Path) -> list[dict[str, Any]]:
         _jsonl(root, path, [{**frame, "client": client, "client_output": output} for frame in read_pcap(pcap)])
         files.append(entry(path, f"tcpdump -i eth1 --immediate-mode -U -n -s 0 -w - 'tcp or udp' (in {PEER}) during "
                             f"`ambientlab lab connect {client} {SERVER} --send ...`", f"lab {PEER}", "jsonl",
-                            "one record per frame, read from the pcap by ambientlab.live.lab.wire.read_pcap; "
+                            "one record per frame, read from the pcap by ambientlab.book.wire.read_pcap; "
                             "payload in hex"))
     return files
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ambientlab.book.predict import APP_PORT, SECOND_CAPTURE
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.constants import BEHAVIOURS
 from ambientlab.core.constants import DEMO as DEFAULT_CAPTURE
@@ -30,7 +31,6 @@ from ambientlab.core.constants import INPOD as INPOD_CAPTURE
 from ambientlab.live.lab.features import missing_required, pick_tunnel, probe_features
 from ambientlab.live.lab.pki import service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
-from ambientlab.live.lab.predict import APP_PORT, SECOND_CAPTURE
 from ambientlab.live.netns import NamespaceSet, netns_problem
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")

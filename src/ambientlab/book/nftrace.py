@@ -15,10 +15,10 @@ from typing import TypeVar
 
 import pandas as pd
 
+from ambientlab.book.predict import APP_PORT, HBONE_PORT, Connection, HboneConnection
 from ambientlab.core.parse.nft_trace import parse_nft_trace
 from ambientlab.core.trace.demo import WORLD
 from ambientlab.live.lab.plan import PEER, SECOND
-from ambientlab.live.lab.predict import APP_PORT, HBONE_PORT, Connection, HboneConnection
 from ambientlab.live.lab.runtime import Lab, LabError
 
 T = TypeVar("T")
