@@ -18,6 +18,7 @@ import pytest
 from ambientlab import load_capture
 from ambientlab.book.nftrace import compare, kernel_segments
 from ambientlab.book.predict import HboneConnection, predict_hbone
+from ambientlab.book.recordings import recorded_trace, recorded_traces
 from ambientlab.book.wire import PcapError, plaintext_hits, read_pcap, tls_records
 from ambientlab.core.trace.breaks import remove_ip_rule
 from ambientlab.live.lab.hbone import (
@@ -32,7 +33,7 @@ from ambientlab.live.lab.hbone import (
     server_context,
     tls_facts,
 )
-from ambientlab.live.lab.hbone_session import BEHAVIOURS, LINE, recorded_trace
+from ambientlab.live.lab.hbone_session import BEHAVIOURS, LINE
 from ambientlab.live.lab.pki import describe, identity_of, service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import BRIDGE, PEER, build_cluster_plan
 
@@ -232,7 +233,8 @@ def test_cluster_plan_joins_both_nodes_on_one_bridge() -> None:
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 def test_recorded_hbone_traces_agree_with_the_tracer_hook_by_hook(behaviour: str) -> None:
-    conn, output, texts = recorded_trace(SESSION, behaviour)
+    traced = recorded_trace(SESSION, f"hbone-trace-{behaviour}")
+    conn, output, texts = traced.connection, traced.client_output, traced.texts
     assert output.startswith("hello from worker-reviews-v1 (10.244.1.23:9080); you are 10.244.2.10:")
     assert output.endswith(f"echo: {LINE}")
     prediction = predict_hbone(conn)
@@ -241,6 +243,13 @@ def test_recorded_hbone_traces_agree_with_the_tracer_hook_by_hook(behaviour: str
     assert table["agree"].all(), table[~table["agree"]]
     assert set(table["host"]) == {"node", "ztunnel", "worker-node", "worker-ztunnel"}
     assert len(table) == {"marks-2022": 84, "no-marks": 68}[behaviour]
+    assert traced.comparison().equals(table)
+
+
+def test_a_recording_lists_its_traced_connections_and_names_them_when_one_is_missing() -> None:
+    assert recorded_traces(SESSION) == ["hbone-trace-marks-2022", "hbone-trace-no-marks"]
+    with pytest.raises(KeyError, match="hbone-trace-marks-2022, hbone-trace-no-marks"):
+        recorded_trace(SESSION, "trace-nosuch")
 
 
 def test_the_tracer_predicts_a_lost_connection_when_the_far_node_misses_rule_103() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
+from ambientlab.book.recordings import verdict
 from ambientlab.core.trace.inpod import walk_inpod
 from ambientlab.core.trace.scenarios import walk
 from ambientlab.live.collect import lab_target, plan_capture, run_capture
 from ambientlab.live.lab.runtime import Lab, up
-from ambientlab.live.lab.status import verdict
 from ambientlab.live.outputs import clean_output, netnsid_names
 from tests.conftest import write_fake
 

@@ -11,12 +11,14 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from ambientlab.book.nftrace import compare, kernel_segments, trace_hbone
+from ambientlab.book.nftrace import compare, kernel_segments
 from ambientlab.book.predict import predict_hbone
-from ambientlab.book.wire import plaintext_hits, read_pcap, sniff, tls_records
+from ambientlab.book.wire import plaintext_hits, read_pcap, tls_records
+from ambientlab.live.lab.nftrace import trace_hbone
 from ambientlab.live.lab.pki import spiffe_id, write_pki
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix, state_root, up
 from ambientlab.live.lab.status import differences
+from ambientlab.live.lab.wire import sniff
 
 pytestmark = pytest.mark.kernel
 LINE = "a line only the two apps may read"

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.book.nftrace import compare, connection_of, kernel_segments, trace
+from ambientlab.book.nftrace import compare, kernel_segments
 from ambientlab.book.predict import predict
 from ambientlab.core.trace import host_from_capture
 from ambientlab.core.trace.batch import answer, parse_query, public
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.live.lab.breaks import break_piece, restore
+from ambientlab.live.lab.nftrace import connection_of, trace
 from ambientlab.live.lab.record import record
 from ambientlab.live.lab.runtime import Lab, LabError, up
 from ambientlab.live.lab.status import differences

@@ -1,27 +1,15 @@
-"""``lab trace``: one connection between two lab hosts, each packet's path read from the
-kernel (``nft monitor trace`` on TRACE rules) next to the tracer's prediction for the same
-connection."""
+"""Reading the kernel's own trace of a lab connection (``nft monitor trace`` on TRACE rules),
+and comparing it with the tracer's prediction for the same connection, hook by hook. Offline:
+the chapters read recorded traces; :mod:`ambientlab.live.lab.nftrace` runs the live ones."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import pandas as pd
 
-from ambientlab.book.predict import APP_PORT, HBONE_PORT, Connection, HboneConnection
 from ambientlab.core.parse.nft_trace import parse_nft_trace
-from ambientlab.core.trace.demo import WORLD
-from ambientlab.live.lab.plan import PEER, SECOND
-from ambientlab.live.lab.runtime import Lab, LabError
-
-T = TypeVar("T")
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 TRACED = ("node", "ztunnel")
@@ -135,154 +123,6 @@ def _tracer_segments(frame: pd.DataFrame, hosts: tuple[str, ...] = TRACED) -> di
                 seg.hooks.append(entry)
         out[str(label)] = segs
     return out
-
-
-def _without_markers(text: str) -> str:
-    """Drop every event of the marker packets (UDP port 9) used to see that a monitor is ready."""
-    ids = {m.group(1) for m in re.finditer(r"^trace id (\w+) .* packet: .*udp dport 9 ", text, re.M)}
-    return "".join(ln + "\n" for ln in text.splitlines() if ln.split()[2:3] and ln.split()[2] not in ids)
-
-
-class _Monitor:
-    """``nft monitor trace`` in one lab host, its lines collected by a thread."""
-
-    def __init__(self, lab: Lab, host: str) -> None:
-        self.proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), "nft", "monitor", "trace"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.endswith("\n"):  # a line cut short when the monitor is stopped is dropped
-                self.lines.append(line)
-
-    def wait_for_marker(self, after: int, send: Callable[[], None], timeout: float = 5.0) -> None:
-        """Send marker packets until one shows up after line ``after`` (so every earlier event is in)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            send()
-            for _ in range(20):
-                if any("udp dport 9 " in ln for ln in self.lines[after:]):
-                    return
-                time.sleep(0.01)
-        raise LabError(f"nft monitor trace showed no marker packet within {timeout} s")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        self.proc.wait()
-        self.reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return "".join(self.lines)
-
-
-def run_traced(lab: Lab, action: Callable[[], T], ports: tuple[int, ...] = (APP_PORT,),
-               hosts: tuple[str, ...] = TRACED) -> tuple[T, dict[str, str]]:
-    """Run ``action`` with TRACE rules for TCP ``ports`` and UDP 6081 in ``hosts`` (the node
-    and ztunnel); return (its result, {host: the ``nft monitor trace`` text}). The rules are
-    removed after.
-
-    A marker packet (UDP port 9, to the host itself) is sent before and after: the first shows
-    that the monitor listens, the second that every event of the connection has arrived. The
-    markers' events are left out of the text.
-    """
-    specs = [[*p, "--dport" if i == 0 else "--sport", str(port)] for port in ports for i, p in
-             enumerate((["-p", "tcp"], ["-p", "tcp"]))] + [["-p", "udp", "--dport", "6081"], ["-p", "udp", "--dport", "9"]]
-    monitors: dict[str, _Monitor] = {}
-    added: list[str] = []
-    # -S -I: the marker sender starts in a few milliseconds (no site-packages, no ambientlab)
-    marker = [sys.executable, "-S", "-I", "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
-    texts: dict[str, str] = {}
-
-    def rules(op: str) -> str:  # every TRACE rule of a host in one iptables-restore (one process, atomic)
-        lines = [f"{op} {chain} {' '.join(spec)} -j TRACE" for spec in specs for chain in ("PREROUTING", "OUTPUT")]
-        return "*raw\n" + "\n".join(lines) + "\nCOMMIT\n"
-
-    try:
-        for host in hosts:
-            lab.run(host, "iptables-restore", "--noflush", stdin=rules("-I"))
-            added.append(host)
-            monitors[host] = _Monitor(lab, host)
-        for host, mon in monitors.items():
-            mon.wait_for_marker(0, lambda h=host: lab.run(h, *marker))  # type: ignore[misc]
-        result = action()
-        time.sleep(0.2)  # packets still in flight inside the lab
-        for host, mon in monitors.items():
-            mon.wait_for_marker(len(mon.lines), lambda h=host: lab.run(h, *marker))  # type: ignore[misc]
-    finally:
-        for host, mon in monitors.items():
-            texts[host] = _without_markers(mon.stop())
-        for host in added:
-            lab.run(host, "iptables-restore", "--noflush", stdin=rules("-D"), check=False)
-    return result, texts
-
-
-def connection_of(lab: Lab, source: str, destination: str, sport: int, onward_port: int) -> Connection:
-    """Return the :class:`Connection` of lab hosts ``source`` -> ``destination`` (tracer names)."""
-    return Connection(lab.state["capture"], lab.state["behaviour"], WORLD if source == PEER else source,
-                      lab.address(source), destination, lab.address(destination), sport, onward_port)
-
-
-def trace(lab: Lab, source: str, destination: str, sport: int = 41234,
-          timeout: float = 2.0) -> tuple[str, dict[str, str], Connection]:
-    """Run one connection ``source`` -> ``destination`` with the kernel tracing it; return (the
-    client's output, {host: nft monitor trace text}, the connection as the tracer sees it)."""
-    if lab.state["features"].get("nft monitor trace (TRACE target)") is False:
-        raise LabError("`lab trace` needs iptables-nft and the nft tool (apt-get install nftables)")
-    before = len(lab.events("ztunnel"))
-    output, texts = run_traced(lab, lambda: lab.connect(source, destination, sport=sport, timeout=timeout))
-    client, server = lab.address(source), lab.address(destination)
-    onward = None
-    for event in lab.events("ztunnel")[before:]:
-        if event.get("event") == "accepted" and event.get("peer") == f"{client}:{sport}" and event.get("onward"):
-            onward = int(event["onward"].split(" -> ")[0].rsplit(":", 1)[1])
-    if onward is None:  # not logged yet (the onward connect may still be waiting): the trace shows it,
-        # as the first SYN from the client's address to the server after the client's own SYN
-        text = texts.get("ztunnel", "")
-        start = re.search(rf"tcp sport {sport} tcp dport {APP_PORT} tcp flags == syn\b", text)
-        seen = re.search(rf"OUTPUT packet: .*ip saddr {re.escape(client)} ip daddr {re.escape(server)} .*"
-                         rf"tcp sport (\d+) tcp dport {APP_PORT} tcp flags == syn\b", text[start.end():] if start else "")
-        onward = int(seen.group(1)) if seen else sport + 1
-    return output, texts, connection_of(lab, source, destination, sport, onward)
-
-
-def trace_hbone(lab: Lab, source: str, destination: str, sport: int = 41234, timeout: float = 2.0,
-                send: str = "") -> tuple[str, dict[str, str], HboneConnection]:
-    """Run one connection across the two nodes of a two-node lab with the kernel tracing both
-    nodes and both ztunnels (TCP 9080 and 15008, UDP 6081); return (the client's output,
-    {host: nft monitor trace text}, the connection as the tracer sees it, with the ports the
-    two ztunnels' sockets got, read from their logs)."""
-    if "workloads" not in lab.state:
-        raise LabError("an HBONE trace needs a two-node lab (`ambientlab lab up --nodes 2`)")
-    far = f"{SECOND}ztunnel"
-    before = {z: len(lab.events(z)) for z in ("ztunnel", far)}
-    output, texts = run_traced(lab, lambda: lab.connect(source, destination, sport=sport, timeout=timeout, send=send),
-                               (APP_PORT, HBONE_PORT), ("node", "ztunnel", f"{SECOND}node", far))
-    client = f"{lab.address(source)}:{sport}"
-    near_event = _wait_event(lab, "ztunnel", before["ztunnel"], lambda e: e.get("peer") == client)
-    hbone_src = str(near_event.get("hbone", ":0").split(" -> ")[0])
-    far_event = _wait_event(lab, far, before[far], lambda e: e.get("peer") == hbone_src)
-    tunnel_port = int(hbone_src.rsplit(":", 1)[1])
-    onward_port = int(str(far_event.get("onward", ":0")).split(" -> ")[0].rsplit(":", 1)[1])
-    conn = HboneConnection(lab.state["behaviour"], source, lab.address(source), destination, lab.address(destination),
-                           sport, tunnel_port, onward_port)
-    return output, texts, conn
-
-
-def _wait_event(lab: Lab, process: str, after: int, match: Callable[[dict[str, object]], bool],
-                timeout: float = 3.0) -> dict[str, object]:
-    """Return the first ``tunnel`` event of ``process`` after event ``after`` that ``match``es
-    (it is written when the tunnelled connection closes: wait for it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in lab.events(process)[after:]:
-            if event.get("event") == "tunnel" and match(event):
-                return event
-        time.sleep(0.05)
-    raise LabError(f"{process} logged no tunnelled connection within {timeout} s: {lab.events(process)[after:]}")
 
 
 def kernel_segments(texts: dict[str, str], source: str = "lab") -> dict[str, list[Segment]]:

@@ -1,6 +1,5 @@
-"""What crosses the underlay between the two nodes of a two-node lab: ``tcpdump`` on the
-peer's port to the second node, the pcap read back here, and the TCP payloads walked as TLS
-records.
+"""What crosses the underlay between the two nodes of a two-node lab, read back from a pcap
+(recorded by :func:`ambientlab.live.lab.wire.sniff`) and walked as TLS records.
 
 A pcap is read with ``struct`` (Ethernet, IPv4, TCP/UDP; nothing else is on a lab wire): each
 frame becomes a record with addresses, ports, TCP flags and the payload in hex. TLS records
@@ -10,20 +9,11 @@ reorders), so a record split across segments is still read whole.
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
-from ambientlab.live.lab.plan import PEER
-from ambientlab.live.lab.runtime import Lab, LabError
-from ambientlab.live.systools import BY_NAME
-
-T = TypeVar("T")
 TLS_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}
 HANDSHAKE_TYPES = {1: "ClientHello", 2: "ServerHello"}
 _TCP_FLAGS = "FSRPAU"
@@ -31,29 +21,6 @@ _TCP_FLAGS = "FSRPAU"
 
 class PcapError(ValueError):
     """A capture file this reader cannot read; the message names the frame and the byte."""
-
-
-def sniff(lab: Lab, action: Callable[[], T], device: str = "eth1", host: str = PEER) -> tuple[T, bytes]:
-    """Run ``action`` while ``tcpdump`` captures on ``device`` of lab host ``host`` (by default
-    the peer's port to the second node); return (its result, the pcap bytes)."""
-    if shutil.which("tcpdump") is None:
-        raise LabError(f"sniffing the underlay needs tcpdump (apt-get install {BY_NAME['tcpdump'].package})")
-    path = lab.folder / f"sniff-{device}.pcap"
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.full(host), "tcpdump", "-i", device, "--immediate-mode", "-U", "-n", "-s", "0",
-                             "-w", str(path), "tcp or udp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()  # "tcpdump: listening on eth1, …": the capture has started
-        if "listening" not in line:
-            raise LabError(f"tcpdump did not start: {line.strip()}")
-        result = action()
-        time.sleep(0.3)  # the last segments (FIN, ACK) still on their way
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=5)  # also closes its stderr pipe
-    data = path.read_bytes()
-    path.unlink()
-    return result, data
 
 
 def read_pcap(data: bytes, source: str = "pcap") -> list[dict[str, Any]]:

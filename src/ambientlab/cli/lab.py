@@ -137,7 +137,8 @@ def cmd_hbone(args: argparse.Namespace) -> int:
 
 def cmd_sniff(args: argparse.Namespace) -> int:
     """Capture the underlay during one connection and print its frames and TLS records."""
-    from ambientlab.book.wire import plaintext_hits, read_pcap, sniff, tls_records
+    from ambientlab.book.wire import plaintext_hits, read_pcap, tls_records
+    from ambientlab.live.lab.wire import sniff
 
     lab = _lab(args)
     output, pcap = sniff(lab, lambda: lab.connect(args.source, args.destination, send=args.send))
@@ -156,8 +157,9 @@ def cmd_sniff(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     """Trace one connection in the kernel and print it next to the tracer's prediction."""
-    from ambientlab.book.nftrace import compare, kernel_segments, trace, trace_hbone
+    from ambientlab.book.nftrace import compare, kernel_segments
     from ambientlab.book.predict import predict, predict_hbone
+    from ambientlab.live.lab.nftrace import trace, trace_hbone
 
     lab = _lab(args)
     _not_inpod(lab, "trace")

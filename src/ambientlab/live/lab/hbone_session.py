@@ -11,32 +11,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ambientlab.book.nftrace import trace_hbone
-from ambientlab.book.predict import HboneConnection
-from ambientlab.book.wire import read_pcap, sniff
-from ambientlab.core.capture import Capture
+from ambientlab.book.wire import read_pcap
+from ambientlab.live.lab.nftrace import trace_hbone
 from ambientlab.live.lab.pki import describe, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND
 from ambientlab.live.lab.record import lab_meta, write_capture
 from ambientlab.live.lab.runtime import Lab, up
 from ambientlab.live.lab.session import entry, write
+from ambientlab.live.lab.wire import sniff
 
 CLIENT, SERVER = "productpage-v1", f"{SECOND}reviews-v1"
 LINE = "GET /reviews/0 (a line the underlay must not show)"
 BEHAVIOURS = ("marks-2022", "no-marks")
 TRACED = ("node", "ztunnel", f"{SECOND}node", f"{SECOND}ztunnel")
-
-
-def recorded_trace(capture: Capture, behaviour: str) -> tuple[HboneConnection, str, dict[str, str]]:
-    """Return (the connection, what the client printed, {host: nft monitor trace text}) of the
-    recorded HBONE trace of ``behaviour`` in ``capture`` (a session of this module)."""
-    stem = f"session/hbone-trace-{behaviour}"
-    capture.parse(f"{stem}.jsonl")  # checked like every recorded file
-    record = json.loads(capture.text(f"{stem}.jsonl"))
-    output = str(record.pop("client_output"))
-    record["captures"] = tuple(record["captures"])
-    texts = {host: capture.text(f"{stem}-{host}.txt") for host in TRACED}
-    return HboneConnection(**record), output, texts
 
 
 def _jsonl(root: Path, path: str, records: list[dict[str, Any]]) -> None:

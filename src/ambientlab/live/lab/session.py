@@ -9,9 +9,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ambientlab.book.nftrace import trace
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.live.lab.breaks import break_piece, restore
+from ambientlab.live.lab.nftrace import trace
 from ambientlab.live.lab.plan import PEER
 from ambientlab.live.lab.record import lab_meta, record_files, write_capture
 from ambientlab.live.lab.runtime import DEFAULT_CAPTURE, Lab, up

@@ -4,11 +4,10 @@ prints what the capture it was built from shows."""
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-from ambientlab.core.capture import Capture, load_capture
-from ambientlab.core.parse import parse, to_records
+from ambientlab.book.recordings import verdict
+from ambientlab.core.capture import load_capture
 from ambientlab.live.lab.plan import SECOND
 from ambientlab.live.lab.record import commands
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix
@@ -21,31 +20,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def verdict(source: Capture, path: str, parser: str, text: str, where: str = "lab") -> str:
-    """Return how ``text`` (an output printed elsewhere, e.g. by a lab) compares with file ``path``
-    of capture ``source``: ``same text``; for an ipset ``same members`` (revision, hash seed, order
-    and size in memory depend on the kernel); for a tunnel ``same id, remote, port`` (a stand-in
-    type prints other details); for iptables-save ``same rules (counters aside)`` when only the
-    chains' packet and byte counters differ (they count the lab's traffic); else ``DIFFERENT``."""
-    if text == source.text(path):
-        return "same text"
-    if parser == "iptables-save":
-        zero = re.compile(r"^(:\S+ \S+) \[\d+:\d+\]$", re.M)
-        same = zero.sub(r"\1 [0:0]", text) == zero.sub(r"\1 [0:0]", source.text(path))
-        return "same rules (counters aside)" if same else "DIFFERENT"
-    if parser == "ipset":
-        ours, theirs = (frame.members[["set", "elem"]] for frame in (parse("ipset", text, where), source.parse(path)))
-        same = set(map(tuple, ours.to_numpy().tolist())) == set(map(tuple, theirs.to_numpy().tolist()))
-        return "same members" if same else "DIFFERENT"
-    if parser == "ip-link":
-        keys = ("id", "remote", "port")
-        ours_l, theirs_l = (to_records("ip-link", f) for f in (parse("ip-link", text, where), source.parse(path)))
-        same = [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in ours_l] == \
-            [{k: r["linkinfo"]["info_data"].get(k) for k in keys} for r in theirs_l]
-        return "same id, remote, port" if same else "DIFFERENT"
-    return "DIFFERENT"
 
 
 def differences(lab: Lab) -> dict[str, str]:
