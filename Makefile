@@ -32,7 +32,7 @@ book: $(STAMP)
 # (the kernel and browser tests, which take longest, first).
 JOBS ?= 3
 test: tools $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/python -m pytest --nbval -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)

@@ -18,7 +18,7 @@ from typing import Any
 from ambientlab import load_capture
 from ambientlab.core.trace import host_from_capture
 from ambientlab.core.trace.batch import answer_all
-from ambientlab.core.trace.scenarios import walk
+from ambientlab.core.trace.walks import walk
 from ambientlab.live.kernel import agrees, kernel_answers
 from ambientlab.live.netns import NamespaceSet
 from ambientlab.live.reconstruct import build

@@ -10,8 +10,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from ambientlab import CaptureMismatch, chapter_capture, load_capture
-from ambientlab.book.chapters import node_pods
+from ambientlab import load_capture
+from ambientlab.book.chapters import CaptureMismatch, chapter_capture, node_pods
 from ambientlab.cli.main import main
 
 DEMO = "kind-2022-ambient-worker2"

@@ -10,7 +10,7 @@ import pytest
 
 from ambientlab import load_capture
 from ambientlab.cli.main import main
-from ambientlab.core.trace.scenarios import walk
+from ambientlab.core.trace.walks import walk
 from ambientlab.live.collect import Command, script, unframe
 
 DEMO = load_capture("kind-2022-ambient-worker2")

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.core.trace.inpod import JOBS, compare_designs, inpod_network, pod_folders, walk_inpod
+from ambientlab.core.trace.designs import JOBS, compare_designs
+from ambientlab.core.trace.inpod import inpod_network, pod_folders
+from ambientlab.core.trace.walks import WALKS, packet_hops, walk
 from ambientlab.live.reconstruct_inpod import POD_RULES
 
 INPOD = load_capture("inpod-1.22-ambient-worker2")
@@ -15,7 +17,7 @@ DEMO = load_capture("kind-2022-ambient-worker2")
 
 
 def _ends(scenario: str) -> dict[str, str]:
-    hops = walk_inpod(INPOD, scenario)
+    hops = walk(INPOD, scenario)
     last = hops.groupby("packet", sort=False).tail(1)
     return {p.split()[0]: f"{h}: {m}" for p, h, m in zip(last["packet"], last["host"], last["matched"], strict=True)}
 
@@ -38,7 +40,7 @@ def test_outbound_is_redirected_to_15001_inside_the_pod_and_hbone_leaves_untouch
         "2": "node: leaves for the rest of the cluster (eth0)",
         "3": "productpage-v1: socket ztunnel HBONE to reviews-v1",
     }
-    hops = walk_inpod(INPOD, "inpod-outbound")
+    hops = walk(INPOD, "inpod-outbound")
     first = hops[hops["packet"].str.startswith("1 ")]
     assert set(first["host"]) == {"productpage-v1"}  # the SYN never leaves the pod
 
@@ -50,7 +52,7 @@ def test_inbound_uses_tproxy_and_the_connection_mark_inside_the_pod() -> None:
         "3": "reviews-v1: socket app 9080",
         "4": "reviews-v1: socket ztunnel to the app (client's address)",
     }
-    hops = walk_inpod(INPOD, "inpod-inbound")
+    hops = walk(INPOD, "inpod-inbound")
     answer = hops[hops["packet"].str.startswith("4 ")]
     assert "table 100" in set(answer["where"]) and answer["mark_after"].iloc[-1] == "0x111"
     assert _ends("inpod-plaintext-inbound") == {"1": "reviews-v1: socket ztunnel 15006 (inbound plaintext)"}
@@ -58,7 +60,7 @@ def test_inbound_uses_tproxy_and_the_connection_mark_inside_the_pod() -> None:
 
 def test_probes_are_snatted_on_the_node_and_accepted_in_the_pod() -> None:
     assert _ends("inpod-probe") == {"1": "reviews-v1: socket app 9080", "2": "node: socket kubelet"}
-    hops = walk_inpod(INPOD, "inpod-probe")
+    hops = walk(INPOD, "inpod-probe")
     arriving = hops[(hops["host"] == "reviews-v1") & hops["packet"].str.startswith("1 ")]
     assert arriving["headers"].iloc[0].startswith("169.254.7.127:")
 
@@ -74,10 +76,9 @@ def test_without_the_0x539_exemption_ztunnel_would_capture_its_own_hbone() -> No
 
     patched = INPOD.text("productpage-v1/iptables-save.txt").replace(redirect[1]["text"], text)
     net.machines["productpage-v1"].rules = Ruleset(patched, "patched")
-    from ambientlab.core.trace.inpod import SCENARIOS
     from ambientlab.core.trace.scenarios import play
 
-    hops = play(net, SCENARIOS["inpod-outbound"](net))
+    hops = play(net, WALKS["inpod-outbound"].sends(net))
     second = hops[hops["packet"].str.startswith("2 ")]
     assert second["matched"].iloc[-1] == "socket ztunnel 15001 (outbound)"  # a loop back into itself
 
@@ -94,9 +95,15 @@ def test_the_comparison_is_computed_for_every_job_and_design() -> None:
     assert answer.loc["2022 node-level", "marks set"] == "0x40, 0x4d3"
 
 
-def test_unknown_inpod_scenarios_are_named() -> None:
-    with pytest.raises(KeyError, match="inpod-outbound"):
-        walk_inpod(INPOD, "nope")
+def test_unknown_walks_and_pieces_are_named_and_inpod_walks_take_no_pieces() -> None:
+    with pytest.raises(KeyError, match=r"same-node-vip, .*inpod-outbound"):
+        walk(INPOD, "nope")
+    with pytest.raises(KeyError, match="node-ip-rule-102"):
+        walk(DEMO, "same-node-vip", without="nope")
+    with pytest.raises(ValueError, match="2022 node-level walks only"):
+        walk(INPOD, "inpod-outbound", without="node-ip-rule-102")
+    with pytest.raises(KeyError, match="the packets are: 1 "):
+        packet_hops(walk(INPOD, "inpod-outbound"), 9)
 
 
 def test_same_node_goes_through_both_pods_ztunnel_sockets() -> None:
@@ -116,7 +123,7 @@ def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None
     lab = load_capture("lab-2026-11-inpod")
     found = {p: verdict(INPOD, p, INPOD.entry(p)["parser"], lab.text(p)) for p in lab.files.index if p in INPOD.files.index}
     assert len(found) == 21 and set(found.values()) <= {"same text", "same members"}
-    ends = walk_inpod(INPOD, "inpod-same-node").groupby("packet", sort=False).tail(1)["matched"].tolist()
+    ends = walk(INPOD, "inpod-same-node").groupby("packet", sort=False).tail(1)["matched"].tolist()
     accepted = {pod: [e for e in map(json.loads, lab.text(f"session/ztunnel-{pod}.log").splitlines())
                       if e["event"] == "accepted"] for pod in ("productpage-v1", "reviews-v1")}
     first = next(e for e in accepted["productpage-v1"] if e["original_dst"] == "10.244.2.7:9080")

@@ -12,7 +12,7 @@ from ambientlab.cli.main import main
 from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts
 from ambientlab.core.trace.batch import parse_query
 from ambientlab.core.trace.netfilter import Packet, Ruleset, UnsupportedRule
-from ambientlab.core.trace.scenarios import SCENARIOS, walk
+from ambientlab.core.trace.walks import NODE_LEVEL, WALKS, walk
 from tests.conftest import DATA
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -96,7 +96,7 @@ def test_walk_borrowed_source_replies_use_table_102_and_0x4d3() -> None:
 
 
 def test_walk_every_scenario_ends_somewhere_and_cites_the_capture() -> None:
-    for name in SCENARIOS:
+    for name in [n for n, w in WALKS.items() if w.design == NODE_LEVEL]:
         frame = walk(CAPTURE, name)
         last = frame.groupby("packet", sort=False).tail(1)
         assert last["hook"].isin(["deliver", "wire"]).all(), (name, last[["packet", "matched"]])

@@ -24,7 +24,7 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_a_solution_becomes_a_stub_with_the_hints() -> None:
-    stub = stub_for('x = 1\nprint(check.answer("02-xmark", x))\nprint(check.answer("02-xmark-full", x))')
+    stub = stub_for('x = 1\nprint(book.answer("02-xmark", x))\nprint(book.answer("02-xmark-full", x))')
     assert stub.splitlines()[-1].startswith('raise NotImplementedError("exercise 02-xmark, 02-xmark-full. Hint: 02-xmark: ')
     assert EXERCISES["02-xmark-full"][1] in stub
     compile(stub, "stub", "exec")

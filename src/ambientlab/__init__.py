@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {"Capture": "ambientlab.core.capture", "list_captures": "ambientlab.core.capture", "load_capture": "ambientlab.core.capture",
-         "CaptureMismatch": "ambientlab.book.chapters", "chapter_capture": "ambientlab.book.chapters",
          "ParseError": "ambientlab.core.errors"}
 
 if TYPE_CHECKING:
-    from ambientlab.book.chapters import CaptureMismatch, chapter_capture
     from ambientlab.core.capture import Capture, list_captures, load_capture
     from ambientlab.core.errors import ParseError
 
@@ -32,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ambientlab' has no attribute {name!r}")
 
 
-__all__ = ["Capture", "CaptureMismatch", "ParseError", "__version__", "chapter_capture", "list_captures", "load_capture"]
+__all__ = ["Capture", "ParseError", "__version__", "list_captures", "load_capture"]

@@ -47,7 +47,7 @@ def test_solutions_are_hidden_until_clicked(browser: Any, server: str) -> None:
         cell.locator("summary").click()
         assert cell.get_attribute("open") is not None
         code.wait_for(state="visible", timeout=5000)
-        assert "check.answer" in code.inner_text()
+        assert "book.answer" in code.inner_text()
     finally:
         visit.close()
 

@@ -12,8 +12,7 @@ import pytest
 
 from ambientlab import load_capture
 from ambientlab.book.recordings import verdict
-from ambientlab.core.trace.inpod import walk_inpod
-from ambientlab.core.trace.scenarios import walk
+from ambientlab.core.trace.walks import walk
 from ambientlab.live.collect import lab_target, plan_capture, run_capture
 from ambientlab.live.lab.runtime import Lab, up
 from ambientlab.live.outputs import clean_output, netnsid_names
@@ -58,7 +57,7 @@ def test_capture_reads_the_lab_like_a_node(lab: Lab, fake_kubectl: list[str], tm
     assert not [p for p in written if p.startswith(("node/ip-d-link", "ztunnel/")) and inpod]
     if inpod:
         for scenario in ("inpod-outbound", "inpod-inbound", "inpod-probe"):
-            assert walk_inpod(mine, scenario)["matched"].tolist() == walk_inpod(source, scenario)["matched"].tolist()
+            assert walk(mine, scenario)["matched"].tolist() == walk(source, scenario)["matched"].tolist()
     else:
         for scenario in ("same-node-vip", "inbound-remote", "kubelet"):
             assert walk(mine, scenario)["matched"].tolist() == walk(source, scenario)["matched"].tolist()

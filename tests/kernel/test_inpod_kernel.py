@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.core.trace.inpod import walk_inpod
+from ambientlab.core.trace.walks import walk
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix, up
 from ambientlab.live.lab.status import differences
 
@@ -51,7 +51,7 @@ def test_a_connection_is_captured_on_15001_inside_the_client_pod(lab: Lab) -> No
     [out] = _accepted(lab, "ztunnel-productpage-v1", near)
     [into] = _accepted(lab, "ztunnel-reviews-v1", far)
     # what the tracer predicts for the same connection, from the in-pod capture
-    ends = walk_inpod(load_capture("inpod-1.22-ambient-worker2"), "inpod-same-node").groupby(
+    ends = walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-same-node").groupby(
         "packet", sort=False).tail(1).set_index("packet")["matched"].tolist()
     assert ends[0] == f"socket ztunnel {out['listener']} (outbound)" and out["peer"] == "10.244.2.3:40999"
     assert out["original_dst"] == "10.244.2.7:9080" and out["onward_mark"] == "0x539"

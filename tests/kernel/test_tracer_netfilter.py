@@ -14,7 +14,7 @@ import pytest
 
 from ambientlab import load_capture
 from ambientlab.core.parse.iptables import parse_iptables_save
-from ambientlab.core.trace.scenarios import walk
+from ambientlab.core.trace.walks import walk
 from ambientlab.live.netns import NamespaceSet
 from ambientlab.live.nodes import ZTUNNEL
 from ambientlab.live.reconstruct import build

@@ -1,1 +1,218 @@
-"""The book layer: what the chapters use, on top of the core."""
+"""The chapters' API: the one module a chapter imports (``from ambientlab import book``).
+
+Everything a chapter does with the recorded data goes through a name here, so that a chapter's
+code shows what a reader should learn to type, not plumbing. The book's page "The chapters' API"
+lists every name with the chapter that first uses it (:mod:`ambientlab.book.apidoc` writes it).
+
+- Opening the data: :func:`chapter`, :func:`capture`, :func:`about`, :func:`show`,
+  :func:`provenance`, :func:`records`.
+- Walks (the tracer's answers): :data:`WALKS`, :func:`walk`, :func:`describe`, :func:`packets`,
+  :func:`hops`, :data:`PIECES`, :func:`outcomes`, :func:`compare_designs`, :func:`node`,
+  :func:`route_get`, :func:`render_route`, :func:`ip`.
+- Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
+- Exercises: :func:`answer`.
+- The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace`, :func:`verdict`,
+  :func:`predict`, :func:`predict_hbone`, :class:`Connection`, :func:`lab_network`,
+  :func:`tls_records`, :func:`plaintext_hits`.
+
+Matplotlib is imported by the figure functions when first called.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ambientlab import __version__
+from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
+from ambientlab.book.check import answer
+from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
+from ambientlab.book.predict import network_for as lab_network
+from ambientlab.book.recordings import RecordedTrace, recorded_trace, recorded_traces, verdict
+from ambientlab.book.wire import plaintext_hits, tls_records
+from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.parse import to_records
+from ambientlab.core.parse.ip_route import render_route
+from ambientlab.core.tables import compact
+from ambientlab.core.trace import host_from_capture, ipv4
+from ambientlab.core.trace.batch import answer as _route_answer
+from ambientlab.core.trace.batch import parse_query, public
+from ambientlab.core.trace.breaks import PIECES
+from ambientlab.core.trace.demo import WORLD
+from ambientlab.core.trace.designs import compare_designs
+from ambientlab.core.trace.host import Host
+from ambientlab.core.trace.walks import WALKS, outcomes, packet_numbers, walk
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ambientlab.core.trace.network import Network
+
+
+def chapter(number: str) -> Capture:
+    """Open chapter ``number``'s capture (``"08"``) and return it.
+
+    The capture is the book's own, or the one ``$AMBIENTLAB_CAPTURE`` names (README: capture
+    your own cluster), checked for the files the chapter reads and, for the chapters that walk
+    the demo's pods, for the same node layout: what is missing is named in one
+    :class:`CaptureMismatch`. Prints the package's version and the capture's name, and lets
+    tables show long cells whole.
+    """
+    if number not in CHAPTERS:
+        raise KeyError(f"no chapter {number!r}; chapters: {', '.join(CHAPTERS)}")
+    spec = CHAPTERS[number]
+    opened = chapter_capture(spec.capture, needs=spec.needs, layout=spec.layout)
+    pd.set_option("display.max_colwidth", None)
+    print("ambientlab", __version__, "| capture:", opened.name)
+    return opened
+
+
+def capture(name: str) -> Capture:
+    """Return the capture ``name`` under ``data/`` (or at the folder ``name``)."""
+    return load_capture(name)
+
+
+def about(opened: Capture) -> str:
+    """Return one line on ``opened``: its name, how many files, and how many of each origin."""
+    origins = {str(k): int(v) for k, v in opened.files["origin"].value_counts().items()}
+    return f"{opened.name} | {len(opened.files)} files, origins: {origins}"
+
+
+def records(opened: Capture, path: str) -> list[dict[str, Any]]:
+    """Return file ``path`` of ``opened`` as JSON records (iproute2's ``-j`` keys where they
+    exist), parsed with the parser its manifest names."""
+    return to_records(opened.entry(path)["parser"], opened.parse(path))
+
+
+def jsonl(opened: Capture, path: str, **where: Any) -> pd.DataFrame:
+    """Return JSON-lines file ``path`` of ``opened`` (a log or a recording of the lab) as a
+    DataFrame, one row per line and one column per key, values as JSON has them (lists stay
+    lists). Only the lines whose keys equal ``where`` (``event="tunnel"``) are kept. The file is
+    checked by its manifest's parser first."""
+    opened.parse(path)
+    rows = [json.loads(line) for line in opened.text(path).splitlines() if line.strip()]
+    return pd.DataFrame([r for r in rows if all(r.get(k) == v for k, v in where.items())])
+
+
+def describe(name: str) -> str:
+    """Return what walk ``name`` (a key of :data:`WALKS`) shows, in a sentence or two."""
+    return WALKS[name].doc
+
+
+def packets(frame: pd.DataFrame) -> pd.Series:
+    """Return the packets of walk ``frame`` in the order they were sent, each with its number of hops."""
+    counts = frame.groupby("packet", sort=False).size()
+    return counts.rename("hops").rename_axis("packet")
+
+
+def node(opened: Capture, host: str = "node") -> Host:
+    """Return the tracer's model of one host of ``opened`` (``"node"``, ``"ztunnel"`` or a pod's
+    folder): its rules, routes and sysctls, with ``route_get(dst, src, iif, mark)``."""
+    return host_from_capture(opened, host)
+
+
+def route_get(model: Host, query: str) -> dict[str, Any]:
+    """Return the tracer's answer to ``ip route get QUERY`` on ``model`` (for example
+    ``"10.244.2.7 from 10.244.2.3 iif vethproductpage mark 0x100"``), with the keys that
+    ``ip -j route get`` prints (:func:`render_route` prints it as iproute2 does)."""
+    return public(_route_answer(model, parse_query(query)))
+
+
+def ip(text: str) -> int:
+    """Return the IPv4 address ``text`` as the integer the tracer's packets carry."""
+    return ipv4.to_int(text)
+
+
+def ip_text(value: int) -> str:
+    """Return the integer IPv4 address ``value`` as dotted text (the inverse of :func:`ip`)."""
+    return ipv4.to_text(value)
+
+
+def _network(where: Capture | Network) -> Network:
+    if isinstance(where, Capture):
+        from ambientlab.core.trace.demo import demo_network
+
+        return demo_network(where)
+    return where
+
+
+def draw_cluster(nodes: pd.DataFrame, pods: pd.DataFrame, ztunnels: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Draw the cluster: its nodes, the pods on each, and each node's ztunnel. Return the axes."""
+    from ambientlab.book import figures
+
+    return figures.draw_cluster(nodes, pods, ztunnels, ax)
+
+
+def draw_node(where: Capture | Network, title: str = "", ax: Axes | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw one node of a capture (or a network the tracer built): its pods, ztunnel, veths and
+    tunnels. Return the axes."""
+    from ambientlab.book import figures
+
+    return figures.draw_node(_network(where), title, ax, node)
+
+
+def draw_walk(where: Capture | Network, frame: pd.DataFrame, title: str = "", packet: int | str | None = None,
+              ax: Axes | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw the node and the path of walk ``frame`` (or of its packet ``packet``): solid arrows
+    on wires, dashed ones inside a tunnel. Return the axes."""
+    from ambientlab.book import figures
+
+    return figures.draw_walk(_network(where), frame, title, ax, packet, node)
+
+
+def split_at_underlay(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return a two-node walk as two one-node walks (the first node's, the second node's), each
+    drawable with :func:`draw_walk` on its own node's capture."""
+    from ambientlab.book import figures
+
+    return figures.split_at_underlay(frame)
+
+
+__all__ = [
+    "PIECES",
+    "VARIABLE",
+    "WALKS",
+    "WORLD",
+    "Capture",
+    "CaptureMismatch",
+    "Connection",
+    "HboneConnection",
+    "Prediction",
+    "RecordedTrace",
+    "about",
+    "answer",
+    "capture",
+    "chapter",
+    "compact",
+    "compare_designs",
+    "describe",
+    "draw_cluster",
+    "draw_node",
+    "draw_walk",
+    "hops",
+    "ip",
+    "ip_text",
+    "jsonl",
+    "lab_network",
+    "node",
+    "outcomes",
+    "packet_numbers",
+    "packets",
+    "plaintext_hits",
+    "predict",
+    "predict_hbone",
+    "provenance",
+    "recorded_trace",
+    "recorded_traces",
+    "records",
+    "render_route",
+    "route_get",
+    "show",
+    "split_at_underlay",
+    "tls_records",
+    "verdict",
+    "walk",
+]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.constants import DEMO
 from ambientlab.core.parse import to_records
 
 VARIABLE = "AMBIENTLAB_CAPTURE"
@@ -59,3 +61,39 @@ def chapter_capture(default: str, needs: Sequence[str] = (), layout: bool = Fals
                 f"{', '.join(sorted(have)) or 'no pods it records'}. Its other chapters (the cluster, the ipset) "
                 f"read any capture; for this one unset {VARIABLE}")
     return capture
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """What a chapter reads: its capture, the files it needs from it, and whether it walks the
+    demo's own pods (then another capture must have the same node layout)."""
+
+    capture: str
+    needs: tuple[str, ...] = ()
+    layout: bool = False
+
+
+CHAPTERS: dict[str, Chapter] = {
+    "01": Chapter(DEMO, ("cluster/kubectl-get-nodes.txt", "cluster/kubectl-get-pods-ambient-worker2.txt",
+                         "cluster/kubectl-get-pods-ztunnel.txt", "node/ip-rule.txt", "node/ipset-list.txt")),
+    "02": Chapter(DEMO, ("node/ip-rule.txt", "node/iptables-save.txt"), layout=True),
+    "03": Chapter(DEMO, ("cluster/kubectl-get-pods-ambient-worker2.txt", "cluster/kubectl-get-pods-ztunnel.txt",
+                         "node/ipset-list.txt")),
+    "04": Chapter(DEMO, ("node/ipset-list.txt", "node/iptables-save-mangle-excerpt.txt",
+                         "node/iptables-save-nat-excerpt.txt", "node/iptables-save.txt"), layout=True),
+    "05": Chapter(DEMO, ("node/ip-rule.txt",), layout=True),
+    "06": Chapter(DEMO, ("node/ip-d-link-istioin.txt", "node/ip-d-link-istioout.txt", "ztunnel/ip-d-link-pistioin.txt",
+                         "ztunnel/ip-d-link-pistioout.txt"), layout=True),
+    "07": Chapter(DEMO, ("ztunnel/ip-rule.txt", "ztunnel/iptables-save-grep-pistio.txt", "ztunnel/iptables-save.txt"),
+                  layout=True),
+    "08": Chapter(DEMO, layout=True),
+    "09": Chapter(DEMO, ("cluster/kubectl-get-pods-ztunnel.txt",), layout=True),
+    "10": Chapter(DEMO, layout=True),
+    "11": Chapter(DEMO, layout=True),
+    "12": Chapter(DEMO, ("node/ip-addr-grep-istioout.txt", "node/ip-route-table-101.txt", "node/ip-rule.txt",
+                         "node/ipset-list.txt", "ztunnel/ip-addr.txt", "ztunnel/iptables-save-grep-pistio.txt"),
+                  layout=True),
+    "13": Chapter(DEMO, ("node/ip-rule.txt",), layout=True),
+    "14": Chapter(DEMO, layout=True),
+    "15": Chapter(DEMO, layout=True),
+}

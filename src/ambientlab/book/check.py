@@ -12,9 +12,9 @@ import pandas as pd
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.constants import DEMO, HBONE, INPOD, KEBE, LAB, WORKER
 from ambientlab.core.trace import host_from_capture
-from ambientlab.core.trace.breaks import PIECES, outcomes
+from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.netfilter import Packet, Ruleset
-from ambientlab.core.trace.scenarios import walk
+from ambientlab.core.trace.walks import outcomes, packet_hops, walk
 
 
 @cache
@@ -27,9 +27,8 @@ def _walk(scenario: str) -> pd.DataFrame:
     return walk(_capture(DEMO), scenario)
 
 
-def _packet(scenario: str, prefix: str) -> pd.DataFrame:
-    frame = _walk(scenario)
-    return frame[frame["packet"].str.startswith(prefix)]
+def _packet(scenario: str, packet: int) -> pd.DataFrame:
+    return packet_hops(_walk(scenario), packet)
 
 
 def _pod_outside_set() -> str:
@@ -54,25 +53,25 @@ def _xmark(mark: int, spec: str) -> int:
     return packet.mark
 
 
-def _mark_after_prerouting(scenario: str, prefix: str, host: str = "node") -> int:
-    rows = _packet(scenario, prefix)
+def _mark_after_prerouting(scenario: str, packet: int, host: str = "node") -> int:
+    rows = _packet(scenario, packet)
     rows = rows[(rows["host"] == host) & (rows["hook"] == "PREROUTING")]
     return int(rows["mark_after"].iloc[-1], 16)
 
 
-def _routing(scenario: str, prefix: str, host: str = "node") -> pd.DataFrame:
-    rows = _packet(scenario, prefix)
+def _routing(scenario: str, packet: int, host: str = "node") -> pd.DataFrame:
+    rows = _packet(scenario, packet)
     return rows[(rows["host"] == host) & (rows["hook"] == "routing")]
 
 
-def _table_of(scenario: str, prefix: str, host: str = "node") -> str:
+def _table_of(scenario: str, packet: int, host: str = "node") -> str:
     """Return the first routing table the packet's first lookup on ``host`` used."""
-    wheres = _routing(scenario, prefix, host)["where"]
+    wheres = _routing(scenario, packet, host)["where"]
     return str(wheres[wheres.str.startswith("table ")].iloc[0]).removeprefix("table ")
 
 
-def _first_oif(scenario: str, prefix: str, host: str = "node") -> str:
-    rows = _routing(scenario, prefix, host)
+def _first_oif(scenario: str, packet: int, host: str = "node") -> str:
+    rows = _routing(scenario, packet, host)
     return str(rows["oif"].dropna().iloc[0])
 
 
@@ -84,7 +83,7 @@ def _tunnel_vni(folder: str, dev: str) -> int:
 
 
 def _outer_mark() -> int:
-    rows = _packet("same-node-vip", "1 ")
+    rows = _packet("same-node-vip", 1)
     rows = rows[(rows["host"] == "node") & (rows["hook"] == "OUTPUT")]
     return int(rows["mark_after"].iloc[-1], 16)
 
@@ -97,8 +96,8 @@ def _tproxy_port(iif: str, dport: int) -> int:
     return packet.tproxy[1]
 
 
-def _ctmark(scenario: str, prefix: str) -> int:
-    rows = _packet(scenario, prefix)
+def _ctmark(scenario: str, packet: int) -> int:
+    rows = _packet(scenario, packet)
     return int(rows[rows["host"] == "node"]["ctmark"].dropna().iloc[-1], 16)
 
 
@@ -139,18 +138,13 @@ def _far_source() -> str:
 
 
 def _inpod_return_mark() -> str:
-    from ambientlab.core.trace.inpod import walk_inpod
-
-    hops = walk_inpod(_capture(INPOD), "inpod-inbound")
-    answer = hops[hops["packet"].str.startswith("4 ")]
+    answer = packet_hops(walk(_capture(INPOD), "inpod-inbound"), 4)
     (restored,) = set(answer[answer["matched"].astype(str).str.contains("--restore-mark")]["mark_after"])
     return str(restored)
 
 
 def _inpod_probe_source() -> str:
-    from ambientlab.core.trace.inpod import walk_inpod
-
-    hops = walk_inpod(_capture(INPOD), "inpod-probe")
+    hops = walk(_capture(INPOD), "inpod-probe")
     (rule,) = [m for m in hops["matched"].astype(str) if "-j SNAT" in m]
     return rule.split("--to-source ")[1].split()[0]
 
@@ -183,17 +177,17 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
         "A mask of 0xffffffff clears every bit before the XOR: the old mark does not survive.",
     ),
     "04-syn-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", "1 "),
+        lambda: _mark_after_prerouting("same-node-vip", 1),
         "Follow ztunnel-PREROUTING from the top for a TCP packet from productpage (in the ipset) that "
         "comes in on its veth: which MARK rule is the first to match?",
     ),
     "04-reply-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", "5 "),
+        lambda: _mark_after_prerouting("same-node-vip", 5),
         "The connection was opened by ztunnel, so FORWARD saved connmark 0x220. Which rule looks at "
         "the connmark, and what does it set?",
     ),
     "05-table-for-0x100": (
-        lambda: int(_table_of("same-node-vip", "1 ")),
+        lambda: int(_table_of("same-node-vip", 1)),
         "Rule 101 selects fwmark 0x100/0x100. Give the table number it looks up.",
     ),
     "05-outer-device": (
@@ -218,30 +212,30 @@ EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
         "In the ztunnel pod, which ip rule selects fwmark 0x4d3/0xfff? Give its priority.",
     ),
     "08-syn-device": (
-        lambda: _first_oif("same-node-vip", "1 "),
+        lambda: _first_oif("same-node-vip", 1),
         "The SYN carries mark 0x100 after PREROUTING. Which device does table 101's default route use?",
     ),
     "08-reply-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", "2 ", "node"),
+        lambda: _mark_after_prerouting("same-node-vip", 2, "node"),
         "ztunnel's answer comes back out of a tunnel, decapsulated on istioout: what do the first "
         "rules of ztunnel-PREROUTING do with packets from istioout?",
     ),
     "09-hbone-gateway": (
-        lambda: str(_packet("cross-node-hbone", "2 ").query("host == 'node' and where == 'table main'")["matched"]
+        lambda: str(_packet("cross-node-hbone", 2).query("host == 'node' and where == 'table main'")["matched"]
                     .iloc[0]).split(" via ")[1].split()[0],
         "The HBONE SYN to 10.244.1.23 is marked 0x220, so rule 100 sends it to main. Which route of "
         "main covers 10.244.1.0/24? Give its gateway.",
     ),
     "09-inbound-table": (
-        lambda: int(_table_of("inbound-remote", "1 ")),
+        lambda: int(_table_of("inbound-remote", 1)),
         "The SYN from the other node has no mark. Which rule catches a packet with no mark at all?",
     ),
     "10-connmark": (
-        lambda: _ctmark("borrowed-source", "1 "),
+        lambda: _ctmark("borrowed-source", 1),
         "ztunnel's SYN with a borrowed source is marked 0x210; which FORWARD rule saves it, and with which mask?",
     ),
     "10-reply-table": (
-        lambda: int(_table_of("borrowed-source", "2 ")),
+        lambda: int(_table_of("borrowed-source", 2)),
         "The reply gets mark 0x40 from its connmark. Which rule selects 0x40, and which table does it name?",
     ),
     "11-only-remote": (

@@ -7,6 +7,7 @@ import textwrap
 import pandas as pd
 
 from ambientlab.core.capture import Capture
+from ambientlab.core.trace.walks import packet_hops
 
 ORIGIN_WORDS = {
     "recorded": "recorded on the 2022 cluster",
@@ -43,15 +44,16 @@ def show(capture: Capture, path: str) -> None:
 HOP_VIEW = ["host", "hook", "where", "matched", "mark", "ctmark", "dev"]
 
 
-def hops(frame: pd.DataFrame, packet: str | None = None, *, quiet: bool = True) -> pd.DataFrame:
-    """Return the hop table of one packet (its label starts with ``packet``) for reading.
+def hops(frame: pd.DataFrame, packet: int | str | None = None, *, quiet: bool = True) -> pd.DataFrame:
+    """Return the hop table of a walk, or of one of its packets (by number, or by full label),
+    for reading.
 
     With ``quiet``, rows of LOG rules and of bare jumps into ztunnel's chains (``-j ztunnel-…``
     with no match) are left out: they match every packet and decide nothing. Marks and devices
     are shown as text, empty where they do not apply.
     """
     if packet is not None:
-        frame = frame[frame["packet"].str.startswith(packet)]
+        frame = packet_hops(frame, packet)
     if quiet:
         text = frame["matched"].astype(str)
         frame = frame[~(text.str.contains(" -j LOG ") | text.str.startswith("-j LOG ") | text.str.fullmatch(r"-j ztunnel-\S+"))]

@@ -13,6 +13,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from ambientlab.core.trace.demo import SECOND, WORLD
 from ambientlab.core.trace.network import Exit, Network
+from ambientlab.core.trace.walks import packet_hops
 
 NODE_BOX = (3.2, 0.6, 3.6, 6.4)  # x, y, width, height
 ZTUNNEL_BOX = (8.6, 2.6, 2.2, 3.0)
@@ -140,12 +141,12 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None,
-              packet: str | None = None, node: str = "ambient-worker2") -> Axes:
-    """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only the
-    packet whose label starts with ``packet``, if given): solid arrows on wires, dashed where the
+              packet: int | str | None = None, node: str = "ambient-worker2") -> Axes:
+    """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only packet
+    ``packet``, by number or full label, if given): solid arrows on wires, dashed where the
     packet rides inside a tunnel. Return the axes."""
     if packet is not None:
-        hops = hops[hops["packet"].str.startswith(packet)]
+        hops = packet_hops(hops, packet)
     ax = draw_node(net, title, ax, node)
     points = layout(net)
     steps = path_points(net, hops)

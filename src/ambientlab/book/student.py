@@ -18,14 +18,14 @@ from ambientlab.book.check import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOKS = ROOT / "notebooks"
-STUB = '''# Exercise: your turn. Write your solution here, then check it with check.answer(…) above.
+STUB = '''# Exercise: your turn. Write your solution here, then check it with book.answer(…) above.
 raise NotImplementedError("{message}")'''
 
 
 def stub_for(source: str) -> str:
     """Return the stub that replaces a solution cell whose code is ``source``: it names the
     exercises the solution checks and gives their hints."""
-    ids = list(dict.fromkeys(re.findall(r'check\.answer\(\s*"([^"]+)"', source)))
+    ids = list(dict.fromkeys(re.findall(r'book\.answer\(\s*"([^"]+)"', source)))
     hints = " ".join(f"{i}: {EXERCISES[i][1]}" for i in ids if i in EXERCISES)
     message = (f"exercise {', '.join(ids)}. Hint: {hints}" if ids else "exercise: write your own solution")
     return STUB.format(message=message.replace("\\", "\\\\").replace('"', '\\"'))

@@ -136,11 +136,11 @@ def cmd_route_get(args: argparse.Namespace) -> int:
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
-    """Print the hop table of one of the book's scenarios."""
-    from ambientlab.core.trace.scenarios import SCENARIOS, walk
+    """Print the hop table of one of the book's named walks (either design)."""
+    from ambientlab.core.trace.walks import WALKS, walk
 
-    if args.scenario not in SCENARIOS:
-        print(f"ambientlab: unknown scenario {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+    if args.scenario not in WALKS:
+        print(f"ambientlab: unknown walk {args.scenario!r}; known: {', '.join(WALKS)}", file=sys.stderr)
         return 2
     frame = walk(load_capture(args.capture), args.scenario)
     if args.json:
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_route_get)
     w = sub.add_parser("walk", help="print the hop table of a named packet walk on a capture")
     w.add_argument("capture", help="capture name under data/ (or a folder)")
-    w.add_argument("scenario", help="scenario name, e.g. same-node-vip")
+    w.add_argument("scenario", help="walk name, e.g. same-node-vip (2022 captures) or inpod-outbound (in-pod captures)")
     w.add_argument("--json", action="store_true", help="print the hops as JSON records")
     w.set_defaults(func=cmd_walk)
     c = sub.add_parser("check-env", help="is this machine ready for the workshop? [ OK ]/[FAIL] lines")

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
-from ambientlab.core.capture import Capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.trace import ipv4
-from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.fib import Fib
 from ambientlab.core.trace.host import Sysctls
 from ambientlab.core.trace.network import Network
-from ambientlab.core.trace.scenarios import SCENARIOS, play
 
 
 def remove_iptables_rule(net: Network, machine: str, chain: tuple[str, str], text: str) -> None:
@@ -110,19 +105,3 @@ PIECES: dict[str, Piece] = {
     "ztunnel-ip-rule-20000": Piece("ztunnel: `ip rule` 20000 (`fwmark 0x400/0xfff lookup 100`)",
                                    "ztunnel", "ip-rule", "20000"),
 }
-
-
-def walk_without(capture: Capture, scenario: str, piece: str | None) -> pd.DataFrame:
-    """Return the hop table of ``scenario`` on ``capture`` with ``piece`` (a key of
-    :data:`PIECES`) removed first; None removes nothing."""
-    net = demo_network(capture)
-    if piece is not None:
-        PIECES[piece].remove(net)
-    return play(net, SCENARIOS[scenario](net))
-
-
-def outcomes(capture: Capture, scenario: str, piece: str | None) -> pd.DataFrame:
-    """Return, for each packet of ``scenario``, where it ended (its last hop) with ``piece`` removed."""
-    frame = walk_without(capture, scenario, piece)
-    last = frame.groupby("packet", sort=False).tail(1)
-    return last.set_index("packet")[["host", "hook", "matched"]].rename(columns={"matched": "ends"})

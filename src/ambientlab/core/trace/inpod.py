@@ -10,17 +10,13 @@ Pods without a folder, and the rest of the cluster, are endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pandas as pd
-
 from ambientlab.core.capture import Capture
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.build import host_from_capture
 from ambientlab.core.trace.demo import WORLD, _ipsets, pod_names, short_name
 from ambientlab.core.trace.netfilter import Ruleset
 from ambientlab.core.trace.network import Exit, Machine, Network, Socket
-from ambientlab.core.trace.scenarios import Send, run_named, tcp
+from ambientlab.core.trace.scenarios import Send, tcp
 
 IP = ipv4.to_int
 INPOD_MARK = 0x539
@@ -131,68 +127,3 @@ def probe(net: Network) -> list[Send]:
         Send("1 SYN kubelet -> reviews-v1:9080", "node", tcp(HOST_IP, 46000, REVIEWS_V1, 9080, "S")),
         Send("2 SYN-ACK app -> 169.254.7.127", "reviews-v1", tcp(REVIEWS_V1, 9080, PROBE_SOURCE, 46000, "SA")),
     ]
-
-
-SCENARIOS: dict[str, Callable[[Network], list[Send]]] = {
-    "inpod-outbound": outbound,
-    "inpod-inbound": inbound,
-    "inpod-same-node": same_node,
-    "inpod-plaintext-inbound": plaintext_inbound,
-    "inpod-probe": probe,
-}
-
-
-def walk_inpod(capture: Capture, scenario: str) -> pd.DataFrame:
-    """Return the hop table of in-pod scenario ``scenario`` (a key of :data:`SCENARIOS`) on
-    ``capture`` (columns as :func:`ambientlab.core.trace.scenarios.walk`)."""
-    return run_named(SCENARIOS, scenario, inpod_network(capture))
-
-
-# The jobs both designs do, each as (2022 walk, its packet, in-pod walk, its packet).
-JOBS = {
-    "an app's outbound SYN reaches ztunnel": ("same-node-vip", "1 ", "inpod-outbound", "1 "),
-    "HBONE from another node reaches ztunnel's 15008": ("inbound-remote", "1 ", "inpod-inbound", "1 "),
-    "ztunnel dials the app with a borrowed source": ("inbound-remote", "3 ", "inpod-inbound", "3 "),
-    "the app's answer to that source returns to ztunnel": ("inbound-remote", "4 ", "inpod-inbound", "4 "),
-    "the kubelet's probe reaches the app": ("kubelet", "1 ", "inpod-probe", "1 "),
-}
-NETFILTER_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
-
-
-def summarize(hops: pd.DataFrame) -> dict[str, object]:
-    """Return what one packet's hop table shows: where it ends, the namespaces it crosses, the
-    rules that acted (LOG rules and bare jumps aside), the marks set, the routing tables and
-    the tunnels it used."""
-    text = hops["matched"].astype(str)
-    acting = hops[hops["hook"].isin(NETFILTER_HOOKS) & ~text.str.contains("-j LOG ")
-                  & ~text.str.fullmatch(r"-j [\w-]+")]
-    marks = [a for b, a in zip(hops["mark_before"], hops["mark_after"], strict=True) if a != b and a != "0x0"]
-    tables = hops[hops["where"].astype(str).str.startswith("table ")]["where"].str.removeprefix("table ")
-    return {
-        "ends at": f"{hops['host'].iloc[-1]}: {hops['matched'].iloc[-1]}",
-        "namespaces": " -> ".join(dict.fromkeys(h for h in hops["host"] if h != WORLD)),
-        "rules that act": len(acting),
-        "marks set": ", ".join(dict.fromkeys(marks)) or "none",
-        "routing tables": ", ".join(dict.fromkeys(tables)) or "none",
-        "tunnels": ", ".join(dict.fromkeys(w.split()[1] for w in hops["where"].astype(str) if w.startswith("tunnel ")))
-                   or "none",
-    }
-
-
-def compare_designs(node_capture: Capture, inpod_capture: Capture) -> pd.DataFrame:
-    """Return, for each job of :data:`JOBS`, the 2022 walk's :func:`summarize` next to the
-    in-pod walk's: one row per (job, design), computed from both captures."""
-    from ambientlab.core.trace.scenarios import walk
-
-    walks: dict[tuple[str, str], pd.DataFrame] = {}
-    rows = []
-    for job, (old, old_packet, new, new_packet) in JOBS.items():
-        for design, capture, scenario, packet, run in (
-                ("2022 node-level", node_capture, old, old_packet, walk),
-                ("1.22 in-pod", inpod_capture, new, new_packet, walk_inpod)):
-            if (design, scenario) not in walks:
-                walks[(design, scenario)] = run(capture, scenario)
-            frame = walks[(design, scenario)]
-            hops = frame[frame["packet"].str.startswith(packet)]
-            rows.append({"job": job, "design": design, "packet": hops["packet"].iloc[0], **summarize(hops)})
-    return pd.DataFrame(rows).set_index(["job", "design"])

@@ -10,14 +10,12 @@ with the client's address (``original_src``, transparent) and mark 0x4d2 — exc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 
-from ambientlab.core.capture import Capture
 from ambientlab.core.trace import ipv4
-from ambientlab.core.trace.demo import WORLD, demo_network
+from ambientlab.core.trace.demo import WORLD
 from ambientlab.core.trace.netfilter import Packet
 from ambientlab.core.trace.network import HOP_COLUMNS, Network, Socket
 
@@ -174,18 +172,6 @@ def no_socket_marks(net: Network) -> list[Send]:
     ]
 
 
-SCENARIOS: dict[str, Callable[[Network], list[Send]]] = {
-    "same-node-vip": same_node_vip,
-    "cross-node-hbone": cross_node_hbone,
-    "inbound-remote": inbound_remote,
-    "borrowed-source": borrowed_source,
-    "pod-not-in-ipset": pod_not_in_ipset,
-    "kubelet": kubelet,
-    "ztunnel-own": ztunnel_own,
-    "no-socket-marks": no_socket_marks,
-}
-
-
 def play(net: Network, sends: list[Send]) -> pd.DataFrame:
     """Return the hop table of ``sends`` played in order on ``net`` (state carries over)."""
     rows = []
@@ -195,20 +181,3 @@ def play(net: Network, sends: list[Send]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(HOP_COLUMNS))
     frame.index.name = "hop"
     return frame
-
-
-def walk(capture: Capture, scenario: str) -> pd.DataFrame:
-    """Return the hop table of scenario ``scenario`` (a key of :data:`SCENARIOS`) on ``capture``.
-
-    Columns: packet, host, hook (netfilter hook, ``routing``, ``wire`` or ``deliver``), where
-    (table and chain, ``ip rule``, routing table…), matched (rule or route text), line (file and
-    line in the capture), mark before/after, conntrack mark, iif, oif, headers.
-    """
-    return run_named(SCENARIOS, scenario, demo_network(capture))
-
-
-def run_named(scenarios: dict[str, Callable[[Network], list[Send]]], scenario: str, net: Network) -> pd.DataFrame:
-    """Return the hop table of ``scenarios[scenario]`` played on ``net`` (a KeyError names the known ones)."""
-    if scenario not in scenarios:
-        raise KeyError(f"unknown scenario {scenario!r}; known: {', '.join(scenarios)}")
-    return play(net, scenarios[scenario](net))
