@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ambientlab.core.capture import Capture
 from ambientlab.core.parse import to_records
@@ -30,6 +30,10 @@ SECOND = "worker-"  # the host names of a two-node lab's second node start with 
 BRIDGE = "br0"
 DEFAULT_RULES = {0: "local", 32766: "main", 32767: "default"}
 PEER = "peer"
+
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PlanError(ValueError):
@@ -64,6 +68,23 @@ class Plan:
     ztunnel_ip: str = ""
     ztunnels: dict[str, str] = field(default_factory=dict)  # ztunnel host name -> its IP
     inpod: list[str] = field(default_factory=list)  # pods whose own namespace holds the redirection (in-pod)
+
+    def summary(self) -> pd.DataFrame:
+        """Return how many commands the plan runs, counted by namespace (node, ztunnel pod, app
+        pods, peer: in that order), by the capture file they apply and by command."""
+        import pandas as pd
+
+        kinds = {"node": "node", "ztunnel": "ztunnel pod", "peer": "peer"}
+        order = pd.CategoricalDtype(["node", "ztunnel pod", "app pods", "peer"], ordered=True)
+        steps = pd.DataFrame({"namespace": pd.Series([kinds.get(s.host, "app pods") for s in self.steps], dtype=order),
+                              "from the file": [s.source for s in self.steps],
+                              "command": [" ".join(s.argv[:3 if s.argv[0] == "ip" else 1]) for s in self.steps]})
+        return steps.groupby(["namespace", "from the file", "command"], observed=True).size().rename("commands").to_frame()
+
+    def addresses(self, host: str) -> list[str]:
+        """Return the IPv4 addresses the plan puts on ``host``'s devices, in numeric order."""
+        found = {s.argv[3].split("/")[0] for s in self.steps if s.host == host and s.argv[:3] == ("ip", "addr", "add")}
+        return sorted(found, key=lambda a: tuple(map(int, a.split("."))))
 
     def add(self, host: str, why: str, *argv: str, stdin: str | None = None) -> None:
         """Append one step."""
