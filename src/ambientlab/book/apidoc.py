@@ -16,10 +16,10 @@ HEADER = """# The chapters' API
 Every chapter starts with the same two lines, `from ambientlab import book` and
 `demo = book.chapter("NN")`, and then uses the names below. Each is a function or a value of the
 module `ambientlab.book` (its source is `src/ambientlab/book/__init__.py`); `help(book.NAME)` in a
-notebook shows its whole docstring. "First used in" is the chapter whose code calls it first:
-read that chapter to see it at work. A name no chapter uses is there for your own notebooks.
+notebook shows its whole docstring. "Chapter" is the chapter whose code uses it first: read it
+there to see it at work. A name no chapter uses is there for your own notebooks.
 
-| name | kind | first used in | what it gives |
+| name | kind | chapter | what it does |
 |---|---|---|---|
 """
 
@@ -69,12 +69,13 @@ def api_page(folder: Path = NOTEBOOKS) -> str:
     from ambientlab import book
 
     uses = first_uses(folder)
-    titles = {n: t for n, (t, _) in chapters(folder).items()}
+    files = {p.name[:2]: p.name for p in folder.glob("[0-9][0-9]-*.ipynb")}
+    titles = {n: title.replace('"', "'") for n, (title, _) in chapters(folder).items()}
     names = sorted(book.__all__, key=lambda n: (uses.get(n, "99"), n.lower()))
     rows = []
     for name in names:
         value = getattr(book, name)
-        where = f"{uses[name]} {titles[uses[name]]}" if name in uses else "(no chapter)"
+        where = f'[{uses[name]}](../notebooks/{files[uses[name]]} "{titles[uses[name]]}")' if name in uses else "(none)"
         summary = _summary(value) if _kind(value) != "value" else _value_note(name)
         rows.append(f"| `{name}` | {_kind(value)} | {where} | {summary} |")
     return HEADER + "\n".join(rows) + "\n"
