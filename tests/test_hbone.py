@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.book.nftrace import compare, kernel_segments
-from ambientlab.book.predict import HboneConnection, predict_hbone
-from ambientlab.book.recordings import recorded_trace, recorded_traces
-from ambientlab.book.wire import PcapError, plaintext_hits, read_pcap, tls_records
+from ambientlab.core.parse.wire import PcapError, plaintext_hits, read_pcap, tls_records
+from ambientlab.core.recordings import recorded_trace, recorded_traces
 from ambientlab.core.trace.breaks import remove_ip_rule
+from ambientlab.core.trace.nftrace import compare, kernel_segments
+from ambientlab.core.trace.predict import HboneConnection, predict_hbone
 from ambientlab.live.lab.hbone import (
     HboneError,
     Refused,

@@ -118,7 +118,7 @@ def test_same_node_goes_through_both_pods_ztunnel_sockets() -> None:
 def test_the_recorded_inpod_lab_agrees_with_the_capture_and_the_tracer() -> None:
     import json
 
-    from ambientlab.book.recordings import verdict
+    from ambientlab.core.recordings import verdict
 
     lab = load_capture("lab-2026-11-inpod")
     found = {p: verdict(INPOD, p, INPOD.entry(p)["parser"], lab.text(p)) for p in lab.files.index if p in INPOD.files.index}

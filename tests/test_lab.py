@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.book.nftrace import compare, kernel_segments
-from ambientlab.book.predict import Connection, predict
 from ambientlab.core.errors import ParseError
 from ambientlab.core.parse import parse
 from ambientlab.core.parse.ip_route import parse_ip_route_records
 from ambientlab.core.trace import host_from_capture
 from ambientlab.core.trace.batch import answer, parse_query, public
 from ambientlab.core.trace.breaks import PIECES
+from ambientlab.core.trace.nftrace import compare, kernel_segments
+from ambientlab.core.trace.predict import Connection, predict
 from ambientlab.live.lab.plan import PlanError, build_plan
 from tests.conftest import DATA
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.book.recordings import verdict
+from ambientlab.core.recordings import verdict
 from ambientlab.core.trace.walks import walk
 from ambientlab.live.collect import lab_target, plan_capture, run_capture
 from ambientlab.live.lab.runtime import Lab, up

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from ambientlab.book.nftrace import compare, kernel_segments
-from ambientlab.book.predict import predict_hbone
-from ambientlab.book.wire import plaintext_hits, read_pcap, tls_records
+from ambientlab.core.parse.wire import plaintext_hits, read_pcap, tls_records
+from ambientlab.core.trace.nftrace import compare, kernel_segments
+from ambientlab.core.trace.predict import predict_hbone
 from ambientlab.live.lab.nftrace import trace_hbone
 from ambientlab.live.lab.pki import spiffe_id, write_pki
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix, state_root, up

@@ -71,7 +71,7 @@ def test_a_pod_without_the_rules_is_not_captured_outbound(lab: Lab) -> None:
 
 
 def test_the_kernel_restores_0x111_on_the_apps_ack_as_the_tracer_does(lab: Lab) -> None:
-    from ambientlab.book.nftrace import kernel_segments
+    from ambientlab.core.trace.nftrace import kernel_segments
     from ambientlab.live.lab.nftrace import run_traced
     from tests.test_inpod import _app_to_ztunnel_handshake
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
-from ambientlab.book.nftrace import compare, kernel_segments
-from ambientlab.book.predict import predict
 from ambientlab.core.trace import host_from_capture
 from ambientlab.core.trace.batch import answer, parse_query, public
 from ambientlab.core.trace.breaks import PIECES
+from ambientlab.core.trace.nftrace import compare, kernel_segments
+from ambientlab.core.trace.predict import predict
 from ambientlab.live.lab.breaks import break_piece, restore
 from ambientlab.live.lab.nftrace import connection_of, trace
 from ambientlab.live.lab.record import record

@@ -29,13 +29,11 @@ from ambientlab import __version__
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer
 from ambientlab.book.display import hops, provenance, show
-from ambientlab.book.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
-from ambientlab.book.predict import network_for as lab_network
-from ambientlab.book.recordings import RecordedTrace, recorded_trace, recorded_traces, verdict
-from ambientlab.book.wire import plaintext_hits, tls_records
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse import to_records
 from ambientlab.core.parse.ip_route import render_route
+from ambientlab.core.parse.wire import plaintext_hits, tls_records
+from ambientlab.core.recordings import RecordedTrace, recorded_trace, recorded_traces, verdict
 from ambientlab.core.tables import compact
 from ambientlab.core.trace import host_from_capture, ipv4
 from ambientlab.core.trace.batch import answer as _route_answer
@@ -44,6 +42,8 @@ from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.demo import WORLD
 from ambientlab.core.trace.designs import compare_designs
 from ambientlab.core.trace.host import Host
+from ambientlab.core.trace.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
+from ambientlab.core.trace.predict import network_for as lab_network
 from ambientlab.core.trace.walks import WALKS, outcomes, packet_numbers, walk
 
 if TYPE_CHECKING:

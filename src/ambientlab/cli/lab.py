@@ -137,7 +137,7 @@ def cmd_hbone(args: argparse.Namespace) -> int:
 
 def cmd_sniff(args: argparse.Namespace) -> int:
     """Capture the underlay during one connection and print its frames and TLS records."""
-    from ambientlab.book.wire import plaintext_hits, read_pcap, tls_records
+    from ambientlab.core.parse.wire import plaintext_hits, read_pcap, tls_records
     from ambientlab.live.lab.wire import sniff
 
     lab = _lab(args)
@@ -157,8 +157,8 @@ def cmd_sniff(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     """Trace one connection in the kernel and print it next to the tracer's prediction."""
-    from ambientlab.book.nftrace import compare, kernel_segments
-    from ambientlab.book.predict import predict, predict_hbone
+    from ambientlab.core.trace.nftrace import compare, kernel_segments
+    from ambientlab.core.trace.predict import predict, predict_hbone
     from ambientlab.live.lab.nftrace import trace, trace_hbone
 
     lab = _lab(args)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ambientlab.book.wire import read_pcap
+from ambientlab.core.parse.wire import read_pcap
 from ambientlab.live.lab.nftrace import trace_hbone
 from ambientlab.live.lab.pki import describe, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND
@@ -64,7 +64,7 @@ def _underlay(lab: Lab, root: Path) -> list[dict[str, Any]]:
         _jsonl(root, path, [{**frame, "client": client, "client_output": output} for frame in read_pcap(pcap)])
         files.append(entry(path, f"tcpdump -i eth1 --immediate-mode -U -n -s 0 -w - 'tcp or udp' (in {PEER}) during "
                             f"`ambientlab lab connect {client} {SERVER} --send ...`", f"lab {PEER}", "jsonl",
-                            "one record per frame, read from the pcap by ambientlab.book.wire.read_pcap; "
+                            "one record per frame, read from the pcap by ambientlab.core.parse.wire.read_pcap; "
                             "payload in hex"))
     return files
 

@@ -1,6 +1,6 @@
 """``lab trace``: one connection between two lab hosts with the kernel tracing it (``nft monitor
 trace`` on TRACE rules in the node and ztunnel), and the connection as the tracer sees it. The
-traces are read and compared by :mod:`ambientlab.book.nftrace`."""
+traces are read and compared by :mod:`ambientlab.core.trace.nftrace`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ambientlab.book.nftrace import TRACED
-from ambientlab.book.predict import Connection, HboneConnection
 from ambientlab.core.constants import APP_PORT, HBONE_PORT
 from ambientlab.core.trace.demo import WORLD
+from ambientlab.core.trace.nftrace import TRACED
+from ambientlab.core.trace.predict import Connection, HboneConnection
 from ambientlab.live.lab.plan import PEER, SECOND
 from ambientlab.live.lab.runtime import Lab, LabError
 

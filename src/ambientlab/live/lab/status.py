@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ambientlab.book.recordings import verdict
 from ambientlab.core.capture import load_capture
+from ambientlab.core.recordings import verdict
 from ambientlab.live.lab.plan import SECOND
 from ambientlab.live.lab.record import commands
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix

@@ -1,5 +1,5 @@
 """``tcpdump`` on the underlay of a two-node lab (the peer's port to the second node); the pcap
-is read by :mod:`ambientlab.book.wire`."""
+is read by :mod:`ambientlab.core.parse.wire`."""
 
 from __future__ import annotations
 

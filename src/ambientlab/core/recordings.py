@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields
 
 import pandas as pd
 
-from ambientlab.book.nftrace import compare, kernel_segments
-from ambientlab.book.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
 from ambientlab.core.capture import Capture
 from ambientlab.core.parse import parse, to_records
+from ambientlab.core.trace.nftrace import compare, kernel_segments
+from ambientlab.core.trace.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
 
 
 def verdict(source: Capture, path: str, parser: str, text: str, where: str = "lab") -> str:
@@ -59,7 +59,7 @@ class RecordedTrace:
 
     def comparison(self) -> pd.DataFrame:
         """Return the prediction's hooks next to the kernel's, one row per hook
-        (:func:`ambientlab.book.nftrace.compare`; column ``agree``)."""
+        (:func:`ambientlab.core.trace.nftrace.compare`; column ``agree``)."""
         return compare(self.prediction().hops, kernel_segments(self.texts))
 
 
