@@ -41,7 +41,7 @@ def test_outbound_is_redirected_to_15001_inside_the_pod_and_hbone_leaves_untouch
         "3": "productpage-v1: socket ztunnel HBONE to reviews-v1",
     }
     hops = walk(INPOD, "inpod-outbound")
-    first = hops[hops["packet"].str.startswith("1 ")]
+    first = packet_hops(hops, 1)
     assert set(first["host"]) == {"productpage-v1"}  # the SYN never leaves the pod
 
 
@@ -53,7 +53,7 @@ def test_inbound_uses_tproxy_and_the_connection_mark_inside_the_pod() -> None:
         "4": "reviews-v1: socket ztunnel to the app (client's address)",
     }
     hops = walk(INPOD, "inpod-inbound")
-    answer = hops[hops["packet"].str.startswith("4 ")]
+    answer = packet_hops(hops, 4)
     assert "table 100" in set(answer["where"]) and answer["mark_after"].iloc[-1] == "0x111"
     assert _ends("inpod-plaintext-inbound") == {"1": "reviews-v1: socket ztunnel 15006 (inbound plaintext)"}
 
@@ -61,7 +61,7 @@ def test_inbound_uses_tproxy_and_the_connection_mark_inside_the_pod() -> None:
 def test_probes_are_snatted_on_the_node_and_accepted_in_the_pod() -> None:
     assert _ends("inpod-probe") == {"1": "reviews-v1: socket app 9080", "2": "node: socket kubelet"}
     hops = walk(INPOD, "inpod-probe")
-    arriving = hops[(hops["host"] == "reviews-v1") & hops["packet"].str.startswith("1 ")]
+    arriving = packet_hops(hops, 1).query("host == \'reviews-v1\'")
     assert arriving["headers"].iloc[0].startswith("169.254.7.127:")
 
 
@@ -79,7 +79,7 @@ def test_without_the_0x539_exemption_ztunnel_would_capture_its_own_hbone() -> No
     from ambientlab.core.trace.scenarios import play
 
     hops = play(net, WALKS["inpod-outbound"].sends(net))
-    second = hops[hops["packet"].str.startswith("2 ")]
+    second = packet_hops(hops, 2)
     assert second["matched"].iloc[-1] == "socket ztunnel 15001 (outbound)"  # a loop back into itself
 
 
@@ -102,6 +102,10 @@ def test_unknown_walks_and_pieces_are_named_and_inpod_walks_take_no_pieces() -> 
         walk(DEMO, "same-node-vip", without="nope")
     with pytest.raises(ValueError, match="2022 node-level walks only"):
         walk(INPOD, "inpod-outbound", without="node-ip-rule-102")
+    with pytest.raises(ValueError, match=r"inpod-outbound is a 1\.22 in-pod walk, and capture kind-2022-ambient-worker2 has no pod"):
+        walk(DEMO, "inpod-outbound")
+    with pytest.raises(ValueError, match=r"same-node-vip is a 2022 node-level walk, and capture inpod-1\.22-ambient-worker2 lacks"):
+        walk(INPOD, "same-node-vip")
     with pytest.raises(KeyError, match="the packets are: 1 "):
         packet_hops(walk(INPOD, "inpod-outbound"), 9)
 

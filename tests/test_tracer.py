@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 
 from ambientlab import load_capture
@@ -12,7 +11,7 @@ from ambientlab.cli.main import main
 from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts
 from ambientlab.core.trace.batch import parse_query
 from ambientlab.core.trace.netfilter import Packet, Ruleset, UnsupportedRule
-from ambientlab.core.trace.walks import NODE_LEVEL, WALKS, walk
+from ambientlab.core.trace.walks import NODE_LEVEL, WALKS, packet_hops, walk
 from tests.conftest import DATA
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -69,29 +68,25 @@ def test_connmark_masks_and_set_xmark() -> None:
     assert packet.conn.mark == 0x8210 and [h.line for h in verdict.hits] == [3, 4, 5]
 
 
-def _rows(frame: pd.DataFrame, packet_prefix: str) -> pd.DataFrame:
-    return frame[frame["packet"].str.startswith(packet_prefix)]
-
-
 def test_walk_same_node_vip_goes_through_istioout_to_15001() -> None:
     frame = walk(CAPTURE, "same-node-vip")
-    syn = _rows(frame, "1 ")
+    syn = packet_hops(frame, 1)
     assert "0x100" in set(syn["mark_after"]) and "tunnel istioout" in set(syn["where"])
     assert syn.iloc[-1]["matched"] == "socket accepted from productpage"
-    hbone = _rows(frame, "3 ")
+    hbone = packet_hops(frame, 3)
     assert "-p tcp -m tcp --dport 15088 -j REDIRECT --to-ports 15008" in set(hbone["matched"])
     assert hbone.iloc[-1]["matched"].startswith("socket ztunnel_inbound (15008")
-    reply = _rows(frame, "5 ")
+    reply = packet_hops(frame, 5)
     assert reply[reply["where"] == "mangle ztunnel-PREROUTING"]["mark_after"].tolist()[0] == "0x200"
 
 
 def test_walk_borrowed_source_replies_use_table_102_and_0x4d3() -> None:
     frame = walk(CAPTURE, "borrowed-source")
-    reply = _rows(frame, "2 ")
+    reply = packet_hops(frame, 2)
     assert "102: from all fwmark 0x40/0x40 lookup 102" in set(reply["matched"])
     assert "0x4d3" in set(reply["mark_after"])
     assert reply.iloc[-1]["matched"] == "socket to reviews-v1 (original_src = productpage)"
-    out = _rows(frame, "1 ")
+    out = packet_hops(frame, 1)
     assert out[out["where"] == "mangle ztunnel-FORWARD"]["ctmark"].tolist() == ["0x210"]
 
 
@@ -107,7 +102,7 @@ def test_walk_every_scenario_ends_somewhere_and_cites_the_capture() -> None:
 
 def test_pod_outside_the_ipset_reaches_15006_via_table_100() -> None:
     frame = walk(CAPTURE, "pod-not-in-ipset")
-    syn = _rows(frame, "1 ")
+    syn = packet_hops(frame, 1)
     assert "103: from all lookup 100" in set(syn["matched"])
     assert syn.iloc[-1]["matched"] == "socket ztunnel_inbound_plaintext (15006)"
 

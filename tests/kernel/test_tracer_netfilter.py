@@ -14,7 +14,7 @@ import pytest
 
 from ambientlab import load_capture
 from ambientlab.core.parse.iptables import parse_iptables_save
-from ambientlab.core.trace.walks import walk
+from ambientlab.core.trace.walks import packet_hops, walk
 from ambientlab.live.netns import NamespaceSet
 from ambientlab.live.nodes import ZTUNNEL
 from ambientlab.live.reconstruct import build
@@ -99,5 +99,5 @@ def test_handshake_through_ztunnel_matches_the_walk(netns_ok: None) -> None:
         assert mine[host] == kernel[name], f"{host}: tracer {dict(mine[host])}\nkernel {dict(kernel[name])}"
     assert sum(mine["node"].values()) > 10 and sum(mine["ztunnel"].values()) > 10
     # the conntrack mark the node saved for this connection
-    ct = frame[(frame["host"] == "node") & frame["packet"].str.startswith("3 ")]["ctmark"].iloc[-1]
+    ct = packet_hops(frame, 3).query("host == \'node\'")["ctmark"].iloc[-1]
     assert f"mark={int(ct, 16)} " in conntrack, conntrack

@@ -4,15 +4,19 @@ Everything a chapter does with the recorded data goes through a name here, so th
 code shows what a reader should learn to type, not plumbing. The book's page "The chapters' API"
 lists every name with the chapter that first uses it (:mod:`ambientlab.book.apidoc` writes it).
 
-- Opening the data: :func:`chapter`, :func:`capture`, :func:`about`, :func:`show`,
-  :func:`provenance`, :func:`records`.
-- Walks (the tracer's answers): :data:`WALKS`, :func:`walk`, :func:`describe`, :func:`packets`,
-  :func:`hops`, :data:`PIECES`, :func:`outcomes`, :func:`compare_designs`, :func:`node`,
-  :func:`route_get`, :func:`render_route`, :func:`ip`.
+- Opening the data: :func:`chapter`, :func:`capture`, :class:`Capture`, :func:`about`,
+  :func:`show`, :func:`provenance`, :func:`records`, :func:`jsonl`, :func:`compact`,
+  :data:`VARIABLE`, :class:`CaptureMismatch`.
+- Walks (the tracer's answers): :data:`WALKS` (each with its ``doc``), :func:`walk`,
+  :func:`packets`, :func:`hops`, :data:`PIECES`, :func:`outcomes`, :func:`compare_designs`,
+  :data:`WORLD`.
+- One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
+  :func:`ip_text`.
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`.
-- The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace`, :func:`verdict`,
-  :func:`predict`, :func:`predict_hbone`, :class:`Connection`, :func:`lab_network`,
+- The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
+  :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
+  :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
   :func:`tls_records`, :func:`plaintext_hits`.
 
 Matplotlib is imported by the figure functions when first called.
@@ -44,7 +48,7 @@ from ambientlab.core.trace.designs import compare_designs
 from ambientlab.core.trace.host import Host
 from ambientlab.core.trace.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
 from ambientlab.core.trace.predict import network_for as lab_network
-from ambientlab.core.trace.walks import WALKS, outcomes, packet_numbers, walk
+from ambientlab.core.trace.walks import WALKS, outcomes, packet_hops, walk
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -95,11 +99,6 @@ def jsonl(opened: Capture, path: str, **where: Any) -> pd.DataFrame:
     opened.parse(path)
     rows = [json.loads(line) for line in opened.text(path).splitlines() if line.strip()]
     return pd.DataFrame([r for r in rows if all(r.get(k) == v for k, v in where.items())])
-
-
-def describe(name: str) -> str:
-    """Return what walk ``name`` (a key of :data:`WALKS`) shows, in a sentence or two."""
-    return WALKS[name].doc
 
 
 def packets(frame: pd.DataFrame) -> pd.Series:
@@ -163,12 +162,12 @@ def draw_walk(where: Capture | Network, frame: pd.DataFrame, title: str = "", pa
     return figures.draw_walk(_network(where), frame, title, ax, packet, node)
 
 
-def split_at_underlay(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return a two-node walk as two one-node walks (the first node's, the second node's), each
-    drawable with :func:`draw_walk` on its own node's capture."""
+def split_at_underlay(frame: pd.DataFrame, packet: int | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return a two-node walk (or its packet ``packet``) as two one-node walks: the first node's
+    and the second node's, each drawable with :func:`draw_walk` on its own node's capture."""
     from ambientlab.book import figures
 
-    return figures.split_at_underlay(frame)
+    return figures.split_at_underlay(packet_hops(frame, packet) if packet is not None else frame)
 
 
 __all__ = [
@@ -188,7 +187,6 @@ __all__ = [
     "chapter",
     "compact",
     "compare_designs",
-    "describe",
     "draw_cluster",
     "draw_node",
     "draw_walk",
@@ -199,7 +197,6 @@ __all__ = [
     "lab_network",
     "node",
     "outcomes",
-    "packet_numbers",
     "packets",
     "plaintext_hits",
     "predict",

@@ -14,12 +14,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[3] / "notebooks"
 HEADER = """# The chapters' API
 
 Every chapter starts with the same two lines, `from ambientlab import book` and
-`demo = book.chapter("NN")`, and then uses the names below. Each is a function or a value of the
-module `ambientlab.book` (its source is `src/ambientlab/book/__init__.py`); `help(book.NAME)` in a
-notebook shows its whole docstring. "Chapter" is the chapter whose code uses it first: read it
-there to see it at work. A name no chapter uses is there for your own notebooks.
+`demo = book.chapter("NN")`, and then uses the names below, each as `book.NAME`. `help(book.NAME)`
+in a notebook shows a name's whole docstring; "defined in" says where its code is, under
+`src/ambientlab/`. "Chapter" is the chapter whose code uses it first: read it there to see it at
+work. A name no chapter uses is there for your own notebooks.
 
-| name | kind | chapter | what it does |
+| name | chapter | what it does | defined in |
 |---|---|---|---|
 """
 
@@ -51,8 +51,41 @@ def _summary(value: object) -> str:
     first = " ".join(doc.split("\n\n")[0].split())
     sentence = re.match(r"(.+?\.)(\s+[A-Z]|$)", first)
     text = sentence.group(1) if sentence else first
+    if len(text) > 160:  # a long first sentence: up to its first clause outside brackets
+        depth = 0
+        for i, char in enumerate(text):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char in ";:" and depth == 0 and i >= 40:
+                text = text[:i] + " …"
+                break
     text = re.sub(r":\w+:`~?(?:[\w.]+\.)?(\w+)`", r"`\1`", text)  # :func:`~a.b.name` -> `name`
     return text.replace("``", "`").replace("|", "\\|")
+
+
+def _call(name: str, value: object) -> str:
+    """Return ``name(arguments)`` for a function or class (defaults shown), else ``name``."""
+    if not callable(value):
+        return name
+    try:
+        params = inspect.signature(value).parameters.values()
+    except (TypeError, ValueError):
+        return f"{name}(…)"
+    shown = []
+    for p in params:
+        prefix = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        default = "" if p.default is p.empty else f"={p.default!r}"
+        shown.append(f"{prefix}{p.name}{default}")
+    return f"{name}({', '.join(shown)})"
+
+
+def _home(value: object) -> str:
+    """Return the file that defines ``value`` (relative to ``src/ambientlab/``), or empty for a value."""
+    import sys
+
+    module = sys.modules.get(getattr(value, "__module__", "")) if callable(value) else None
+    where = Path(getattr(module, "__file__", "") or "")
+    base = Path(__file__).resolve().parents[1]
+    return f"`{where.resolve().relative_to(base)}`" if where.is_relative_to(base) else ""
 
 
 def _kind(value: object) -> str:
@@ -77,7 +110,7 @@ def api_page(folder: Path = NOTEBOOKS) -> str:
         value = getattr(book, name)
         where = f'[{uses[name]}](../notebooks/{files[uses[name]]} "{titles[uses[name]]}")' if name in uses else "(none)"
         summary = _summary(value) if _kind(value) != "value" else _value_note(name)
-        rows.append(f"| `{name}` | {_kind(value)} | {where} | {summary} |")
+        rows.append(f"| `{_call(name, value)}` | {where} | {summary} | {_home(value)} |")
     return HEADER + "\n".join(rows) + "\n"
 
 

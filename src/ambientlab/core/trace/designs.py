@@ -42,8 +42,10 @@ def summarize(hops: pd.DataFrame) -> dict[str, object]:
 
 
 def compare_designs(node_capture: Capture, inpod_capture: Capture) -> pd.DataFrame:
-    """Return, for each job of :data:`JOBS`, the 2022 walk's :func:`summarize` next to the
-    in-pod walk's: one row per (job, design), computed from both captures."""
+    """Return, for each job both designs do (:data:`JOBS`: an app's SYN reaching ztunnel, HBONE
+    arriving, the borrowed source's answer, the kubelet's probe), what the 2022 walk shows next to
+    what the in-pod walk shows (:func:`summarize`): one row per (job, design), computed from both
+    captures."""
     walks: dict[tuple[str, str], pd.DataFrame] = {}
     rows = []
     for job, (old, old_packet, new, new_packet) in JOBS.items():

@@ -66,8 +66,9 @@ def _listeners(net: Network, machine: str, behaviour: str) -> None:
 
 
 def network_for(conn: Connection, pieces: str | Sequence[str] | None = None) -> Network:
-    """Return the capture's network with ztunnel's three listeners (marked as the behaviour
-    says) and ``pieces`` (keys of :data:`~ambientlab.core.trace.breaks.PIECES`) removed."""
+    """Return the network the tracer plays lab connection ``conn`` on: the node of the capture
+    the lab was built from, with ztunnel's three listeners (marked as ``conn``'s behaviour says)
+    and ``pieces`` (keys of :data:`~ambientlab.core.trace.breaks.PIECES`) removed."""
     net = demo_network(load_capture(conn.capture))
     _listeners(net, "ztunnel", conn.behaviour)
     for piece in [pieces] if isinstance(pieces, str) else pieces or ():

@@ -57,6 +57,17 @@ WALKS: dict[str, Walk] = {w.name: w for w in (
 )}
 
 
+def unfit_for(capture: Capture, design: str) -> str | None:
+    """Return why ``capture`` cannot be walked in ``design`` (NODE_LEVEL needs the node's and the
+    ztunnel pod's rules; IN_POD needs app pods' folders with rules of their own), or None if it can."""
+    if design == IN_POD and not set(inpod.pod_folders(capture)) - {"ztunnel"}:
+        return "has no pod folders with rules of their own (read an in-pod capture, e.g. inpod-1.22-ambient-worker2)"
+    needed = ("node/iptables-save.txt", "ztunnel/iptables-save.txt")
+    if design == NODE_LEVEL and not all(p in capture.files.index for p in needed):
+        return f"lacks {' or '.join(needed)} (read a 2022 capture, e.g. kind-2022-ambient-worker2)"
+    return None
+
+
 def walk(capture: Capture, name: str, without: str | Sequence[str] | None = None) -> pd.DataFrame:
     """Return the hop table of walk ``name`` (a key of :data:`WALKS`) played on ``capture``, with
     the pieces ``without`` (keys of :data:`~ambientlab.core.trace.breaks.PIECES`, 2022 walks
@@ -65,7 +76,8 @@ def walk(capture: Capture, name: str, without: str | Sequence[str] | None = None
     One row per hop. Columns: packet (``N label``), host, hook (a netfilter hook, ``routing``,
     ``wire`` or ``deliver``), where (table and chain, ``ip rule``, routing table…), matched
     (the rule or route), line (file and line in the capture), mark before/after, conntrack
-    mark, iif, oif, headers. A KeyError names the known walks or pieces.
+    mark, iif, oif, headers. A KeyError names the known walks or pieces; a ValueError says why
+    the capture does not fit the walk's design.
     """
     if name not in WALKS:
         raise KeyError(f"unknown walk {name!r}; known: {', '.join(WALKS)}")
@@ -76,13 +88,16 @@ def walk(capture: Capture, name: str, without: str | Sequence[str] | None = None
         raise KeyError(f"unknown piece(s) {', '.join(unknown)}; known: {', '.join(PIECES)}")
     if pieces and spec.design != NODE_LEVEL:
         raise ValueError(f"pieces can be removed from the 2022 node-level walks only, not from {name}")
+    unfit = unfit_for(capture, spec.design)
+    if unfit:
+        raise ValueError(f"{name} is a {spec.design} walk, and capture {capture.name} {unfit}")
     net = spec.network(capture)
     for piece in pieces:
         PIECES[piece].remove(net)
     return play(net, spec.sends(net))
 
 
-def outcomes(capture: Capture, name: str, without: str | None = None) -> pd.DataFrame:
+def outcomes(capture: Capture, name: str, without: str | Sequence[str] | None = None) -> pd.DataFrame:
     """Return, for each packet of walk ``name`` with piece ``without`` removed, where it ended:
     its last hop (columns host, hook, ends), indexed by packet."""
     last = walk(capture, name, without).groupby("packet", sort=False).tail(1)
