@@ -79,25 +79,25 @@ def capture(name: str) -> Capture:
     return load_capture(name)
 
 
-def about(opened: Capture) -> str:
-    """Return one line on ``opened``: its name, how many files, and how many of each origin."""
-    origins = {str(k): int(v) for k, v in opened.files["origin"].value_counts().items()}
-    return f"{opened.name} | {len(opened.files)} files, origins: {origins}"
+def about(capture: Capture) -> str:
+    """Return one line on ``capture``: its name, how many files, and how many of each origin."""
+    origins = {str(k): int(v) for k, v in capture.files["origin"].value_counts().items()}
+    return f"{capture.name} | {len(capture.files)} files, origins: {origins}"
 
 
-def records(opened: Capture, path: str) -> list[dict[str, Any]]:
-    """Return file ``path`` of ``opened`` as JSON records (iproute2's ``-j`` keys where they
+def records(capture: Capture, path: str) -> list[dict[str, Any]]:
+    """Return file ``path`` of ``capture`` as JSON records (iproute2's ``-j`` keys where they
     exist), parsed with the parser its manifest names."""
-    return to_records(opened.entry(path)["parser"], opened.parse(path))
+    return to_records(capture.entry(path)["parser"], capture.parse(path))
 
 
-def jsonl(opened: Capture, path: str, **where: Any) -> pd.DataFrame:
-    """Return JSON-lines file ``path`` of ``opened`` (a log or a recording of the lab) as a
+def jsonl(capture: Capture, path: str, **where: Any) -> pd.DataFrame:
+    """Return JSON-lines file ``path`` of ``capture`` (a log or a recording of the lab) as a
     DataFrame, one row per line and one column per key, values as JSON has them (lists stay
     lists). Only the lines whose keys equal ``where`` (``event="tunnel"``) are kept. The file is
     checked by its manifest's parser first."""
-    opened.parse(path)
-    rows = [json.loads(line) for line in opened.text(path).splitlines() if line.strip()]
+    capture.parse(path)
+    rows = [json.loads(line) for line in capture.text(path).splitlines() if line.strip()]
     return pd.DataFrame([r for r in rows if all(r.get(k) == v for k, v in where.items())])
 
 
@@ -107,10 +107,10 @@ def packets(frame: pd.DataFrame) -> pd.Series:
     return counts.rename("hops").rename_axis("packet")
 
 
-def node(opened: Capture, host: str = "node") -> Host:
-    """Return the tracer's model of one host of ``opened`` (``"node"``, ``"ztunnel"`` or a pod's
+def node(capture: Capture, host: str = "node") -> Host:
+    """Return the tracer's model of one host of ``capture`` (``"node"``, ``"ztunnel"`` or a pod's
     folder): its rules, routes and sysctls, with ``route_get(dst, src, iif, mark)``."""
-    return host_from_capture(opened, host)
+    return host_from_capture(capture, host)
 
 
 def route_get(model: Host, query: str) -> dict[str, Any]:
