@@ -86,3 +86,67 @@ def test_second_capture_has_a_pod_on_the_node_outside_the_set() -> None:
     on_node = set(pods.loc[pods["NODE"] == "ambient-worker2", "IP"])
     members = set(cap.parse("node/ipset-list.txt").members["elem"])
     assert on_node - members == {"10.244.1.9"}
+
+
+def _copy(tmp_path: Path, name: str = "kind-2022-ambient-worker2") -> Path:
+    root = tmp_path / name
+    shutil.copytree(DATA / name, root)
+    return root
+
+
+def test_a_changed_file_is_refused_where_it_is_read_by_walk_and_by_a_chapter(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ambientlab.book.chapters import CaptureMismatch, chapter_capture
+    from ambientlab.cli.main import main
+    from ambientlab.core.capture import CaptureChanged
+    from ambientlab.core.trace.walks import walk
+
+    root = _copy(tmp_path)
+    path = root / "node" / "iptables-save.txt"
+    path.write_text(path.read_text().replace("--set-xmark 0x100/0x100", "--set-xmark 0x200/0x200"))
+    with pytest.raises(CaptureChanged, match=r"node/iptables-save.txt: changed since it was recorded"):
+        walk(load_capture(root), "same-node-vip")
+    assert main(["walk", str(root), "same-node-vip"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "iptables-save.txt: changed since it was recorded" in err and "--rehash" in err
+    monkeypatch.setenv("AMBIENTLAB_CAPTURE", str(root))
+    with pytest.raises(CaptureChanged, match=r"iptables-save\.txt"):  # the chapter's first cell
+        chapter_capture("kind-2022-ambient-worker2", needs=["node/iptables-save.txt"])
+    rehash(load_capture(root))  # changed on purpose: the reader says so, and it is read again
+    assert "0x200/0x200" in walk(load_capture(root), "same-node-vip")["matched"].str.cat()
+    path.unlink()
+    with pytest.raises(CaptureMismatch, match=r"lists 1 file\(s\) that are missing .*node/iptables-save.txt"):
+        chapter_capture("kind-2022-ambient-worker2")
+
+
+def test_an_unknown_capture_in_the_variable_is_named_with_the_ones_there_are(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ambientlab.book.chapters import CaptureMismatch, chapter_capture
+
+    monkeypatch.setenv("AMBIENTLAB_CAPTURE", "nosuch")
+    with pytest.raises(CaptureMismatch, match=r"AMBIENTLAB_CAPTURE=nosuch: there is no capture .*kind-2022-kebe"):
+        chapter_capture("kind-2022-ambient-worker2")
+
+
+@pytest.mark.parametrize(("path", "why"), [("/etc/hostname", "not a path relative"), ("../kind-2022-kebe/node/ip-rule.txt", r"\.\."),
+                                           ("node/link.txt", "symlink")])
+def test_a_manifest_cannot_name_a_file_outside_its_capture(tmp_path: Path, path: str, why: str) -> None:
+    root = _copy(tmp_path, "kind-2022-kebe")
+    (root / "node" / "link.txt").symlink_to("/etc/hostname")
+    manifest = root / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("path: node/ip-rule.txt", f"path: {path}", 1))
+    with pytest.raises(ManifestError, match=why):
+        load_capture(root)
+
+
+def test_a_malformed_manifest_is_named_with_its_line_and_exits_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ambientlab.cli.main import main
+
+    root = _copy(tmp_path, "kind-2022-kebe")
+    manifest = root / "manifest.yaml"
+    lines = manifest.read_text().splitlines(keepends=True)
+    lines[7] = "  - path: [unclosed\n"
+    manifest.write_text("".join(lines))
+    with pytest.raises(ManifestError, match=r"manifest\.yaml:\d+: not valid YAML"):
+        load_capture(root)
+    assert main(["data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Traceback" not in err and err.count("\n") == 1

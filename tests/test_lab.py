@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
+from ambientlab.core.capture import rehash
 from ambientlab.core.errors import ParseError
 from ambientlab.core.parse import parse
 from ambientlab.core.parse.ip_route import parse_ip_route_records
@@ -76,6 +77,7 @@ def test_plan_refuses_a_device_it_cannot_place(tmp_path: Path) -> None:
     shutil.copytree(DATA / "kind-2022-ambient-worker2", root)
     path = root / "node" / "ip-route-table-main.txt"
     path.write_text(path.read_text().replace("10.244.2.8 dev vethreviewsv3 scope host\n", ""))
+    rehash(load_capture(root))  # an edit made on purpose
     with pytest.raises(PlanError, match="vethreviewsv3 is a veth but no `scope host` route"):
         build_plan(load_capture(root), "vxlan", str)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ambientlab import load_capture
+from ambientlab.core.capture import rehash
 from ambientlab.live.lab.runtime import LabError, namespaces_with_prefix, remove, state_root, up
 from tests.conftest import DATA
 
@@ -43,6 +44,7 @@ def test_a_failed_build_removes_what_it_built(netns_ok: None, tmp_path: Path) ->
     shutil.copytree(DATA / "kind-2022-ambient-worker2", root)
     path = root / "node" / "ip-route-table-102.txt"
     path.write_text(path.read_text().replace("onlink", "onlink mtu 99999999999"))
+    rehash(load_capture(root))  # an edit made on purpose
     with pytest.raises(LabError, match=r"ip-route-table-102.txt:1\) failed"):
         up(str(root), prefix="albroken")
     assert namespaces_with_prefix("albroken") == [] and not (state_root() / "albroken").exists()

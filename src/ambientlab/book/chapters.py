@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.capture import Capture, list_captures, load_capture
 from ambientlab.core.constants import DEMO
 from ambientlab.core.parse import to_records
 
@@ -44,7 +44,19 @@ def chapter_capture(default: str, needs: Sequence[str] = (), layout: bool = Fals
     walks name the demo's pods and addresses).
     """
     chosen = os.environ.get(VARIABLE, "").strip() or default
-    capture = load_capture(chosen)
+    try:
+        capture = load_capture(chosen)
+    except FileNotFoundError:
+        if chosen == default:
+            raise
+        raise CaptureMismatch(f"{VARIABLE}={chosen}: there is no capture of that name under data/ ({', '.join(list_captures())}) "
+                              f"and no folder {chosen} with a manifest.yaml; unset {VARIABLE} to read {default}") from None
+    lost = [p for p in capture.files.index if not (capture.root / p).is_file()]
+    if lost:
+        raise CaptureMismatch(f"capture {capture.name} lists {len(lost)} file(s) that are missing from {capture.root}: "
+                              f"{', '.join(lost[:5])}{' …' if len(lost) > 5 else ''}; `ambientlab data {capture.name}` checks it")
+    for path in capture.files.index:
+        capture.text(path)  # a file changed since it was recorded is refused here, by name
     if capture.name == default and chosen == default:
         return capture
     missing = [p for p in needs if p not in capture.files.index]

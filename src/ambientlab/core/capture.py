@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ambientlab.core.errors import decode_text
 from ambientlab.core.parse import Parsed, custom_columns, parse
 
 ORIGINS = ("recorded", "excerpt", "reconstructed", "lab")
@@ -32,6 +33,14 @@ DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 
 class ManifestError(ValueError):
     """A manifest that is malformed or disagrees with the files beside it."""
+
+
+class CaptureChanged(ManifestError):
+    """A file of a capture whose bytes are not the ones its manifest's sha256 records."""
+
+
+# Files whose hash was checked in this process: absolute path -> (mtime_ns, size, sha256).
+_CHECKED: dict[Path, tuple[int, int, str]] = {}
 
 
 def sha256_of(path: Path) -> str:
@@ -65,9 +74,23 @@ class Capture:
         raise KeyError(f"{path} is not in the manifest of {self.name}")
 
     def text(self, path: str) -> str:
-        """Return the recorded text of ``path``."""
-        self.entry(path)
-        return (self.root / path).read_text()
+        """Return the recorded text of ``path``, checked against the sha256 its manifest entry
+        records (once per process while the file is unchanged on disk): a file changed since it
+        was recorded raises :class:`CaptureChanged`, naming it."""
+        entry = self.entry(path)
+        file = self.root / path
+        data = file.read_bytes()
+        stat = file.stat()
+        seen = _CHECKED.get(file.resolve())
+        if seen is None or seen[:2] != (stat.st_mtime_ns, stat.st_size):
+            seen = (stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest())
+            _CHECKED[file.resolve()] = seen
+        if seen[2] != entry.get("sha256"):
+            raise CaptureChanged(
+                f"{file}: changed since it was recorded (its sha256 is {seen[2][:12]}…, the manifest of {self.name} "
+                f"says {str(entry.get('sha256'))[:12]}…). Restore it (git checkout), or, if you changed it on "
+                f"purpose, run `ambientlab data --rehash {self.name}`")
+        return decode_text(data, str(file))
 
     def parse(self, path: str) -> Parsed:
         """Return ``path`` parsed with the parser and options its manifest entry names."""
@@ -135,10 +158,35 @@ def load_capture(name: str | Path, data_dir: Path | None = None) -> Capture:
     manifest_path = root / "manifest.yaml"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no manifest.yaml in {root}")
-    manifest = yaml.load(manifest_path.read_text(), Loader=SAFE_LOADER)
+    try:
+        manifest = yaml.load(manifest_path.read_text(), Loader=SAFE_LOADER)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{manifest_path}:{mark.line + 1}" if mark else str(manifest_path)
+        raise ManifestError(f"{where}: not valid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ManifestError(f"{manifest_path}: not valid YAML: {err}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
         raise ManifestError(f"{manifest_path}: expected a mapping with a 'files' list")
+    for entry in manifest["files"]:
+        outside = _outside(root, entry.get("path") if isinstance(entry, dict) else None)
+        if outside:
+            raise ManifestError(f"{manifest_path}: file {entry.get('path') if isinstance(entry, dict) else entry!r} {outside}")
     return Capture(root, manifest)
+
+
+def _outside(root: Path, path: object) -> str | None:
+    """Return why manifest path ``path`` does not name a file inside capture folder ``root``
+    (absolute, with ``..``, or through a symlink that leads out), or None if it does."""
+    if not isinstance(path, str) or not path:
+        return "has no path"
+    if Path(path).is_absolute() or "\\" in path:
+        return "is not a path relative to the capture folder"
+    if ".." in Path(path).parts:
+        return "leaves the capture folder (..)"
+    if not (root / path).resolve().is_relative_to(root.resolve()):
+        return "leads out of the capture folder (a symlink)"
+    return None
 
 
 def list_captures(data_dir: Path | None = None) -> list[str]:
