@@ -143,19 +143,56 @@ def test_up_says_why_without_root_or_a_kernel_feature(monkeypatch: pytest.Monkey
     from ambientlab.live.lab import runtime
     from ambientlab.live.lab.features import PROBES, Feature
 
-    monkeypatch.setattr(runtime, "netns_problem", lambda: "needs root (network namespaces)")
+    monkeypatch.setattr(runtime, "netns_problem", lambda probe: "needs root (network namespaces)")
     with pytest.raises(runtime.LabError, match=r"the live lab needs root"):
         runtime.up(prefix="alnoroot")
-    monkeypatch.setattr(runtime, "netns_problem", lambda: None)
+    monkeypatch.setattr(runtime, "netns_problem", lambda probe: None)
     monkeypatch.setattr(runtime, "namespaces_with_prefix", lambda prefix: [])
     features = [Feature(name, name != "TPROXY", required, hint) for name, required, _, hint in PROBES]
-    monkeypatch.setattr(runtime, "probe_features", lambda: features)
+    monkeypatch.setattr(runtime, "probe_features", lambda prefix: features)
     with pytest.raises(runtime.LabError, match=r"lacks what the lab needs: TPROXY \(CONFIG_NETFILTER_XT_TARGET_TPROXY"):
         runtime.up(prefix="alnotproxy")
     features = [Feature(name, name != "geneve", required, hint) for name, required, _, hint in PROBES]
-    monkeypatch.setattr(runtime, "probe_features", lambda: features)
+    monkeypatch.setattr(runtime, "probe_features", lambda prefix: features)
     with pytest.raises(runtime.LabError, match=r"no geneve devices \(CONFIG_GENEVE.*try --tunnel vxlan"):
         runtime.up(prefix="alnogeneve", tunnel="geneve")
+
+
+def test_the_probes_namespace_is_under_the_labs_prefix_and_deleted_even_when_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from ambientlab.live import netns
+
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(list(argv))
+        if argv[:3] == ["ip", "netns", "add"]:
+            raise KeyboardInterrupt  # Ctrl-C while the namespace is being made
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(netns.subprocess, "run", run)
+    with pytest.raises(KeyboardInterrupt):
+        netns.netns_problem("alabc-probe")
+    assert calls == [["ip", "netns", "add", "alabc-probe"], ["ip", "netns", "del", "alabc-probe"]]
+
+
+def test_lab_names_resolve_from_the_plan_only_and_exec_wants_its_command_after_dashes(capsys: pytest.CaptureFixture[str]) -> None:
+    from ambientlab.cli.main import main
+    from ambientlab.live.lab.runtime import Lab, LabError
+
+    lab = Lab("alnames", {"hosts": ["node", "productpage-v1", "reviews-v1"], "pods": {"reviews-v1": "10.244.2.7"}})
+    assert lab.target("productpage-v1", "reviews-v1") == "10.244.2.7"
+    assert lab.target("productpage-v1", "10.96.183.192") == "10.96.183.192"
+    with pytest.raises(LabError, match=r"nosuch is neither a host of lab alnames \(node, productpage-v1, reviews-v1\) nor an IPv4"):
+        lab.target("productpage-v1", "nosuch")  # no name lookup: no DNS query leaves the lab
+    with pytest.raises(LabError, match="nosuch is not a host of lab alnames"):
+        lab.target("nosuch", "reviews-v1")
+    assert main(["lab", "exec", "node", "--prefix", "alnames"]) == 2
+    err = capsys.readouterr().err
+    assert "write the command after `--`" in err and "got `--prefix alnames` without one" in err
 
 
 def test_prefixes_are_checked_before_anything_is_touched() -> None:

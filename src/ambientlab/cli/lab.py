@@ -96,13 +96,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     """Run a command inside one lab host (replaces this process)."""
     argv = list(args.argv)
-    if "--" in argv:  # options given after HOST, before `--`
-        cut = argv.index("--")
-        options, argv = argv[:cut], argv[cut + 1:]
-        if options[:1] == ["--prefix"] and len(options) == 2:
-            args.prefix = options[1]
-        elif options:
-            raise LabError(f"lab exec: unexpected {' '.join(options)} before --")
+    if "--" not in argv:
+        raise LabError(f"lab exec: write the command after `--`, e.g. ambientlab lab exec {args.host} --prefix PREFIX -- ip rule"
+                       + (f" (got `{' '.join(argv)}` without one)" if argv else ""))
+    cut = argv.index("--")  # options given after HOST, before `--`
+    options, argv = argv[:cut], argv[cut + 1:]
+    if options[:1] == ["--prefix"] and len(options) == 2:
+        args.prefix = options[1]
+    elif options:
+        raise LabError(f"lab exec: unexpected {' '.join(options)} before --")
     if not argv:
         raise LabError("lab exec HOST -- COMMAND: no command given")
     os.execvp("ip", ["ip", "netns", "exec", _lab(args).full(args.host), *argv])

@@ -27,19 +27,25 @@ class NetnsUnavailable(RuntimeError):
     """Network namespaces cannot be used here (not root, or a tool is missing)."""
 
 
-def netns_problem() -> str | None:
-    """Return why namespaces with iproute2/iptables/ipset cannot be used here, or None."""
+def netns_problem(probe: str | None = None) -> str | None:
+    """Return why namespaces with iproute2/iptables/ipset cannot be used here, or None. The
+    namespace it tries is named ``probe`` (default: ``alprobe`` and random hex) and is deleted
+    whatever happens."""
     if os.geteuid() != 0:
         return "needs root (network namespaces)"
     for tool in lab_tools():
         if shutil.which(tool.name) is None:
             return f"{tool.name} not found ({install_line()})"
-    probe = f"alprobe{secrets.token_hex(3)}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"cannot create a network namespace: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    probe = probe or f"alprobe{secrets.token_hex(3)}"
+    made = None
+    try:
+        made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+        if made.returncode != 0:
+            return f"cannot create a network namespace: {made.stderr.strip()}"
+        return None
+    finally:
+        if made is None or made.returncode == 0:  # interrupted before it answered, or made: delete it
+            subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
 
 class NamespaceSet:
@@ -56,8 +62,8 @@ class NamespaceSet:
     def add(self, name: str, sysctls: dict[str, str] | None = None) -> str:
         """Create namespace ``name`` with loopback up and IPv6 off; return its real name."""
         real = self.full(name)
+        self.names.append(real)  # first: an interrupt during `add` still leaves it to close()
         subprocess.run(["ip", "netns", "add", real], check=True, capture_output=True)
-        self.names.append(real)
         self.run(name, "ip", "link", "set", "lo", "up")
         base = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         # one sysctl process for all of them, in this order (a namespace is made for every lab host

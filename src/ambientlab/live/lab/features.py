@@ -53,19 +53,21 @@ PROBES: tuple[tuple[str, bool, tuple[tuple[str, ...], ...], str], ...] = (
 )
 
 
-def probe_features() -> list[Feature]:
-    """Return every feature of :data:`PROBES`, tried in a namespace that is deleted afterwards.
+def probe_features(prefix: str | None = None) -> list[Feature]:
+    """Return every feature of :data:`PROBES`, tried in the namespace ``PREFIX-probe`` (default
+    prefix: ``alprobe`` and random hex), which is deleted afterwards, whatever happens.
 
     Without root or namespaces, every feature is reported missing with the reason.
     """
-    problem = netns_problem()
+    prefix = prefix or f"alprobe{secrets.token_hex(3)}"
+    problem = netns_problem(f"{prefix}-probe")
     if problem:
         return [Feature(name, False, required, problem) for name, required, _, _ in PROBES]
     found = []
-    with NamespaceSet(f"alprobe{secrets.token_hex(3)}") as ns:
-        ns.add("p")
+    with NamespaceSet(prefix) as ns:
+        ns.add("probe")
         for name, required, commands, hint in PROBES:
-            ok = all(shutil.which(c[0]) and subprocess.run(["ip", "netns", "exec", ns.full("p"), *c],
+            ok = all(shutil.which(c[0]) and subprocess.run(["ip", "netns", "exec", ns.full("probe"), *c],
                                                             capture_output=True).returncode == 0
                      for c in commands)
             found.append(Feature(name, ok, required, hint))

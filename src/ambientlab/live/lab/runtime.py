@@ -10,6 +10,7 @@ is touched.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -130,6 +131,21 @@ class Lab:
             return pods[-1] if pods else next(iter(self.state["remote"]))
         raise LabError(f"{host} has no address of its own to talk from")
 
+    def target(self, source: str, destination: str) -> str:
+        """Return the address that lab host ``source`` connects to for ``destination``: a host of
+        this lab (by the plan's name) or an IPv4 address. Names are never looked up, so no DNS
+        query leaves the lab; anything else raises :class:`LabError` naming the hosts."""
+        hosts = self.state["hosts"]
+        if source not in hosts:
+            raise LabError(f"{source} is not a host of lab {self.prefix}; its hosts: {', '.join(hosts)}")
+        if destination in hosts:
+            return self.address(destination)
+        try:
+            return str(ipaddress.IPv4Address(destination))
+        except ValueError:
+            raise LabError(f"{destination} is neither a host of lab {self.prefix} ({', '.join(hosts)}) nor an IPv4 "
+                           "address (names are not looked up: no DNS query leaves the lab)") from None
+
     def save(self) -> None:
         """Write the state file."""
         (self.folder / "state.json").write_text(json.dumps(self.state, indent=1, sort_keys=True))
@@ -150,7 +166,7 @@ class Lab:
         """Open one TCP connection from lab host ``source`` to ``destination`` (a lab host or an
         address) and return the app's greeting (and, with ``send``, the echo of that line), or
         ``error: …``."""
-        dst = self.address(destination) if destination in self.state["hosts"] else destination
+        dst = self.target(source, destination)
         argv = [sys.executable, "-m", "ambientlab.live.lab.standin", "client", dst, str(port), "--timeout", str(timeout)]
         if send:
             argv += ["--send", send]
@@ -165,7 +181,7 @@ class Lab:
         server's greeting or ``error: …``."""
         if "workloads" not in self.state:
             raise LabError("HBONE needs a two-node lab (`ambientlab lab up --nodes 2`)")
-        ip = self.address(to) if to in self.state["hosts"] else to
+        ip = self.target(source, to)
         folder = pki or self.folder / "pki"
         argv = [sys.executable, "-m", "ambientlab.live.lab.tunnel", "client", ip, authority, "--cert",
                 str(folder / f"{account}.pem"), "--key", str(folder / f"{account}.key"),
@@ -285,16 +301,16 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
             raise LabError("the in-pod lab has one node")
         capture, behaviour = capture or INPOD_CAPTURE, "inpod"
     capture = capture or DEFAULT_CAPTURE
-    problem = netns_problem()
-    if problem:
-        raise LabError(f"the live lab {problem}")
     prefix = prefix or f"al{secrets.token_hex(3)}"
     _check_prefix(prefix)
     if behaviour not in BEHAVIOURS and behaviour != "inpod":
         raise LabError(f"ztunnel behaviour {behaviour!r} not in {sorted(BEHAVIOURS)}")
     if namespaces_with_prefix(prefix) or (state_root() / prefix).exists():
         raise LabError(f"a lab with prefix {prefix!r} exists: `ambientlab lab down --prefix {prefix}` first")
-    features = probe_features()
+    problem = netns_problem(f"{prefix}-probe")  # the probes' namespaces are under the lab's prefix too
+    if problem:
+        raise LabError(f"the live lab {problem}")
+    features = probe_features(prefix)
     missing = missing_required(features)
     if missing:
         raise LabError("this kernel lacks what the lab needs: " + "; ".join(f"{f.name} ({f.hint})" for f in missing))
