@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ambientlab.core.errors import decode_text
 from ambientlab.core.parse import Parsed, custom_columns, parse
 
 ORIGINS = ("recorded", "excerpt", "reconstructed", "lab")
@@ -65,9 +66,10 @@ class Capture:
         raise KeyError(f"{path} is not in the manifest of {self.name}")
 
     def text(self, path: str) -> str:
-        """Return the recorded text of ``path``."""
+        """Return the recorded text of ``path``, decoded as UTF-8 with its line ends as they are
+        (no newline translation: a ``\r`` stays, and lines are counted at ``\n`` only)."""
         self.entry(path)
-        return (self.root / path).read_text()
+        return decode_text((self.root / path).read_bytes(), f"{self.name}/{path}")
 
     def parse(self, path: str) -> Parsed:
         """Return ``path`` parsed with the parser and options its manifest entry names."""

@@ -213,6 +213,8 @@ def render_rule(rec: dict[str, Any]) -> str:
         words += ["goto", str(rec["goto"])] + (["[unresolved]"] if "unresolved" in rec else [])
     if "action" in rec:
         words.append(rec["action"])
+    elif "nop" in rec:  # the -j form of to_records
+        words.append("nop")
     if "protocol" in rec:
         words += ["proto", rec["protocol"]]
     return out[0] + " ".join(words)
