@@ -103,7 +103,7 @@ def cmd_route_get(args: argparse.Namespace) -> int:
     """Answer ``ip route get`` queries from rule, route and address files, as iproute2 prints them."""
     from ambientlab.core.parse.ip_route import render_route
     from ambientlab.core.trace import host_from_texts
-    from ambientlab.core.trace.batch import answer, parse_query, public, summary
+    from ambientlab.core.trace.batch import answer, parse_batch, parse_query, public, summary
 
     def read(path: str | None) -> str | None:
         return read_input(path) if path else None
@@ -112,8 +112,7 @@ def cmd_route_get(args: argparse.Namespace) -> int:
     host = host_from_texts("host", read_input(args.rules), read_input(args.routes),
                            read(args.addrs), read(args.sysctl), forwarding=forwarding)
     if args.batch:
-        lines = [(n, line) for n, line in enumerate(read_input(args.batch).splitlines(), 1) if line.strip()]
-        queries = [parse_query(line, f"{args.batch}:{n}") for n, line in lines]
+        queries = [q for _, q in parse_batch(read_input(args.batch), args.batch)]  # all checked first
     else:
         if not args.query:
             print("ambientlab: route-get needs a destination or --batch FILE", file=sys.stderr)
