@@ -41,8 +41,8 @@ def rule_commands(rng: random.Random, count: int) -> list[str]:
         if rng.random() < 0.3:
             words += ["to", _prefix(rng, v6)]
         if rng.random() < 0.4:
-            mark = rng.choice([0x100, 0x200, 0x40, 0x210, 0x4D3, rng.randrange(1, 1 << 16)])
-            mask = rng.choice([None, mark, 0xFFF, 0xFF00, 0xFFFFFFFF])
+            mark = rng.choice([0x100, 0x200, 0x40, 0x210, 0x4D3, rng.randrange(1, 1 << 16), 0])
+            mask = rng.choice([None, mark or 0x100, 0xFFF, 0xFF00, 0xFFFFFFFF])  # iproute2 prints a zero mark as 0
             words += ["fwmark", hex(mark) + (f"/{hex(mask)}" if mask is not None else "")]
         if rng.random() < 0.2:
             words += ["iif", rng.choice(["v0", "v1", "lo", "nosuch0"])]
@@ -74,12 +74,13 @@ def rule_commands(rng: random.Random, count: int) -> list[str]:
     return out
 
 
-def route_commands(rng: random.Random, count: int) -> list[str]:
-    """Return ``count`` random ``route add …`` commands (all route types, IPv4 and IPv6)."""
+def route_commands(rng: random.Random, count: int, tables: tuple[str, ...] = ()) -> list[str]:
+    """Return ``count`` random ``route add …`` commands (all route types, IPv4 and IPv6), in
+    ``tables`` if given (else main and numbered tables)."""
     out = []
     for _ in range(count):
         v6 = rng.random() < 0.2
-        table = rng.choice(["main", str(rng.randrange(1, 300)), str(rng.randrange(1, 300))])
+        table = rng.choice(tables or ("main", str(rng.randrange(1, 300)), str(rng.randrange(1, 300))))
         dev = rng.choice(list(DEVICES))
         kind = rng.choice(["unicast"] * 5 + ["local", "broadcast", "blackhole", "unreachable", "prohibit", "throw", "multicast"])
         dst = "default" if rng.random() < 0.05 else _prefix(rng, v6)

@@ -179,7 +179,7 @@ class Table:
         self.routes.append(route)
         group = self.by_length.setdefault(route.length, {}).setdefault(route.network, [])
         group.append(route)
-        group.sort(key=lambda r: (-r.tos, r.metric))
+        group.sort(key=lambda r: (-r.table, -r.tos, r.metric))  # a merged table: local's routes first
         self.levels = [(MASKS[n], self.by_length[n]) for n in sorted(self.by_length, reverse=True)]
         self.memo.clear()
 
@@ -221,11 +221,14 @@ class FibResult:
     route: Route
     nexthop: Nexthop
     via: Rule | None = None  # the goto rule that jumped to ``rule``, if one did
+    reported: int | None = None  # the table the kernel reports, when not the route's (merged tables)
 
     @property
     def table(self) -> int:
-        """Return the number of the table the route is in."""
-        return self.route.table
+        """Return the number of the table the kernel reports: the route's own, except for a
+        local route found in the merged local/main table of a namespace without custom rules
+        (then main)."""
+        return self.route.table if self.reported is None else self.reported
 
 
 DEFAULT_RULES = ((0, "local"), (32766, "main"), (32767, "default"))
@@ -254,6 +257,17 @@ class Fib:
             (p, "lookup", ipv4.TABLES[t], 0, 0, 0) for p, t in DEFAULT_RULES]
         self.custom_local_routes = any(
             r.type == "local" and r.record.get("protocol") != "kernel" for t in tables.values() for r in t.routes)
+        # Until a rule is added (fib4_rule_configure calls fib_unmerge), the kernel keeps the
+        # local table's routes in the main table's trie and fib_lookup skips the rules: one
+        # longest-prefix lookup over both (local's routes first for an equal prefix), reported
+        # as table main; then the default table if that found nothing.
+        self.merged: Table | None = None
+        if not self.custom_rules:
+            merged = Table(ipv4.TABLES["main"])
+            for number in (ipv4.TABLES["local"], ipv4.TABLES["main"]):
+                for route in tables.get(number, Table(number)).routes:
+                    merged.add(route)
+            self.merged = merged
 
     @classmethod
     def from_parts(cls, rules: list[Rule], routes: list[Route]) -> Fib:
@@ -301,7 +315,25 @@ class Fib:
             return result
         return self._lookup(flow)
 
+    def _merged_lookup(self, flow: Flow) -> FibResult | Errno:
+        assert self.merged is not None
+        main = ipv4.TABLES["main"]
+        by_table = {r.table: r for r in self.rules}
+        for table, number in ((self.merged, main), (self.tables.get(ipv4.TABLES["default"]), ipv4.TABLES["default"])):
+            if table is None:
+                continue
+            found = table.lookup(flow)
+            if found is Errno.EAGAIN:
+                continue
+            if isinstance(found, Errno):
+                return found
+            route, hop = found
+            return FibResult(by_table.get(number), route, hop, None, reported=number)
+        return Errno.ENETUNREACH
+
     def _lookup(self, flow: Flow) -> FibResult | Errno:
+        if self.merged is not None:
+            return self._merged_lookup(flow)
         if self.mark_only:
             bits = flow.mark & self.mark_bits
             plan = self.plans.get(bits)
