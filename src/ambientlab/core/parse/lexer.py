@@ -43,7 +43,8 @@ def lines_of(text: str, source: str = "<text>", cut: bool = False) -> Iterator[L
     Every line the tools print ends with a newline, so a last line without one means the file
     was cut short (``32766: from all lookup ma``): that is a ParseError naming the line, unless
     ``cut`` says the caller knows the text ends mid-line (a pasted excerpt), when the last line
-    is read as it stands. Form feeds, ``\x85``, ``\x1c`` or U+2028 do not end a line.
+    is read as it stands. Form feeds, ``\x85``, ``\x1c`` or U+2028 do not end a line; a ``\r``
+    is an error (no tool prints one; a file saved with CRLF line ends).
     """
     if not text:
         return
@@ -54,6 +55,9 @@ def lines_of(text: str, source: str = "<text>", cut: bool = False) -> Iterator[L
             raise ParseError(source, len(parts) + 1, last[-40:], "the last line has no newline (file cut short?)")
         parts.append(last)
     for number, raw in enumerate(parts, start=1):
+        if "\r" in raw:
+            raise ParseError(source, number, raw[max(0, raw.index("\r") - 20):raw.index("\r") + 1],
+                             "a carriage return (the tools print none: a file saved with CRLF line ends?)")
         yield Line(number, raw)
 
 
