@@ -104,9 +104,9 @@ def test_odd_characters_do_not_shift_line_numbers(char: str) -> None:
 def test_long_lines_take_linear_time() -> None:
     line = "trace id 1a ip mangle PREROUTING rule " + " x" * 200_000 + " \n"
     started = time.perf_counter()
-    with pytest.raises(ParseError, match="r.txt:1: "):
+    with pytest.raises(ParseError, match=r"r\.txt:1: "):
         parse("nft-trace", line, "r.txt")
     for kind in ("ip-rule", "ip-route", "sysctl", "kubectl", "cni-log", "jsonl", "iptables-save", "ip-addr"):
-        with pytest.raises(ParseError, match="r.txt:1: "):
+        with pytest.raises(ParseError, match=r"r\.txt:1: "):
             parse(kind, "x" + " \t" * 100_000 + "y\n", "r.txt")
     assert time.perf_counter() - started < 5
