@@ -99,10 +99,7 @@ def to_records(kind: str, result: Parsed) -> list[dict[str, Any]]:
     schema = KINDS[kind].schema or tuple(Column(str(c), "string", "") for c in result.columns)
     records = records_from_frame(result, schema)
     if kind == "ip-rule":
-        for rec in records:
-            if rec.get("action") == "nop":
-                del rec["action"]
-                rec["nop"] = None
+        return [ip_rule.json_record(rec) for rec in records]
     return records
 
 

@@ -173,6 +173,15 @@ def parse_ip_rule(text: str, source: str = "<text>", *, cut: bool = False) -> pd
     return frame_from_records(records, SCHEMA, numbers)
 
 
+def json_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """Return ``rec`` with the keys ``ip -j rule`` uses: the ``nop`` action is the key ``nop``."""
+    if rec.get("action") != "nop":
+        return rec
+    out = {k: v for k, v in rec.items() if k != "action"}
+    out["nop"] = None
+    return out
+
+
 def render_rule(rec: dict[str, Any]) -> str:
     """Return the line ``ip rule`` prints for ``rec`` (iproute2 6.1 order and spelling)."""
     out = [f"{rec['priority']}:\t" + ("not " if "not" in rec else "")]
