@@ -252,12 +252,12 @@ def parse_ip_route_records(
         if line.text.startswith(FAILED_PREFIX) and allow_errors:
             if not records or "error" not in records[-1] or "failed" in records[-1]:
                 raise cur.error(line.text, "'Command failed' without an error before it")
-            records[-1]["failed"] = line.text[len(FAILED_PREFIX):].strip()
+            records[-1]["failed"] = line.text[len(FAILED_PREFIX):].strip(" \t")
             continue
         if line.text.startswith(ERROR_PREFIX):
             if not allow_errors:
                 raise cur.error(line.text, "error line in route output")
-            records.append({"error": line.text[len(ERROR_PREFIX):].strip()})
+            records.append({"error": line.text[len(ERROR_PREFIX):].strip(" \t")})
         else:
             records.append(_parse_route_head(cur))
         numbers.append(line.number)

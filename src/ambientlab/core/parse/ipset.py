@@ -193,7 +193,6 @@ def parse_ipset(text: str, source: str = "<text>", *, cut: bool = False) -> Ipse
     names: set[str] = set()
     for line in lines_of(text, source, cut):
         if is_blank(line.text):
-            last = line
             continue
         if in_members and not line.text.startswith("Name:"):
             cur = TokenCursor.of(line, source, quoted=True)

@@ -371,9 +371,9 @@ def parse_iptables_save(text: str, source: str = "<text>", *, excerpt: bool = Fa
 
 def _counters(cur: TokenCursor, word: str) -> tuple[int, int]:
     inner = word[1:-1].split(":") if word.startswith("[") and word.endswith("]") else []
-    if len(inner) != 2 or not all(p.isdigit() for p in inner):
+    if len(inner) != 2 or not all(DECIMAL.fullmatch(p) for p in inner):
         raise cur.error(word, "expected [packets:bytes]")
-    return int(inner[0]), int(inner[1])
+    return cur.uint(inner[0], "a packet counter", 64), cur.uint(inner[1], "a byte counter", 64)
 
 
 def _spec_text(line: str, chain: str) -> str:
