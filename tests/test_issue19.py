@@ -262,7 +262,7 @@ def test_every_kind_decides_what_an_empty_file_means() -> None:
     for kind in KINDS:
         options = {"columns": ["NAME"]} if kind == "kubectl" else {}
         if EMPTY[kind].startswith("error"):
-            with pytest.raises(ParseError, match="e.txt:1: empty"):
+            with pytest.raises(ParseError, match=r"e\.txt:1: empty"):
                 parse(kind, "", "e.txt", **options)
         else:
             assert len(to_records(kind, parse(kind, "", "e.txt", **options))) == 0
@@ -304,14 +304,15 @@ def test_route_get_batch_checks_every_line_first(tmp_path: Path) -> None:
                      "    inet 10.0.0.1/8 scope global eth0\n       valid_lft forever preferred_lft forever\n")
     batch = tmp_path / "q"
     batch.write_text("# a comment, as ip -batch allows\nroute get 10.0.0.7  # trailing comment\n\n10.0.0.1 mark 0x0\n")
-    status, out, err = _cli("route-get", "--rules", str(rules), "--routes", str(routes), "--addrs", str(addrs), "--batch", str(batch), "--json")
+    files = ("--rules", str(rules), "--routes", str(routes), "--addrs", str(addrs))
+    status, out, err = _cli("route-get", *files, "--batch", str(batch), "--json")
     assert status == 0 and err == ""
     answers = [json.loads(line) for line in out.splitlines()]
     assert answers[0]["dst"] == "10.0.0.7" and answers[1]["type"] == "local" and "table" not in answers[1]
     batch.write_text("route get 10.0.0.7\nroute get 10.0.0.300\n")
-    status, out, err = _cli("route-get", "--rules", str(rules), "--routes", str(routes), "--addrs", str(addrs), "--batch", str(batch), "--json")
+    status, out, err = _cli("route-get", *files, "--batch", str(batch), "--json")
     assert (status, out) == (2, "") and err.startswith(f"ambientlab: {batch}:2: ") and "10.0.0.300" in err
     for bad in ("10.0.0.7 mark 0x1ffffffff\n", "10.0.0.7 dport 70000\n", "10.0.0.7 from \"x\n", "10.0.0.7 iif a iif b\n"):
         batch.write_text("10.0.0.8\n" + bad)
-        status, out, err = _cli("route-get", "--rules", str(rules), "--routes", str(routes), "--addrs", str(addrs), "--batch", str(batch))
+        status, out, err = _cli("route-get", *files, "--batch", str(batch))
         assert (status, out) == (2, "") and err.startswith(f"ambientlab: {batch}:2: "), err
