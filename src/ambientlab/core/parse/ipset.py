@@ -167,7 +167,9 @@ def parse_ipset(text: str, source: str = "<text>", *, cut: bool = False) -> Ipse
     ``Number of entries`` (when printed) must equal the members listed: a truncated list is a
     ParseError, not a shorter table. In a set with a default ``timeout`` more members may be
     listed than counted (entries that expired and were not yet collected are still counted
-    the other way round by some kernels; ipset lists what it finds). An empty text is no sets:
+    the other way round by some kernels; ipset lists what it finds). ``ipset list -t`` (terse)
+    prints no ``Members:`` line: a file where no set has one is read as that (no members), a
+    file where only some have one is an error. An empty text is no sets:
     ``ipset list`` prints nothing when there are none. ``cut``: see
     :func:`~ambientlab.core.parse.lexer.lines_of`.
     """
@@ -183,14 +185,18 @@ def parse_ipset(text: str, source: str = "<text>", *, cut: bool = False) -> Ipse
             return
         rec = sets[-1]
         missing = [f for f in ("Type", "Header") if f not in expected]
-        if missing or not in_members:
-            raise ParseError(source, last.number, last.text, f"set {rec.get('name')!r} is incomplete (no {missing or 'Members:'})")
+        if missing:
+            raise ParseError(source, last.number, last.text, f"set {rec.get('name')!r} is incomplete (no {missing})")
+        terse.append((last, in_members))
+        if not in_members:
+            return
         count = sum(1 for m in members if m["set"] == rec["name"])
         if "numentries" in rec and rec["numentries"] != count and not ("timeout" in rec and count > rec["numentries"]):
             raise ParseError(source, last.number, last.text, f"set {rec['name']!r} says {rec['numentries']} entries but lists {count}")
 
     last = Line(0, "")
     names: set[str] = set()
+    terse: list[tuple[Line, bool]] = []  # (last line, has Members:) of each set
     for line in lines_of(text, source, cut):
         if is_blank(line.text):
             continue
@@ -236,6 +242,9 @@ def parse_ipset(text: str, source: str = "<text>", *, cut: bool = False) -> Ipse
             raise cur.unexpected()
         last = line
     finish(last)
+    if any(has for _, has in terse) and not all(has for _, has in terse):  # ipset list -t prints no Members:
+        where = next(line for line, has in terse if not has)
+        raise ParseError(source, where.number, where.text, "set is incomplete (no Members:), unlike the others")
     return IpsetList(
         frame_from_records(sets, SET_SCHEMA, set_lines),
         frame_from_records(members, MEMBER_SCHEMA, member_lines),

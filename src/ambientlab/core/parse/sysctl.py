@@ -13,11 +13,12 @@ from ambientlab.core.tables import Column, frame_from_records
 SCHEMA: tuple[Column, ...] = (
     Column("key", "string", "the sysctl name, e.g. `net.ipv4.conf.all.rp_filter` (a key printed on several "
                             "consecutive lines, like `dev.cdrom.info`, has one row per line)"),
-    Column("value", "string", "its value verbatim as printed after `KEY = ` (may be empty, may hold tabs)"),
+    Column("value", "string", "its value verbatim as printed after `KEY = ` (may be empty, may hold tabs; "
+                              "`KEY =` with its blank stripped by an editor is an empty value too)"),
 )
 # sysctl prints "%s = %s\n": the key has no blanks and no "=" (it may hold "/", as in
 # fs.binfmt_misc.python3/5 or net.ipv4.conf.eth0/100.rp_filter, a VLAN device eth0.100).
-LINE = re.compile(r"([^ \t=]+) = ([^\n]*)")
+LINE = re.compile(r"([^ \t=]+) =(?: ([^\n]*))?")
 KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[^ \t=.]+)+")
 
 
@@ -45,6 +46,6 @@ def parse_sysctl(text: str, source: str = "<text>", *, cut: bool = False) -> pd.
             raise ParseError(source, line.number, key, "key repeated (not on the line after it)")
         seen.add(key)
         previous = key
-        records.append({"key": key, "value": found.group(2)})
+        records.append({"key": key, "value": found.group(2) or ""})
         numbers.append(line.number)
     return frame_from_records(records, SCHEMA, numbers)
