@@ -18,7 +18,7 @@ from ambientlab.core.parse import custom_columns, parse, to_records
 
 ODD = ["\x0c", "\x85", "\x1c", "\u2028", "\u0663", "\u00b2", "_", "+", "\r", "\x00"]
 HUGE = ["4294967296", "70000", "99999999999", "18446744073709551616", "1_000", "+5", "\u0661\u0662"]
-MUTANTS_PER_FILE = 5
+MUTANTS_PER_FILE = 4
 
 
 def _files() -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -88,7 +88,7 @@ def test_mutants_are_errors_with_file_and_line_or_kept() -> None:
             assert how != "cut" or mutant.endswith("\n"), f"{source}: a cut-off end was accepted"
             assert result != original, f"{source}: {how} mutant parsed to the same result:\n{mutant[-300:]!r}"
             counts["changed"] += 1
-    assert counts["mutants"] > 600 and counts["errors"] > counts["mutants"] / 2, counts
+    assert counts["mutants"] > 500 and counts["errors"] > counts["mutants"] / 2, counts
     print(counts)
     assert time.perf_counter() - started < 30
 
