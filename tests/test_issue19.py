@@ -316,3 +316,12 @@ def test_route_get_batch_checks_every_line_first(tmp_path: Path) -> None:
         batch.write_text("10.0.0.8\n" + bad)
         status, out, err = _cli("route-get", *files, "--batch", str(batch))
         assert (status, out) == (2, "") and err.startswith(f"ambientlab: {batch}:2: "), err
+
+
+def test_parse_cli_takes_cut(tmp_path: Path) -> None:
+    path = tmp_path / "r.txt"
+    path.write_text("0:\tfrom all lookup local")
+    status, _, err = _cli("parse", "ip-rule", str(path))
+    assert status == 2 and err.startswith(f"ambientlab: {path}:1: the last line has no newline")
+    status, out, _ = _cli("parse", "ip-rule", str(path), "--cut", "--json")
+    assert status == 0 and json.loads(out) == [{"priority": 0, "src": "all", "table": "local"}]

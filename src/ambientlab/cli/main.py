@@ -54,6 +54,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     options: dict[str, object] = {}
     if args.excerpt:
         options["excerpt"] = True
+    if args.cut:
+        options["cut"] = True
     if args.columns:
         options["columns"] = args.columns.split(",")
     text = read_input(args.file)
@@ -227,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="file to parse, or - for standard input")
     p.add_argument("--json", action="store_true", help="print JSON records (iproute2 -j keys)")
     p.add_argument("--excerpt", action="store_true", help="input is a grep excerpt (iptables-save, ip-addr, ip-link)")
+    p.add_argument("--cut", action="store_true",
+                   help="the file may end without a newline (a pasted excerpt); otherwise that is an error")
     p.add_argument("--columns", help="column names of headerless kubectl output, comma-separated")
     p.set_defaults(func=cmd_parse)
     d = sub.add_parser("data", help="verify the captures in data/ (hashes, listing, parsing)")
