@@ -106,9 +106,9 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
             if rec["table"][0] in "0123456789":
                 cur.uint(rec["table"], "a table id")
         elif word == "proto":
-            rec["protocol"] = cur.next("a protocol")
+            rec["protocol"] = _name_or_u8(cur, cur.next("a protocol"))
         elif word == "scope":
-            rec["scope"] = cur.next("a scope")
+            rec["scope"] = _name_or_u8(cur, cur.next("a scope"))
         elif word == "src":
             rec["prefsrc"] = check_address(cur, cur.next("a source address"))
         elif word == "metric":
@@ -116,6 +116,8 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
         elif word in ("realm", "realms"):
             value = cur.next("realms")
             src, slash, dst = value.partition("/")
+            for realm in (src, dst) if slash else (src,):
+                _name_or_u8(cur, realm, 16)
             rec["flow"] = {"from": src, "to": dst} if slash else {"to": src}
         elif word == "expires":
             value = cur.next("seconds")
@@ -143,6 +145,16 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
             rec["uid"] = cur.next_int("a uid")
         else:
             raise cur.error(word, "unknown ip route keyword")
+
+
+def _name_or_u8(cur: TokenCursor, word: str, bits: int = 8) -> str:
+    """Return ``word``, a name from the iproute2 tables (``kernel``, ``link``…) or a number that
+    fits the kernel field (``rtm_protocol``/``rtm_scope``: u8; a realm: u16), kept verbatim."""
+    if word[:1] in tuple("0123456789"):
+        cur.uint(word, "a number", bits)
+    elif not word.isprintable() or not word.isascii():
+        raise cur.error(word, "not a name iproute2 prints")
+    return word
 
 
 def _metric(cur: TokenCursor, name: str, rec: dict[str, Any]) -> None:

@@ -50,6 +50,15 @@ SCHEMA: tuple[Column, ...] = (
 ACTIONS = ("blackhole", "unreachable", "prohibit", "nop")
 
 
+def _name_or_number(cur: TokenCursor, word: str, bits: int) -> str:
+    """Return ``word``: a name, or a number below ``2**bits`` (the kernel field's width), verbatim."""
+    if word[:1] in tuple("0123456789"):
+        cur.uint(word, "a number", bits)
+    elif not word.isprintable() or not word.isascii():
+        raise cur.error(word, "not a name iproute2 prints")
+    return word
+
+
 def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
     """Return the record of one ``PRIO:<tab>selector action`` line."""
     head = cur.next("a priority")
@@ -104,7 +113,7 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
                 raise cur.error(value, "bad uidrange")
             rec["uid_start"], rec["uid_end"] = cur.uint(lo, "a uid"), cur.uint(hi, "a uid")
         elif word == "ipproto":
-            rec["ipproto"] = cur.next("a protocol")
+            rec["ipproto"] = _name_or_number(cur, cur.next("a protocol"), 8)
         elif word in ("sport", "dport"):
             rec.update(port_range(cur, word, cur.next("a port")))
         elif word == "tun_id":
@@ -129,7 +138,7 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
         elif word in ACTIONS:
             rec["action"] = word
         elif word == "proto":
-            rec["protocol"] = cur.next("a protocol")
+            rec["protocol"] = _name_or_number(cur, cur.next("a protocol"), 8)
         else:
             raise cur.error(word, "unknown ip rule keyword")
     if "src" not in rec:

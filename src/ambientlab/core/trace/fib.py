@@ -375,8 +375,9 @@ def route_from_record(rec: dict[str, Any], line: int | None = None, source: str 
     dst = rec["dst"]
     if ":" in dst or ":" in str(rec.get("gateway", "")):
         raise UnsupportedRoute(f"line {line}: IPv6 route {dst!r}: the tracer models IPv4")
-    if "nhid" in rec or "flow" in rec:
-        raise UnsupportedRoute(f"line {line}: nexthop objects (nhid) and realms are not modelled")
+    if "nhid" in rec or "flow" in rec or "via" in rec or any("via" in hop for hop in rec.get("nexthops", [])):
+        raise UnsupportedRoute(f"line {line}: nexthop objects (nhid), realms and next hops of another family "
+                               "(via inet6) are not modelled")
     network, length = ipv4.prefix(dst)
     kind = rec.get("type", "unicast")
     hops: list[Nexthop] = []
