@@ -325,3 +325,19 @@ def test_parse_cli_takes_cut(tmp_path: Path) -> None:
     assert status == 2 and err.startswith(f"ambientlab: {path}:1: the last line has no newline")
     status, out, _ = _cli("parse", "ip-rule", str(path), "--cut", "--json")
     assert status == 0 and json.loads(out) == [{"priority": 0, "src": "all", "table": "local"}]
+
+
+def test_a_rule_less_namespace_merges_local_and_main_until_a_rule_is_added() -> None:
+    rules = "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n"
+    routes = ("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n127.0.0.5 dev eth0\n"
+              "local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n"
+              "local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1\n")
+    pod = host_from_texts("pod", rules, routes)
+    assert pod.fib.merged is not None
+    local = pod.route_get("10.0.0.1")
+    assert local["type"] == "local" and "table" not in local  # reported from main, as the kernel does
+    assert pod.route_get("127.0.0.5")["dev"] == "eth0"  # one longest-prefix lookup over both tables
+    node = host_from_texts("node", "0:\tfrom all lookup local\n5:\tfrom all fwmark 0x1 lookup 7\n" + rules.split("\n", 1)[1],
+                           routes)
+    assert node.fib.merged is None and node.route_get("10.0.0.1")["table"] == "local"
+    assert node.route_get("127.0.0.5")["type"] == "local"

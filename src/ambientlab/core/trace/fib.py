@@ -237,7 +237,9 @@ DEFAULT_RULES = ((0, "local"), (32766, "main"), (32767, "default"))
 class Fib:
     """The policy routing state of one host: rules in priority order and the tables."""
 
-    def __init__(self, rules: list[Rule], tables: dict[int, Table]) -> None:
+    def __init__(self, rules: list[Rule], tables: dict[int, Table], *, unmerged: bool = False) -> None:
+        """``unmerged``: a rule was added once (and maybe deleted again), so the kernel keeps local
+        and main apart even if only the default rules are left (``fib_has_custom_rules`` stays set)."""
         self.rules = sorted(rules, key=lambda r: r.priority)  # stable: equal priorities keep their order
         for rule in self.rules:
             rule.mark_only = (rule.iif is None and rule.oif is None and not rule.tun_id and rule.uids is None
@@ -261,8 +263,9 @@ class Fib:
         # local table's routes in the main table's trie and fib_lookup skips the rules: one
         # longest-prefix lookup over both (local's routes first for an equal prefix), reported
         # as table main; then the default table if that found nothing.
+        self.unmerged = unmerged or self.custom_rules
         self.merged: Table | None = None
-        if not self.custom_rules:
+        if not self.unmerged:
             merged = Table(ipv4.TABLES["main"])
             for number in (ipv4.TABLES["local"], ipv4.TABLES["main"]):
                 for route in tables.get(number, Table(number)).routes:
@@ -270,12 +273,13 @@ class Fib:
             self.merged = merged
 
     @classmethod
-    def from_parts(cls, rules: list[Rule], routes: list[Route]) -> Fib:
-        """Return the Fib of built rules and routes (routes grouped into their tables)."""
+    def from_parts(cls, rules: list[Rule], routes: list[Route], *, unmerged: bool = False) -> Fib:
+        """Return the Fib of built rules and routes (routes grouped into their tables); see
+        :class:`Fib` for ``unmerged``."""
         tables: dict[int, Table] = {}
         for route in routes:
             tables.setdefault(route.table, Table(route.table)).add(route)
-        return cls(rules, tables)
+        return cls(rules, tables, unmerged=unmerged)
 
     def _walk(self, flow: Flow) -> Iterator[tuple[Rule, Rule | None]]:
         """Yield (rule, goto) for the rules that match ``flow`` and act (lookup or error), in the
