@@ -141,3 +141,28 @@ def test_ip_addr_parses_like_iproute2_json(namespaces: NamespaceSet) -> None:
         text, js = _snapshot(namespaces, family, "addr")
         assert "link/" not in text
         assert _compare(text, js, parse_ip_addr_records) == len(js) >= 3
+
+
+def test_ip_d_link_of_bridges_ports_and_tunnels(namespaces: NamespaceSet) -> None:
+    """``ip -d link`` of a bridge, a bridge port (``bridge_slave …``), a vxlan and veths with an
+    altname: the kinds, slave kinds and altnames are iproute2's ``-j`` ones; the bridge's and the
+    port's details are kept as printed (dozens of KEY VALUE pairs)."""
+    namespaces.add("r")
+    namespaces.run("r", "ip", "-batch", "-", stdin="link add br0 type bridge\nlink add v0 type veth peer name p0\n"
+                   "link set v0 master br0\nlink add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 remote 10.0.0.2\n"
+                   "link property add dev v0 altname enp9s0v0\n")
+    text, js = _snapshot(namespaces, "-d", "link")
+    records = {r["ifname"]: r for r in parse_ip_addr_records(text, link=True)[0]}
+    for want in js:
+        got = records[want["ifname"]]
+        info, want_info = got.get("linkinfo") or {}, want.get("linkinfo") or {}
+        assert (info.get("info_kind"), info.get("info_slave_kind")) == \
+            (want_info.get("info_kind"), want_info.get("info_slave_kind")), want["ifname"]
+        assert got.get("altnames") == want.get("altnames")
+        assert got.get("mtu") == want.get("mtu") and got.get("promiscuity") == want.get("promiscuity")
+    assert len(records["br0"]["linkinfo"]["info_data"]) > 20 and len(records["v0"]["linkinfo"]["info_slave_data"]) > 15
+    assert records["v0"]["linkinfo"]["info_slave_data"]["state"] == _slave_state(js, "v0")
+
+
+def _slave_state(js: list[dict], name: str) -> str:
+    return next(r for r in js if r["ifname"] == name)["linkinfo"]["info_slave_data"]["state"]

@@ -35,7 +35,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("allmulti", "Int64", "`-d`: allmulti count"),
     Column("min_mtu", "Int64", "`-d`: minimum MTU"),
     Column("max_mtu", "Int64", "`-d`: maximum MTU"),
-    Column("linkinfo", "object", "`-d`: `{info_kind, info_data}` (geneve, vxlan, veth, …)"),
+    Column("linkinfo", "object", "`-d`: `{info_kind, info_data, info_slave_kind, info_slave_data}` (geneve, vxlan, "
+                                 "veth; bridge, vrf, macvlan and bridge/vrf ports with their values as printed)"),
     Column("inet6_addr_gen_mode", "string", "`-d`: `addrgenmode`"),
     Column("num_tx_queues", "Int64", "`-d`: `numtxqueues`"),
     Column("num_rx_queues", "Int64", "`-d`: `numrxqueues`"),
@@ -104,8 +105,12 @@ _CSUM = {
     "udp6zerocsumtx": ("udp_zero_csum6_tx", True), "noudp6zerocsumtx": ("udp_zero_csum6_tx", False),
     "udp6zerocsumrx": ("udp_zero_csum6_rx", True), "noudp6zerocsumrx": ("udp_zero_csum6_rx", False),
 }
-KINDS = ("geneve", "vxlan", "veth", "bridge", "dummy")
-DETAIL_WORDS = frozenset(("link-netnsid", "link-netns", "addrgenmode", *DETAIL_INTS, *KINDS))
+KINDS = ("geneve", "vxlan", "veth", "bridge", "dummy", "vrf", "macvlan")
+# Kinds whose details are "KEY VALUE" pairs, kept as printed (strings; -j gives typed values).
+PAIR_KINDS = ("bridge", "vrf", "macvlan")
+# "bridge_slave state … priority …": the port's details under the master's kind.
+SLAVE_KINDS = {"bridge_slave": "bridge", "vrf_slave": "vrf"}
+DETAIL_WORDS = frozenset(("link-netnsid", "link-netns", "addrgenmode", *DETAIL_INTS, *KINDS, *SLAVE_KINDS))
 
 
 def _int(cur: TokenCursor, word: str) -> int:
@@ -176,9 +181,28 @@ def _link_line(cur: TokenCursor, rec: dict[str, Any]) -> None:
     _details(cur, rec)
 
 
+def _pairs(cur: TokenCursor, data: dict[str, Any]) -> None:
+    """Consume ``KEY VALUE`` words up to the next generic detail into ``data`` (values verbatim)."""
+    while not cur.done() and cur.peek() not in ("addrgenmode", *DETAIL_INTS, *KINDS, *SLAVE_KINDS):
+        key = cur.next()
+        if key in data:
+            raise cur.error(key, "detail repeated")
+        data[key] = cur.next(f"the value of {key}")
+
+
 def _details(cur: TokenCursor, rec: dict[str, Any]) -> None:
     while not cur.done():
         word = cur.next()
+        if word in SLAVE_KINDS:
+            info = rec.setdefault("linkinfo", {})
+            if "info_slave_kind" in info:
+                raise cur.error(word, "a second slave kind")
+            info["info_slave_kind"] = SLAVE_KINDS[word]
+            slave: dict[str, Any] = {}
+            _pairs(cur, slave)
+            if slave:
+                info["info_slave_data"] = slave
+            continue
         key = {"link-netnsid": "link_netnsid", "link-netns": "link_netns", "addrgenmode": "inet6_addr_gen_mode"}.get(
             word, DETAIL_INTS.get(word, "linkinfo" if word in KINDS else word))
         if key in rec:
@@ -196,7 +220,9 @@ def _details(cur: TokenCursor, rec: dict[str, Any]) -> None:
         elif word in KINDS:
             info: dict[str, Any] = {"info_kind": word}
             data: dict[str, Any] = {}
-            while not cur.done() and cur.peek() not in ("addrgenmode", *DETAIL_INTS):
+            if word in PAIR_KINDS:
+                _pairs(cur, data)
+            while not cur.done() and cur.peek() not in ("addrgenmode", *DETAIL_INTS, *SLAVE_KINDS):
                 if word in ("geneve", "vxlan"):
                     _kind_geneve_vxlan(cur, data)
                 else:
@@ -325,7 +351,7 @@ def parse_ip_addr_records(
                 raise cur.error(first, "valid_lft without an address")
             _lifetime(cur, rec["addr_info"][-1])
             pending = None
-        elif first in KINDS or first in ("addrgenmode", *DETAIL_INTS):
+        elif first in KINDS or first in SLAVE_KINDS or first in ("addrgenmode", *DETAIL_INTS):
             _details(cur, rec)
         else:
             raise cur.error(first, "unknown ip addr line")
