@@ -105,11 +105,11 @@ _CSUM = {
     "udp6zerocsumtx": ("udp_zero_csum6_tx", True), "noudp6zerocsumtx": ("udp_zero_csum6_tx", False),
     "udp6zerocsumrx": ("udp_zero_csum6_rx", True), "noudp6zerocsumrx": ("udp_zero_csum6_rx", False),
 }
-KINDS = ("geneve", "vxlan", "veth", "bridge", "dummy", "vrf", "macvlan")
+KINDS = ("geneve", "vxlan", "veth", "bridge", "dummy", "vrf", "macvlan", "tun", "openvswitch")
 # Kinds whose details are "KEY VALUE" pairs, kept as printed (strings; -j gives typed values).
-PAIR_KINDS = ("bridge", "vrf", "macvlan")
+PAIR_KINDS = ("bridge", "vrf", "macvlan", "tun")
 # "bridge_slave state … priority …": the port's details under the master's kind.
-SLAVE_KINDS = {"bridge_slave": "bridge", "vrf_slave": "vrf"}
+SLAVE_KINDS = {"bridge_slave": "bridge", "vrf_slave": "vrf", "openvswitch_slave": "openvswitch"}
 DETAIL_WORDS = frozenset(("link-netnsid", "link-netns", "addrgenmode", *DETAIL_INTS, *KINDS, *SLAVE_KINDS))
 
 
