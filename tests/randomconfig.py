@@ -41,8 +41,8 @@ def rule_commands(rng: random.Random, count: int) -> list[str]:
         if rng.random() < 0.3:
             words += ["to", _prefix(rng, v6)]
         if rng.random() < 0.4:
-            mark = rng.choice([0x100, 0x200, 0x40, 0x210, 0x4D3, rng.randrange(1, 1 << 16)])
-            mask = rng.choice([None, mark, 0xFFF, 0xFF00, 0xFFFFFFFF])
+            mark = rng.choice([0x100, 0x200, 0x40, 0x210, 0x4D3, rng.randrange(1, 1 << 16), 0])
+            mask = rng.choice([None, mark or 0x100, 0xFFF, 0xFF00, 0xFFFFFFFF])  # iproute2 prints a zero mark as 0
             words += ["fwmark", hex(mark) + (f"/{hex(mask)}" if mask is not None else "")]
         if rng.random() < 0.2:
             words += ["iif", rng.choice(["v0", "v1", "lo", "nosuch0"])]
@@ -69,17 +69,49 @@ def rule_commands(rng: random.Random, count: int) -> list[str]:
         elif action < 0.8:
             words += ["goto", str(rng.randrange(prio + 1, 32767))]
         else:
-            words.append(rng.choice(["blackhole", "unreachable", "prohibit"]))
+            words.append(rng.choice(["blackhole", "unreachable", "prohibit", "nop"]))
         out.append(" ".join(words))
     return out
 
 
-def route_commands(rng: random.Random, count: int) -> list[str]:
-    """Return ``count`` random ``route add …`` commands (all route types, IPv4 and IPv6)."""
+def extra_route_commands(rng: random.Random, count: int) -> list[str]:
+    """Return ``count`` IPv4 routes the tracer does not model but the parsers must read:
+    nexthop objects (``nhid``), ``via inet6`` next hops, and metrics with units (rtt, rttvar,
+    rto_min), ``congctl`` and ``features ecn``; the ``nexthop add`` commands come first."""
+    out = ["-4 nexthop add id 10 via 10.0.0.2 dev v0", "-4 nexthop add id 11 via 10.0.1.3 dev v1",
+           "-4 nexthop add id 12 group 10/11", "-6 nexthop add id 20 via 2001:db8:0:1::2 dev v0"]
+    for _ in range(count):
+        dst = _prefix(rng)
+        table = rng.choice(["main", "7", "8"])
+        roll = rng.random()
+        if roll < 0.3:
+            words = ["route", "add", dst, "table", table, "nhid", rng.choice(["10", "11", "12"])]
+        elif roll < 0.45:
+            words = ["route", "add", dst, "table", table, "via", "inet6", f"2001:db8:0:1::{rng.randrange(2, 99):x}", "dev", "v0"]
+        else:
+            words = ["route", "add", dst, "table", table, "via", f"10.0.0.{rng.randrange(2, 250)}", "dev", "v0"]
+        if rng.random() < 0.5:
+            words += ["rtt", rng.choice(["10ms", "250ms", "2s", "1.5s"])]
+        if rng.random() < 0.3:
+            words += ["rttvar", rng.choice(["5ms", "3s"])]
+        if rng.random() < 0.3:
+            words += ["rto_min", rng.choice(["200ms", "5ms"])]
+        if rng.random() < 0.3:
+            words += ["congctl"] + (["lock"] if rng.random() < 0.5 else []) + [rng.choice(["cubic", "reno"])]
+        if rng.random() < 0.2:
+            words += ["features", "ecn"]
+        out.append("-4 " + " ".join(words))
+    out.append("-6 route add 2001:db8:77::/64 nhid 20")
+    return out
+
+
+def route_commands(rng: random.Random, count: int, tables: tuple[str, ...] = ()) -> list[str]:
+    """Return ``count`` random ``route add …`` commands (all route types, IPv4 and IPv6), in
+    ``tables`` if given (else main and numbered tables)."""
     out = []
     for _ in range(count):
         v6 = rng.random() < 0.2
-        table = rng.choice(["main", str(rng.randrange(1, 300)), str(rng.randrange(1, 300))])
+        table = rng.choice(tables or ("main", str(rng.randrange(1, 300)), str(rng.randrange(1, 300))))
         dev = rng.choice(list(DEVICES))
         kind = rng.choice(["unicast"] * 5 + ["local", "broadcast", "blackhole", "unreachable", "prohibit", "throw", "multicast"])
         dst = "default" if rng.random() < 0.05 else _prefix(rng, v6)

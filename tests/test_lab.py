@@ -88,7 +88,7 @@ def test_nft_trace_parser_is_lossless_or_names_the_line() -> None:
     assert len(events) == len([ln for ln in text.splitlines() if ln.strip()])
     assert set(events["event"]) == {"packet", "rule", "policy"}
     with pytest.raises(ParseError, match=r"x:3: .*not an `nft monitor trace` event"):
-        parse("nft-trace", "\n".join(text.splitlines()[:2] + ["garbage here"]), "x")
+        parse("nft-trace", "\n".join(text.splitlines()[:2] + ["garbage here"]) + "\n", "x")
 
 
 def _connection(stem: str) -> tuple[Connection, dict[str, object]]:

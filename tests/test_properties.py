@@ -84,13 +84,13 @@ def routes(draw):  # type: ignore[no-untyped-def]
 @settings(max_examples=300)
 @given(rules())
 def test_rendered_rule_parses_back(rec) -> None:  # type: ignore[no-untyped-def]
-    assert parse_ip_rule_records(render_rule(rec))[0] == [rec]
+    assert parse_ip_rule_records(render_rule(rec) + "\n")[0] == [rec]
 
 
 @settings(max_examples=300)
 @given(routes())
 def test_rendered_route_parses_back(rec) -> None:  # type: ignore[no-untyped-def]
-    assert parse_ip_route_records(render_route(rec))[0] == [rec]
+    assert parse_ip_route_records(render_route(rec) + "\n")[0] == [rec]
 
 
 JUNK = st.text(alphabet=st.characters(blacklist_categories=["Cs", "Zs", "Cc"]), min_size=1, max_size=12)
@@ -109,10 +109,10 @@ def _junk_is_error_or_kept(line: str, parse, rec: dict) -> None:  # type: ignore
 @settings(max_examples=300)
 @given(rules(), JUNK)
 def test_junk_in_a_rule_is_an_error_or_is_kept(rec, junk: str) -> None:  # type: ignore[no-untyped-def]
-    _junk_is_error_or_kept(render_rule(rec) + " " + junk, parse_ip_rule_records, rec)
+    _junk_is_error_or_kept(render_rule(rec) + " " + junk + "\n", parse_ip_rule_records, rec)
 
 
 @settings(max_examples=300)
 @given(routes(), JUNK)
 def test_junk_in_a_route_is_an_error_or_is_kept(rec, junk: str) -> None:  # type: ignore[no-untyped-def]
-    _junk_is_error_or_kept(render_route(rec) + " " + junk, parse_ip_route_records, rec)
+    _junk_is_error_or_kept(render_route(rec) + " " + junk + "\n", parse_ip_route_records, rec)

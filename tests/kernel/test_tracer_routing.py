@@ -87,3 +87,25 @@ def test_random_configurations_agree_with_the_kernel(namespaces: NamespaceSet, s
     addresses = [f"10.{a}.{b}.{c}" for a in range(3) for b in range(2) for c in (1, 2, 9, 77, 255)]
     queries = random_queries(rng, [*host.devices, "p0", "p1"], addresses, 2000, [0, 0x40, 0x100, 0x200, 0x210, 0x4D3])
     _report(disagreements(host, namespaces, "r", queries), len(queries))
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_rule_less_namespaces_agree_with_the_kernel(namespaces: NamespaceSet, seed: int) -> None:
+    """A namespace with only the three default rules (every pod) keeps local and main merged:
+    one longest-prefix lookup over both, answers reported from table main."""
+    namespaces.add("m", {"net.ipv4.ip_forward": str(seed % 2), "net.ipv4.conf.all.rp_filter": str(seed % 3)})
+    namespaces.run("m", "ip", "-batch", "-", stdin="".join(f"{line}\n" for line in SETUP if ":" not in line))
+    rng = random.Random(1000 + seed)
+    commands = [c[3:] for c in route_commands(rng, 250, ("main", "main", "local", "default")) if c.startswith("-4")
+                and "realm" not in c]
+    commands += ["route add 127.0.0.5/32 dev v0", "route add local 10.0.1.0/24 dev v1 table main",
+                 "route add 10.0.0.1/32 dev v1 table main"]
+    namespaces.run("m", "sh", "-c", "ip -force -batch - 2>&1", stdin="\n".join(commands) + "\n", check=False)
+    host = _host_of_namespace(namespaces, "m")
+    assert host.fib.merged is not None and len(host.fib.rules) == 3
+    addresses = [f"10.{a}.{b}.{c}" for a in range(3) for b in range(2) for c in (1, 2, 9, 77, 255)] + ["127.0.0.5", "127.0.0.6"]
+    queries = random_queries(rng, [*host.devices, "p0", "p1"], addresses, 1500, [0, 0x100])
+    answers = [host.route_get(q.dst, q.src, q.iif, q.mark) for q in queries]
+    assert not any("table" in a and a["table"] == "local" for a in answers)
+    assert sum(a.get("type") == "local" for a in answers) > 20
+    _report(disagreements(host, namespaces, "m", queries), len(queries))

@@ -56,6 +56,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     options: dict[str, object] = {}
     if args.excerpt:
         options["excerpt"] = True
+    if args.cut:
+        options["cut"] = True
     if args.columns:
         options["columns"] = args.columns.split(",")
     text = read_input(args.file)
@@ -106,7 +108,7 @@ def cmd_route_get(args: argparse.Namespace) -> int:
     """Answer ``ip route get`` queries from rule, route and address files, as iproute2 prints them."""
     from ambientlab.core.parse.ip_route import render_route
     from ambientlab.core.trace import host_from_texts
-    from ambientlab.core.trace.batch import answer, parse_query, public, summary
+    from ambientlab.core.trace.batch import answer, parse_batch, parse_query, public, summary
 
     def read(path: str | None) -> str | None:
         return read_input(path) if path else None
@@ -115,8 +117,7 @@ def cmd_route_get(args: argparse.Namespace) -> int:
     host = host_from_texts("host", read_input(args.rules), read_input(args.routes),
                            read(args.addrs), read(args.sysctl), forwarding=forwarding)
     if args.batch:
-        lines = [(n, line) for n, line in enumerate(read_input(args.batch).splitlines(), 1) if line.strip()]
-        queries = [parse_query(line, f"{args.batch}:{n}") for n, line in lines]
+        queries = [q for _, q in parse_batch(read_input(args.batch), args.batch)]  # all checked first
     else:
         if not args.query:
             print("ambientlab: route-get needs a destination or --batch FILE", file=sys.stderr)
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="file to parse, or - for standard input")
     p.add_argument("--json", action="store_true", help="print JSON records (iproute2 -j keys)")
     p.add_argument("--excerpt", action="store_true", help="input is a grep excerpt (iptables-save, ip-addr, ip-link)")
+    p.add_argument("--cut", action="store_true",
+                   help="the file may end without a newline (a pasted excerpt); otherwise that is an error")
     p.add_argument("--columns", help="column names of headerless kubectl output, comma-separated")
     p.set_defaults(func=cmd_parse)
     d = sub.add_parser("data", help="verify the captures in data/ (hashes, listing, parsing)")

@@ -76,7 +76,9 @@ class Capture:
     def text(self, path: str) -> str:
         """Return the recorded text of ``path``, checked against the sha256 its manifest entry
         records (once per process while the file is unchanged on disk): a file changed since it
-        was recorded raises :class:`CaptureChanged`, naming it."""
+        was recorded raises :class:`CaptureChanged`, naming it. Decoded as UTF-8 with its line
+        ends as they are (no newline translation: a ``\r`` stays, and lines are counted at ``\n``
+        only)."""
         entry = self.entry(path)
         file = self.root / path
         data = file.read_bytes()
@@ -90,7 +92,7 @@ class Capture:
                 f"{file}: changed since it was recorded (its sha256 is {seen[2][:12]}…, the manifest of {self.name} "
                 f"says {str(entry.get('sha256'))[:12]}…). Restore it (git checkout), or, if you changed it on "
                 f"purpose, run `ambientlab data --rehash {self.name}`")
-        return decode_text(data, str(file))
+        return decode_text(data, f"{self.name}/{path}")
 
     def parse(self, path: str) -> Parsed:
         """Return ``path`` parsed with the parser and options its manifest entry names."""

@@ -48,6 +48,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("iptables", "iptables", NEEDED, "the rules of the lab and of the kernel tests (nf_tables backend)", lab=True),
     Tool("iptables-save", "iptables", NEEDED, "printing a namespace's rules (reconstruction, lab status)", lab=True),
     Tool("iptables-restore", "iptables", NEEDED, "loading a namespace's rules (reconstruction, lab)", lab=True),
+    Tool("ip6tables-save", "iptables", NEEDED, "the kernel tests: an IPv6 dump to parse and render back"),
+    Tool("ip6tables-restore", "iptables", NEEDED, "the kernel tests: loading IPv6 rules (icmp6, hl)"),
     Tool("ipset", "ipset", NEEDED, "the set of mesh pods (ztunnel-pods-ips)", lab=True),
     Tool("nft", "nftables", NEEDED, "`nft monitor trace`: the kernel's own trace of a packet (lab trace)", lab=True),
     Tool("conntrack", "conntrack", NEEDED, "reading the kernel's conntrack table (tracer tests)"),

@@ -59,26 +59,52 @@ KINDS: dict[str, Kind] = {
 
 
 def parse(kind: str, text: str, source: str = "<text>", **options: Any) -> Parsed:
-    """Return the parsed ``text`` of command output ``kind`` (a key of :data:`KINDS`)."""
+    """Return the parsed ``text`` of command output ``kind`` (a key of :data:`KINDS`).
+
+    Every kind takes ``cut=True`` (the text may end without a newline: a pasted excerpt);
+    otherwise a last line without a newline is a ParseError. What an empty text means is
+    decided per kind: see :data:`EMPTY`.
+    """
     if kind not in KINDS:
         raise KeyError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     spec = KINDS[kind]
-    unknown = set(options) - set(spec.options)
+    unknown = set(options) - set(spec.options) - {"cut"}
     if unknown:
         raise TypeError(f"{kind} takes no option(s) {sorted(unknown)}")
     return spec.parser(text, source, **options)
 
 
+# What an empty file means, per kind (each parser's docstring says why).
+EMPTY: dict[str, str] = {
+    "ip-rule": "error: every namespace has rules, so an empty file is a failed command",
+    "ip-route": "no routes: `ip route show table N` prints nothing for an empty table",
+    "route-get": "error: every query prints an answer or an error",
+    "ipset": "no sets: `ipset list` prints nothing when there are none",
+    "iptables-save": "no tables: iptables-save prints nothing when no table is loaded",
+    "ip-addr": "error (every namespace has lo); with excerpt, no interfaces (grep found nothing)",
+    "ip-link": "error (every namespace has lo); with excerpt, no interfaces (grep found nothing)",
+    "kubectl": "no rows: kubectl prints nothing on stdout when there are no resources",
+    "cni-log": "no lines: nothing was logged",
+    "sysctl": "error: sysctl always prints the keys asked for",
+    "nft-trace": "no events: no packet was traced",
+    "jsonl": "no records",
+}
+
+
 def to_records(kind: str, result: Parsed) -> list[dict[str, Any]]:
-    """Return the JSON records of a :func:`parse` result (iproute2 ``-j`` keys where they exist)."""
+    """Return the JSON records of a :func:`parse` result (iproute2 ``-j`` keys where they exist;
+    an ``ip rule`` ``nop`` action is the key ``nop``, as ``ip -j rule`` prints it)."""
     if isinstance(result, IpsetList | IptablesSave):
         return result.records()
     schema = KINDS[kind].schema or tuple(Column(str(c), "string", "") for c in result.columns)
-    return records_from_frame(result, schema)
+    records = records_from_frame(result, schema)
+    if kind == "ip-rule":
+        return [ip_rule.json_record(rec) for rec in records]
+    return records
 
 
 __all__ = [
-    "KINDS", "IpsetList", "IptablesSave", "Kind", "Parsed", "addresses", "custom_columns", "parse",
+    "EMPTY", "KINDS", "IpsetList", "IptablesSave", "Kind", "Parsed", "addresses", "custom_columns", "parse",
     "parse_cni_log", "parse_ip_addr", "parse_ip_link", "parse_ip_route", "parse_ip_rule", "parse_ipset",
     "parse_iptables_save", "parse_jsonl", "parse_kubectl", "parse_nft_trace", "parse_route_get", "parse_sysctl", "render_iptables_save",
     "render_route", "render_rule", "to_records",

@@ -3,13 +3,14 @@ answers, as records with iproute2's ``-j`` keys."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 
 from ambientlab.core.errors import ParseError
 from ambientlab.core.parse.common import check_address, check_hex, check_name, split_prefix
-from ambientlab.core.parse.lexer import TokenCursor, lines_of
+from ambientlab.core.parse.lexer import TokenCursor, is_blank, lines_of
 from ambientlab.core.tables import Column, frame_from_records
 
 ROUTE_TYPES = (
@@ -20,11 +21,17 @@ FLAGS = (
     "dead", "onlink", "pervasive", "offload", "trap", "notify", "linkdown",
     "unresolved", "rt_offload", "rt_trap", "rt_offload_failed",
 )
-# Route metrics that iproute2 prints as "NAME INTEGER" (the ones with units are not supported).
+# Route metrics that iproute2 prints as "NAME [lock] INTEGER".
 INT_METRICS = (
     "mtu", "window", "ssthresh", "cwnd", "advmss", "reordering", "hoplimit",
     "initcwnd", "initrwnd", "quickack", "fastopen_no_cookie",
 )
+# Metrics printed with a unit ("rtt 10ms", "rttvar 1.5s"), kept verbatim as printed.
+TIME_METRICS = ("rtt", "rttvar", "rto_min")
+TIME_VALUE = re.compile(r"(?:0|[1-9][0-9]{0,9})ms|[0-9]+(?:\.[0-9]+)?(?:e\+[0-9]+)?s")
+# "features ecn" (names iproute2 knows; other bits print as 0x…), "congctl [lock] NAME".
+FEATURES = ("ecn",)
+METRICS = (*INT_METRICS, *TIME_METRICS, "features", "congctl")
 
 SCHEMA: tuple[Column, ...] = (
     Column("type", "string", "route type when not unicast: local, broadcast, blackhole, unreachable, …"),
@@ -43,7 +50,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("expires", "Int64", "seconds until the route expires"),
     Column("pref", "string", "IPv6 router preference"),
     Column("nhid", "Int64", "nexthop object id"),
-    Column("metrics", "object", "route metrics as `[{mtu: …, advmss: …}]`"),
+    Column("metrics", "object", "route metrics as `[{mtu: …, advmss: …}]`; `rtt`/`rttvar`/`rto_min` verbatim "
+                                "with their unit (`10ms`, `1.5s`; `-j` gives milliseconds), `features` a list, `congctl` a name"),
     Column("metrics_locked", "object", "metrics printed with `lock` (text only: `-j` drops the lock)"),
     Column("nexthops", "object", "multipath next hops: `[{gateway, dev, weight, flags}]`"),
     Column("mark", "Int64", "packet mark of an `ip route get` answer (decimal, as in `-j`)"),
@@ -51,6 +59,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("cache", "object", "flags of the `cache` line of an `ip route get` answer"),
     Column("iif", "string", "input device of an `ip route get` answer for a forwarded packet"),
     Column("error", "string", "the kernel's error for a failed `ip route get` (`RTNETLINK answers: …`)"),
+    Column("via", "object", "`via inet6 ADDR` (a next hop of another family): `{family, host}`, as in `-j`"),
     Column("failed", "string", "`FILE:LINE` of the `Command failed` line `ip -force -batch` prints after an error"),
 )
 
@@ -71,7 +80,11 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
             raise cur.error(word, "keyword repeated")
         seen.add(word)
         if word == "via":
-            rec["gateway"] = check_address(cur, cur.next("a gateway"))
+            value = cur.next("a gateway")
+            if value in ("inet", "inet6"):
+                rec["via"] = {"family": value, "host": check_address(cur, cur.next("a gateway"), value)}
+            else:
+                rec["gateway"] = check_address(cur, value)
         elif word == "dev":
             rec["dev"] = check_name(cur, cur.next("a device"), "device name")
         elif word in FLAGS:
@@ -80,18 +93,22 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
             rec["flags"].append(word)
         elif word == "weight" and nexthop:
             rec["weight"] = cur.next_int("a weight")
+            if not 1 <= rec["weight"] <= 256:
+                raise cur.error(str(rec["weight"]), "a nexthop weight is 1 to 256")
         elif nexthop:
             raise cur.error(word, "unknown nexthop keyword")
         elif word == "from":
             rec["from"] = _prefix_or_host(cur, cur.next("a source"))
         elif word == "tos":
-            rec["tos"] = check_hex(cur, cur.next("a TOS"))
+            rec["tos"] = check_hex(cur, cur.next("a TOS"), 8)
         elif word == "table":
             rec["table"] = check_name(cur, cur.next("a table"), "table")
+            if rec["table"][0] in "0123456789":
+                cur.uint(rec["table"], "a table id")
         elif word == "proto":
-            rec["protocol"] = cur.next("a protocol")
+            rec["protocol"] = _name_or_u8(cur, cur.next("a protocol"))
         elif word == "scope":
-            rec["scope"] = cur.next("a scope")
+            rec["scope"] = _name_or_u8(cur, cur.next("a scope"))
         elif word == "src":
             rec["prefsrc"] = check_address(cur, cur.next("a source address"))
         elif word == "metric":
@@ -99,35 +116,75 @@ def _parse_fields(cur: TokenCursor, rec: dict[str, Any], *, nexthop: bool = Fals
         elif word in ("realm", "realms"):
             value = cur.next("realms")
             src, slash, dst = value.partition("/")
+            for realm in (src, dst) if slash else (src,):
+                _name_or_u8(cur, realm, 16)
             rec["flow"] = {"from": src, "to": dst} if slash else {"to": src}
         elif word == "expires":
             value = cur.next("seconds")
-            if not (value.endswith("sec") and value[:-3].lstrip("-").isdigit()):
+            if not value.endswith("sec"):
                 raise cur.error(value, "expected NNNsec")
-            rec["expires"] = int(value[:-3])
+            number = value[:-3]
+            rec["expires"] = -cur.uint(number[1:], "seconds") if number.startswith("-") else cur.uint(number, "seconds")
         elif word == "pref":
             rec["pref"] = cur.next("a preference")
         elif word == "nhid":
             rec["nhid"] = cur.next_int("a nexthop id")
-        elif word in INT_METRICS:
+        elif word in METRICS:
             _metric(cur, word, rec)
         elif word == "mark":
             word = cur.next("a mark")  # iproute2: "mark %u" below 16, "mark 0x%x" from 16 on
-            rec["mark"] = int(word) if word.isdigit() and int(word) < 16 else int(check_hex(cur, word), 16)
+            if word.startswith("0x"):
+                rec["mark"] = cur.uint(word, "a mark", hexadecimal=True)
+                if rec["mark"] < 16 or word != hex(rec["mark"]):
+                    raise cur.error(word, "iproute2 prints a mark below 16 in decimal, others as 0x… (lower case)")
+            else:
+                rec["mark"] = cur.uint(word, "a mark")
+                if rec["mark"] >= 16:
+                    raise cur.error(word, "iproute2 prints a mark of 16 or more as 0x…")
         elif word == "uid":
             rec["uid"] = cur.next_int("a uid")
         else:
             raise cur.error(word, "unknown ip route keyword")
 
 
+def _name_or_u8(cur: TokenCursor, word: str, bits: int = 8) -> str:
+    """Return ``word``, a name from the iproute2 tables (``kernel``, ``link``…) or a number that
+    fits the kernel field (``rtm_protocol``/``rtm_scope``: u8; a realm: u16), kept verbatim."""
+    if word[:1] in tuple("0123456789"):
+        cur.uint(word, "a number", bits)
+    elif not word.isprintable() or not word.isascii():
+        raise cur.error(word, "not a name iproute2 prints")
+    return word
+
+
 def _metric(cur: TokenCursor, name: str, rec: dict[str, Any]) -> None:
     """Consume ``[lock] VALUE`` of metric ``name`` into ``rec["metrics"]`` (and ``metrics_locked``)."""
-    if cur.take("lock"):
-        rec.setdefault("metrics_locked", []).append(name)
     metrics = rec.setdefault("metrics", [{}])[0]
     if name in metrics:
         raise cur.error(name, "metric repeated")
-    metrics[name] = cur.next_int(f"the {name} metric")
+    if cur.take("lock"):
+        rec.setdefault("metrics_locked", []).append(name)
+    if name in TIME_METRICS:
+        value = cur.next(f"the {name} metric")
+        if not TIME_VALUE.fullmatch(value):
+            raise cur.error(value, f"expected the {name} metric as NNms or N.Ns")
+        metrics[name] = value
+    elif name == "congctl":
+        metrics[name] = check_name(cur, cur.next("a congestion control algorithm"), "algorithm name")
+    elif name == "features":
+        names: list[str] = []
+        while cur.peek() in FEATURES or (cur.peek() or "").startswith("0x"):
+            word = cur.next()
+            if word.startswith("0x"):
+                check_hex(cur, word)
+            if word in names:
+                raise cur.error(word, "feature repeated")
+            names.append(word)
+        if not names:
+            raise cur.error(cur.peek() or name, "features without a feature")
+        metrics[name] = names
+    else:
+        metrics[name] = cur.next_int(f"the {name} metric")
 
 
 def _parse_route_head(cur: TokenCursor) -> dict[str, Any]:
@@ -152,8 +209,12 @@ def _parse_continuation(cur: TokenCursor, rec: dict[str, Any]) -> None:
         if "cache" in rec:
             raise cur.error(word, "second cache line")
         rec["cache"] = []
+        seen: set[str] = set()
         while not cur.done():
             item = cur.next()
+            if item in seen:
+                raise cur.error(item, "keyword repeated")
+            seen.add(item)
             if item.startswith("<") and item.endswith(">") and len(item) > 2 and not rec["cache"]:
                 flags = item[1:-1].split(",")
                 if not all(flags):
@@ -161,13 +222,14 @@ def _parse_continuation(cur: TokenCursor, rec: dict[str, Any]) -> None:
                 rec["cache"] = flags
             elif item == "iif":
                 rec["iif"] = check_name(cur, cur.next("a device"), "device name")
-            elif item in INT_METRICS:
+            elif item in METRICS:
                 _metric(cur, item, rec)
-            elif item == "expires":
+            elif item == "expires" and "expires" not in rec:
                 value = cur.next("seconds")
                 if not value.endswith("sec"):
                     raise cur.error(value, "expected NNNsec")
-                rec["expires"] = int(value[:-3])
+                number = value[:-3]
+                rec["expires"] = -cur.uint(number[1:], "seconds") if number.startswith("-") else cur.uint(number, "seconds")
             else:
                 raise cur.error(item, "unknown cache keyword")
     else:
@@ -179,21 +241,22 @@ FAILED_PREFIX = "Command failed "
 
 
 def parse_ip_route_records(
-    text: str, source: str = "<text>", *, allow_errors: bool = False
+    text: str, source: str = "<text>", *, allow_errors: bool = False, cut: bool = False
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """Return (records, first line numbers) for ``ip route`` / ``ip route get`` text.
 
     Lines that start with white space continue the route above (``nexthop``, ``cache``).
     With ``allow_errors`` a line ``RTNETLINK answers: REASON`` becomes ``{"error": REASON}``
-    (as in ``ip -force -batch`` output); otherwise it is a ParseError.
+    (as in ``ip -force -batch`` output); otherwise it is a ParseError. ``cut``: see
+    :func:`~ambientlab.core.parse.lexer.lines_of`.
     """
     records: list[dict[str, Any]] = []
     numbers: list[int] = []
-    for line in lines_of(text):
-        if not line.text.strip():
+    for line in lines_of(text, source, cut):
+        if is_blank(line.text):
             continue
         cur = TokenCursor.of(line, source)
-        if line.text[0].isspace():
+        if line.text[0] in " \t":
             if not records or "error" in records[-1]:
                 raise cur.error(line.text.strip(), "continuation line without a route")
             _parse_continuation(cur, records[-1])
@@ -201,30 +264,36 @@ def parse_ip_route_records(
         if line.text.startswith(FAILED_PREFIX) and allow_errors:
             if not records or "error" not in records[-1] or "failed" in records[-1]:
                 raise cur.error(line.text, "'Command failed' without an error before it")
-            records[-1]["failed"] = line.text[len(FAILED_PREFIX):].strip()
+            records[-1]["failed"] = line.text[len(FAILED_PREFIX):].strip(" \t")
             continue
         if line.text.startswith(ERROR_PREFIX):
             if not allow_errors:
                 raise cur.error(line.text, "error line in route output")
-            records.append({"error": line.text[len(ERROR_PREFIX):].strip()})
+            records.append({"error": line.text[len(ERROR_PREFIX):].strip(" \t")})
         else:
             records.append(_parse_route_head(cur))
         numbers.append(line.number)
     return records, numbers
 
 
-def parse_ip_route(text: str, source: str = "<text>") -> pd.DataFrame:
-    """Return the routes of ``ip route show [table …]`` text as a DataFrame (:data:`SCHEMA`)."""
-    records, numbers = parse_ip_route_records(text, source)
+def parse_ip_route(text: str, source: str = "<text>", *, cut: bool = False) -> pd.DataFrame:
+    """Return the routes of ``ip route show [table …]`` text as a DataFrame (:data:`SCHEMA`).
+
+    An empty text is an empty table (no rows): ``ip route show table N`` prints nothing for a
+    table without routes."""
+    records, numbers = parse_ip_route_records(text, source, cut=cut)
     return frame_from_records(records, SCHEMA, numbers)
 
 
-def parse_route_get(text: str, source: str = "<text>") -> pd.DataFrame:
+def parse_route_get(text: str, source: str = "<text>", *, cut: bool = False) -> pd.DataFrame:
     """Return ``ip route get`` answers (one or many, errors included) as a DataFrame.
 
-    Each answer is one row; a failed lookup is a row with only ``error`` set.
+    Each answer is one row; a failed lookup is a row with only ``error`` set. An empty text is
+    a ParseError: every query prints an answer or an error.
     """
-    records, numbers = parse_ip_route_records(text, source, allow_errors=True)
+    if not text.strip(" \t\n"):
+        raise ParseError(source, 1, text, "empty route get output (every query prints an answer or an error)")
+    records, numbers = parse_ip_route_records(text, source, allow_errors=True, cut=cut)
     for rec, number in zip(records, numbers, strict=True):
         if "error" not in rec and "/" in rec["dst"]:
             raise ParseError(source, number, rec["dst"], "a route get answer names a host, not a prefix")
@@ -237,12 +306,16 @@ def _route_words(rec: dict[str, Any], nexthop: bool = False) -> list[str]:
         if "type" in rec:
             words.append(rec["type"])
         words.append(rec["dst"])
+        if "nhid" in rec:
+            words += ["nhid", str(rec["nhid"])]
         if "from" in rec:
             words += ["from", rec["from"]]
         if "tos" in rec:
             words += ["tos", rec["tos"]]
     if "gateway" in rec:
         words += ["via", rec["gateway"]]
+    if "via" in rec:
+        words += ["via", rec["via"]["family"], rec["via"]["host"]]
     if "dev" in rec:
         words += ["dev", rec["dev"]]
     if nexthop:
@@ -268,8 +341,6 @@ def _route_words(rec: dict[str, Any], nexthop: bool = False) -> list[str]:
         words += _metric_words(rec)
     if "pref" in rec:
         words += ["pref", rec["pref"]]
-    if "nhid" in rec:
-        words += ["nhid", str(rec["nhid"])]
     return words
 
 
@@ -277,7 +348,7 @@ def _metric_words(rec: dict[str, Any]) -> list[str]:
     words: list[str] = []
     locked = rec.get("metrics_locked") or []
     for name, value in (rec.get("metrics") or [{}])[0].items():
-        words += [name] + (["lock"] if name in locked else []) + [str(value)]
+        words += [name] + (["lock"] if name in locked else []) + (list(value) if isinstance(value, list) else [str(value)])
     return words
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.core.parse.common import check_hex, check_name, port_range, split_prefix
-from ambientlab.core.parse.lexer import TokenCursor, lines_of
+from ambientlab.core.errors import ParseError
+from ambientlab.core.parse.common import check_hex, check_mark, check_name, port_range, split_prefix
+from ambientlab.core.parse.lexer import TokenCursor, is_blank, lines_of
 from ambientlab.core.tables import Column, frame_from_records
 
 SCHEMA: tuple[Column, ...] = (
@@ -49,19 +50,30 @@ SCHEMA: tuple[Column, ...] = (
 ACTIONS = ("blackhole", "unreachable", "prohibit", "nop")
 
 
+def _name_or_number(cur: TokenCursor, word: str, bits: int) -> str:
+    """Return ``word``: a name, or a number below ``2**bits`` (the kernel field's width), verbatim."""
+    if word[:1] in tuple("0123456789"):
+        cur.uint(word, "a number", bits)
+    elif not word.isprintable() or not word.isascii():
+        raise cur.error(word, "not a name iproute2 prints")
+    return word
+
+
 def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
     """Return the record of one ``PRIO:<tab>selector action`` line."""
     head = cur.next("a priority")
-    if not head.endswith(":") or not head[:-1].isdigit():
+    if not head.endswith(":") or not head[:-1].isascii() or not head[:-1].isdigit():
         raise cur.error(head, "expected 'PRIORITY:'")
-    rec: dict[str, Any] = {"priority": int(head[:-1])}
+    rec: dict[str, Any] = {"priority": cur.uint(head[:-1], "a priority")}
     if cur.take("not"):
         rec["not"] = None
     seen: set[str] = set()
     while not cur.done():
         word = cur.next()
-        if word in seen:
-            raise cur.error(word, "keyword repeated")
+        if word in seen or (word in ACTIONS and "action" in rec) or (word == "goto" and "action" in rec) \
+                or (word in ACTIONS and "goto" in rec) or (word == "lookup" and "action" in rec) \
+                or (word in ACTIONS + ("goto",) and ("table" in rec or "l3mdev" in rec)):
+            raise cur.error(word, "keyword repeated, or a second action")
         seen.add(word)
         if word == "from":
             value = cur.next("a source")
@@ -76,12 +88,12 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
             if length is not None:
                 rec["dstlen"] = length
         elif word == "tos":
-            rec["tos"] = check_hex(cur, cur.next("a TOS"))
+            rec["tos"] = check_hex(cur, cur.next("a TOS"), 8)
         elif word == "fwmark":
             mark, slash, mask = cur.next("a mark").partition("/")
-            rec["fwmark"] = check_hex(cur, mark)
+            rec["fwmark"] = check_mark(cur, mark)
             if slash:
-                rec["fwmask"] = check_hex(cur, mask)
+                rec["fwmask"] = check_mark(cur, mask)
         elif word in ("iif", "oif"):
             rec[word] = check_name(cur, cur.next("a device"), "device name")
             if cur.take("[detached]"):
@@ -92,20 +104,24 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
                 rec["l3mdev"] = None
             else:
                 rec["table"] = check_name(cur, table, "table")
+                if table[0] in "0123456789":
+                    cur.uint(table, "a table id")
         elif word == "uidrange":
             value = cur.next("a uid range")
             lo, dash, hi = value.partition("-")
-            if not (lo.isdigit() and dash and hi.isdigit()):
+            if not dash:
                 raise cur.error(value, "bad uidrange")
-            rec["uid_start"], rec["uid_end"] = int(lo), int(hi)
+            rec["uid_start"], rec["uid_end"] = cur.uint(lo, "a uid"), cur.uint(hi, "a uid")
         elif word == "ipproto":
-            rec["ipproto"] = cur.next("a protocol")
+            rec["ipproto"] = _name_or_number(cur, cur.next("a protocol"), 8)
         elif word in ("sport", "dport"):
             rec.update(port_range(cur, word, cur.next("a port")))
         elif word == "tun_id":
-            rec["tun_id"] = cur.next_int("a tunnel id")
+            rec["tun_id"] = cur.next_int("a tunnel id", 64)
         elif word == "suppress_prefixlength":
             rec["suppress_prefixlen"] = cur.next_int("a prefix length")
+            if rec["suppress_prefixlen"] > 128:
+                raise cur.error(str(rec["suppress_prefixlen"]), "bad prefix length")
         elif word == "suppress_ifgroup":
             rec["suppress_ifgroup"] = cur.next("a group")
         elif word == "realms":
@@ -122,7 +138,7 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
         elif word in ACTIONS:
             rec["action"] = word
         elif word == "proto":
-            rec["protocol"] = cur.next("a protocol")
+            rec["protocol"] = _name_or_number(cur, cur.next("a protocol"), 8)
         else:
             raise cur.error(word, "unknown ip rule keyword")
     if "src" not in rec:
@@ -130,22 +146,49 @@ def parse_rule_line(cur: TokenCursor) -> dict[str, Any]:
     return rec
 
 
-def parse_ip_rule_records(text: str, source: str = "<text>") -> tuple[list[dict[str, Any]], list[int]]:
-    """Return (records, line numbers) for the text of ``ip rule``; blank lines are skipped."""
+def parse_ip_rule_records(
+    text: str, source: str = "<text>", *, cut: bool = False
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Return (records, line numbers) for the text of ``ip rule``; blank lines are skipped.
+
+    An empty text is a ParseError: every namespace starts with three rules, so an empty
+    capture is a failed command, not a namespace without rules. ``cut``: see
+    :func:`~ambientlab.core.parse.lexer.lines_of`.
+    """
     records, numbers = [], []
-    for line in lines_of(text):
-        if not line.text.strip():
+    if not text.strip(" \t\n"):
+        raise ParseError(source, 1, text, "empty ip rule output (every namespace has rules; was the command run?)")
+    families: set[str] = set()
+    for line in lines_of(text, source, cut):
+        if is_blank(line.text):
             continue
         cur = TokenCursor.of(line, source)
-        records.append(parse_rule_line(cur))
+        rec = parse_rule_line(cur)
+        for key in ("src", "dst"):
+            if key in rec and rec[key] != "all":
+                families.add("inet6" if ":" in rec[key] else "inet")
+        if len(families) > 1:
+            raise cur.error(rec.get("dst", rec["src"]), "IPv4 and IPv6 rules in one `ip rule` output")
+        records.append(rec)
         numbers.append(line.number)
     return records, numbers
 
 
-def parse_ip_rule(text: str, source: str = "<text>") -> pd.DataFrame:
-    """Return the rules of ``ip rule`` text as a DataFrame (columns: :data:`SCHEMA`, index: line)."""
-    records, numbers = parse_ip_rule_records(text, source)
+def parse_ip_rule(text: str, source: str = "<text>", *, cut: bool = False) -> pd.DataFrame:
+    """Return the rules of ``ip rule`` text as a DataFrame (columns: :data:`SCHEMA`, index: line).
+
+    An empty text is an error (see :func:`parse_ip_rule_records`)."""
+    records, numbers = parse_ip_rule_records(text, source, cut=cut)
     return frame_from_records(records, SCHEMA, numbers)
+
+
+def json_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """Return ``rec`` with the keys ``ip -j rule`` uses: the ``nop`` action is the key ``nop``."""
+    if rec.get("action") != "nop":
+        return rec
+    out = {k: v for k, v in rec.items() if k != "action"}
+    out["nop"] = None
+    return out
 
 
 def render_rule(rec: dict[str, Any]) -> str:
@@ -188,6 +231,8 @@ def render_rule(rec: dict[str, Any]) -> str:
         words += ["goto", str(rec["goto"])] + (["[unresolved]"] if "unresolved" in rec else [])
     if "action" in rec:
         words.append(rec["action"])
+    elif "nop" in rec:  # the -j form of to_records
+        words.append("nop")
     if "protocol" in rec:
         words += ["proto", rec["protocol"]]
     return out[0] + " ".join(words)

@@ -6,6 +6,7 @@ line number, so any token it cannot place is reported with :class:`~ambientlab.c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,9 +21,43 @@ class Line:
     text: str
 
 
-def lines_of(text: str) -> Iterator[Line]:
-    """Return the lines of ``text`` with their 1-based numbers (newlines removed)."""
-    for number, raw in enumerate(text.splitlines(), start=1):
+BLANKS = re.compile(r"[ \t]+")
+DECIMAL = re.compile(r"[0-9]+")
+HEXADECIMAL = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def split_words(text: str) -> list[str]:
+    """Return the words of ``text`` split at spaces and tabs only (what the tools print between
+    words); any other character, a form feed or U+2028 included, stays inside its word."""
+    return [w for w in BLANKS.split(text) if w]
+
+
+def is_blank(text: str) -> bool:
+    """Return True if ``text`` is empty or only spaces and tabs (with a ``\r`` at most at the end)."""
+    return not text.strip(" \t")
+
+
+def lines_of(text: str, source: str = "<text>", cut: bool = False) -> Iterator[Line]:
+    """Return the lines of ``text`` with their 1-based numbers, split at ``\n`` only.
+
+    Every line the tools print ends with a newline, so a last line without one means the file
+    was cut short (``32766: from all lookup ma``): that is a ParseError naming the line, unless
+    ``cut`` says the caller knows the text ends mid-line (a pasted excerpt), when the last line
+    is read as it stands. Form feeds, ``\x85``, ``\x1c`` or U+2028 do not end a line; a ``\r``
+    is an error (no tool prints one; a file saved with CRLF line ends).
+    """
+    if not text:
+        return
+    parts = text.split("\n")
+    last = parts.pop()
+    if last:
+        if not cut:
+            raise ParseError(source, len(parts) + 1, last[-40:], "the last line has no newline (file cut short?)")
+        parts.append(last)
+    for number, raw in enumerate(parts, start=1):
+        if "\r" in raw:
+            raise ParseError(source, number, raw[max(0, raw.index("\r") - 20):raw.index("\r") + 1],
+                             "a carriage return (the tools print none: a file saved with CRLF line ends?)")
         yield Line(number, raw)
 
 
@@ -30,11 +65,11 @@ def split_quoted(text: str, source: str, number: int) -> list[str]:
     """Return the whitespace-separated words of ``text``; ``"…"`` groups (with ``\\``
     escapes) become one word without the quotes. An unterminated quote is a ParseError."""
     if '"' not in text:
-        return text.split()  # the common case: no quoted word
+        return split_words(text)  # the common case: no quoted word
     words: list[str] = []
     i, n = 0, len(text)
     while i < n:
-        if text[i].isspace():
+        if text[i] in " \t":
             i += 1
             continue
         if text[i] == '"':
@@ -48,11 +83,11 @@ def split_quoted(text: str, source: str, number: int) -> list[str]:
                 raise ParseError(source, number, text[i:], "unterminated quoted string")
             words.append("".join(buf))
             i = j + 1
-            if i < n and not text[i].isspace():
-                raise ParseError(source, number, text[i:].split()[0], "text glued to a quoted string")
+            if i < n and text[i] not in " \t":
+                raise ParseError(source, number, split_words(text[i:])[0], "text glued to a quoted string")
             continue
         j = i
-        while j < n and not text[j].isspace():
+        while j < n and text[j] not in " \t":
             j += 1
         words.append(text[i:j])
         i = j
@@ -71,7 +106,7 @@ class TokenCursor:
     @classmethod
     def of(cls, line: Line, source: str, quoted: bool = False) -> TokenCursor:
         """Return a cursor over ``line``'s words (``quoted`` honours ``"…"`` groups)."""
-        words = split_quoted(line.text, source, line.number) if quoted else line.text.split()
+        words = split_quoted(line.text, source, line.number) if quoted else split_words(line.text)
         return cls(words, source, line.number)
 
     def done(self) -> bool:
@@ -98,13 +133,23 @@ class TokenCursor:
             return True
         return False
 
-    def next_int(self, what: str = "an integer", base: int = 10) -> int:
-        """Consume the next word as an integer in ``base`` (0 = Python literal rules)."""
-        word = self.next(what)
-        try:
-            return int(word, base)
-        except ValueError:
-            raise self.error(word, f"expected {what}") from None
+    def next_int(self, what: str = "an integer", bits: int = 32) -> int:
+        """Consume the next word as an unsigned decimal integer of ``bits`` bits (ASCII digits
+        only: no sign, no ``_``, no other script's digits) and return it."""
+        return self.uint(self.next(what), what, bits)
+
+    def uint(self, word: str, what: str = "an integer", bits: int = 32, *, hexadecimal: bool = False) -> int:
+        """Return ``word`` as an unsigned integer below ``2**bits``: decimal ASCII digits, or
+        with ``hexadecimal`` ``0x`` and hex digits; else raise ParseError naming the word."""
+        pattern = HEXADECIMAL if hexadecimal else DECIMAL
+        if not pattern.fullmatch(word):
+            raise self.error(word, f"expected {what} ({'0x…' if hexadecimal else 'decimal digits'})")
+        if not hexadecimal and len(word) > 1 and word[0] == "0":
+            raise self.error(word, f"{what} with a leading zero (the tools print none)")
+        value = int(word, 16 if hexadecimal else 10)
+        if value >= 1 << bits:
+            raise self.error(word, f"{what} out of range (a {bits}-bit unsigned value)")
+        return value
 
     def error(self, token: str, reason: str) -> ParseError:
         """Return (not raise) a ParseError for ``token`` on this line."""

@@ -6,6 +6,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from ambientlab.core.errors import ParseError
+from ambientlab.core.parse.common import address_family, check_name
+from ambientlab.core.parse.lexer import TokenCursor
 from ambientlab.core.trace.fib import PROTOCOLS
 from ambientlab.core.trace.host import Host
 
@@ -42,36 +45,62 @@ class Query:
         return " ".join(words)
 
 
-def parse_query(text: str, where: str = "<query>") -> Query:
+def _words(text: str, source: str, line: int) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as err:  # "No closing quotation"
+        raise ParseError(source, line, text.strip(), str(err)) from None
+
+
+def parse_query(text: str, where: str = "<query>", line: int = 1) -> Query:
     """Return the Query of ``[route get] DST [from SRC] [iif DEV] [mark M] [ipproto P] [sport N] [dport N]``.
 
-    Raise ValueError naming ``where`` and the token for anything else.
+    Addresses must be IPv4 (what the tracer models), the mark a u32 (decimal or ``0x…``),
+    ports u16 and the protocol a name or 0-255. Anything else raises
+    :class:`~ambientlab.core.errors.ParseError` naming ``where``, ``line`` and the token.
     """
-    words = shlex.split(text)
+    words = _words(text, where, line)
     if words[:2] == ["route", "get"]:
         words = words[2:]
     if not words:
-        raise ValueError(f"{where}: no destination")
+        raise ParseError(where, line, text.strip(), "no destination")
+    cur = TokenCursor(words, where, line)
+    if address_family(words[0]) != "inet":
+        raise cur.error(words[0], "the destination is not an IPv4 address")
     fields: dict[str, Any] = {"dst": words[0]}
     rest = words[1:]
     if len(rest) % 2:
-        raise ValueError(f"{where}: {rest[-1]!r} needs a value")
+        raise cur.error(rest[-1], "needs a value")
     names = {"from": "src", "iif": "iif", "mark": "mark", "ipproto": "proto", "sport": "sport", "dport": "dport"}
     for key, value in zip(rest[::2], rest[1::2], strict=True):
         if key not in names or names[key] in fields:
-            raise ValueError(f"{where}: unexpected {key!r}")
-        try:
-            if key == "mark":
-                fields["mark"] = int(value, 0)
-            elif key == "ipproto":
-                fields["proto"] = PROTOCOLS[value] if value in PROTOCOLS else int(value)
-            elif key in ("sport", "dport"):
-                fields[key] = int(value)
-            else:
-                fields[names[key]] = value
-        except ValueError:
-            raise ValueError(f"{where}: bad value {value!r} for {key!r}") from None
+            raise cur.error(key, "unexpected (unknown or repeated)")
+        if key == "mark":
+            fields["mark"] = cur.uint(value, "a mark", hexadecimal=value.startswith("0x"))
+        elif key == "ipproto":
+            fields["proto"] = PROTOCOLS[value] if value in PROTOCOLS else cur.uint(value, "a protocol", 8)
+        elif key in ("sport", "dport"):
+            fields[key] = cur.uint(value, "a port", 16)
+        elif key == "from":
+            if address_family(value) != "inet":
+                raise cur.error(value, "the source is not an IPv4 address")
+            fields["src"] = value
+        else:
+            fields["iif"] = check_name(cur, value, "device name")
     return Query(**fields)
+
+
+def parse_batch(text: str, source: str = "<batch>") -> list[tuple[int, Query]]:
+    """Return (line number, Query) for every query of an ``ip -batch`` style file, all checked
+    before any is answered. As ``ip -batch`` does, ``#`` starts a comment and blank lines are
+    skipped; lines are counted at ``\\n`` only. A bad line raises ParseError ``FILE:LINE``."""
+    out: list[tuple[int, Query]] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.split("#", 1)[0]  # iproute2's getcmdline cuts the line at the first "#"
+        if not _words(raw, source, number):
+            continue
+        out.append((number, parse_query(raw, source, number)))
+    return out
 
 
 def answer(host: Host, query: Query, detail: bool = True) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def remove_ip_rule(net: Network, machine: str, priority: int) -> None:
     kept = [r for r in host.fib.rules if r.priority != priority]
     if len(kept) != len(host.fib.rules) - 1:
         raise KeyError(f"{machine}: no single ip rule {priority}")
-    host.fib = Fib(kept, host.fib.tables)
+    host.fib = Fib(kept, host.fib.tables, unmerged=host.fib.unmerged)  # deleting a rule never merges again
 
 
 def remove_route(net: Network, machine: str, table: str, text: str) -> None:
@@ -40,7 +40,7 @@ def remove_route(net: Network, machine: str, table: str, text: str) -> None:
     kept = [r for r in routes if not (r.table == number and render_route(r.record) == text)]
     if len(kept) != len(routes) - 1:
         raise KeyError(f"{machine}: no single route {text!r} in table {table}")
-    host.fib = Fib.from_parts(host.fib.rules, kept)
+    host.fib = Fib.from_parts(host.fib.rules, kept, unmerged=host.fib.unmerged)
 
 
 def set_sysctl(net: Network, machine: str, key: str, value: str) -> None:

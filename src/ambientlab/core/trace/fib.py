@@ -179,7 +179,7 @@ class Table:
         self.routes.append(route)
         group = self.by_length.setdefault(route.length, {}).setdefault(route.network, [])
         group.append(route)
-        group.sort(key=lambda r: (-r.tos, r.metric))
+        group.sort(key=lambda r: (-r.table, -r.tos, r.metric))  # a merged table: local's routes first
         self.levels = [(MASKS[n], self.by_length[n]) for n in sorted(self.by_length, reverse=True)]
         self.memo.clear()
 
@@ -221,11 +221,14 @@ class FibResult:
     route: Route
     nexthop: Nexthop
     via: Rule | None = None  # the goto rule that jumped to ``rule``, if one did
+    reported: int | None = None  # the table the kernel reports, when not the route's (merged tables)
 
     @property
     def table(self) -> int:
-        """Return the number of the table the route is in."""
-        return self.route.table
+        """Return the number of the table the kernel reports: the route's own, except for a
+        local route found in the merged local/main table of a namespace without custom rules
+        (then main)."""
+        return self.route.table if self.reported is None else self.reported
 
 
 DEFAULT_RULES = ((0, "local"), (32766, "main"), (32767, "default"))
@@ -234,7 +237,9 @@ DEFAULT_RULES = ((0, "local"), (32766, "main"), (32767, "default"))
 class Fib:
     """The policy routing state of one host: rules in priority order and the tables."""
 
-    def __init__(self, rules: list[Rule], tables: dict[int, Table]) -> None:
+    def __init__(self, rules: list[Rule], tables: dict[int, Table], *, unmerged: bool = False) -> None:
+        """``unmerged``: a rule was added once (and maybe deleted again), so the kernel keeps local
+        and main apart even if only the default rules are left (``fib_has_custom_rules`` stays set)."""
         self.rules = sorted(rules, key=lambda r: r.priority)  # stable: equal priorities keep their order
         for rule in self.rules:
             rule.mark_only = (rule.iif is None and rule.oif is None and not rule.tun_id and rule.uids is None
@@ -254,14 +259,27 @@ class Fib:
             (p, "lookup", ipv4.TABLES[t], 0, 0, 0) for p, t in DEFAULT_RULES]
         self.custom_local_routes = any(
             r.type == "local" and r.record.get("protocol") != "kernel" for t in tables.values() for r in t.routes)
+        # Until a rule is added (fib4_rule_configure calls fib_unmerge), the kernel keeps the
+        # local table's routes in the main table's trie and fib_lookup skips the rules: one
+        # longest-prefix lookup over both (local's routes first for an equal prefix), reported
+        # as table main; then the default table if that found nothing.
+        self.unmerged = unmerged or self.custom_rules
+        self.merged: Table | None = None
+        if not self.unmerged:
+            merged = Table(ipv4.TABLES["main"])
+            for number in (ipv4.TABLES["local"], ipv4.TABLES["main"]):
+                for route in tables.get(number, Table(number)).routes:
+                    merged.add(route)
+            self.merged = merged
 
     @classmethod
-    def from_parts(cls, rules: list[Rule], routes: list[Route]) -> Fib:
-        """Return the Fib of built rules and routes (routes grouped into their tables)."""
+    def from_parts(cls, rules: list[Rule], routes: list[Route], *, unmerged: bool = False) -> Fib:
+        """Return the Fib of built rules and routes (routes grouped into their tables); see
+        :class:`Fib` for ``unmerged``."""
         tables: dict[int, Table] = {}
         for route in routes:
             tables.setdefault(route.table, Table(route.table)).add(route)
-        return cls(rules, tables)
+        return cls(rules, tables, unmerged=unmerged)
 
     def _walk(self, flow: Flow) -> Iterator[tuple[Rule, Rule | None]]:
         """Yield (rule, goto) for the rules that match ``flow`` and act (lookup or error), in the
@@ -301,7 +319,25 @@ class Fib:
             return result
         return self._lookup(flow)
 
+    def _merged_lookup(self, flow: Flow) -> FibResult | Errno:
+        assert self.merged is not None
+        main = ipv4.TABLES["main"]
+        by_table = {r.table: r for r in self.rules}
+        for table, number in ((self.merged, main), (self.tables.get(ipv4.TABLES["default"]), ipv4.TABLES["default"])):
+            if table is None:
+                continue
+            found = table.lookup(flow)
+            if found is Errno.EAGAIN:
+                continue
+            if isinstance(found, Errno):
+                return found
+            route, hop = found
+            return FibResult(by_table.get(number), route, hop, None, reported=number)
+        return Errno.ENETUNREACH
+
     def _lookup(self, flow: Flow) -> FibResult | Errno:
+        if self.merged is not None:
+            return self._merged_lookup(flow)
         if self.mark_only:
             bits = flow.mark & self.mark_bits
             plan = self.plans.get(bits)
@@ -343,8 +379,9 @@ def route_from_record(rec: dict[str, Any], line: int | None = None, source: str 
     dst = rec["dst"]
     if ":" in dst or ":" in str(rec.get("gateway", "")):
         raise UnsupportedRoute(f"line {line}: IPv6 route {dst!r}: the tracer models IPv4")
-    if "nhid" in rec or "flow" in rec:
-        raise UnsupportedRoute(f"line {line}: nexthop objects (nhid) and realms are not modelled")
+    if "nhid" in rec or "flow" in rec or "via" in rec or any("via" in hop for hop in rec.get("nexthops", [])):
+        raise UnsupportedRoute(f"line {line}: nexthop objects (nhid), realms and next hops of another family "
+                               "(via inet6) are not modelled")
     network, length = ipv4.prefix(dst)
     kind = rec.get("type", "unicast")
     hops: list[Nexthop] = []

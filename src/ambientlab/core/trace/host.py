@@ -141,10 +141,11 @@ class Host:
 
     def _is_local(self, addr: int) -> bool:
         """Return True if ``addr`` is an address of this host (``__ip_dev_find``: an address of
-        a device, else a ``local`` route of the local table, e.g. all of 127.0.0.0/8)."""
+        a device, else a ``local`` route of the local table, e.g. all of 127.0.0.0/8; while the
+        tables are merged, the local table's lookup walks main's routes too)."""
         if addr in self.local_addrs:
             return True
-        table = self.fib.tables.get(ipv4.TABLES["local"])
+        table = self.fib.merged or self.fib.tables.get(ipv4.TABLES["local"])
         found = table.lookup(Flow(dst=addr)) if table else Errno.EAGAIN
         return not isinstance(found, Errno) and found[0].type == "local"
 
