@@ -29,11 +29,12 @@ book: $(STAMP)
 # Three pytest-xdist workers on this project's two-core machines (the lab tests wait on the network
 # often enough: 2 workers took 215 s, 3 took 194 s, 4 took 233 s), a test file to a worker (a
 # notebook's cells share one kernel, and a module's lab is built once), files in collection order
-# (the kernel and browser tests, which take longest, first).
+# (the kernel and browser tests, which take longest, first). tests/early.py spares each pytest
+# process a 3 s import that the tests never use.
 JOBS ?= 3
 test: tools $(STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks
-	$(BIN)/python -m pytest --nbval -n $(JOBS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -p tests.early --nbval -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -98,9 +98,9 @@ def _peak_mib(func: Callable[[], Any]) -> float:
     return peak / 2**20
 
 
-def measure(kinds: dict[str, tuple[int, ...]] = SIZES) -> list[dict[str, Any]]:
-    """Return one row per (kind, size, parser): lines, bytes, best-of-3 seconds, lines per second,
-    peak traced memory in MiB (measured in a separate run)."""
+def measure(kinds: dict[str, tuple[int, ...]] = SIZES, repeat: int = 3) -> list[dict[str, Any]]:
+    """Return one row per (kind, size, parser): lines, bytes, best-of-``repeat`` seconds, lines per
+    second, peak traced memory in MiB (measured in a separate run)."""
     rows = []
     for kind, sizes in kinds.items():
         for size in sizes:
@@ -116,7 +116,6 @@ def measure(kinds: dict[str, tuple[int, ...]] = SIZES) -> list[dict[str, Any]]:
                 parsers["jc"] = lambda t=text: jc.parse("ip_route", t, quiet=True)
             if js:
                 parsers["json.loads (-j)"] = lambda j=js: json.loads(j)
-            repeat = 3
             for name, func in parsers.items():
                 seconds = _best(func, repeat)
                 rows.append({"kind": kind, "size": size, "lines": lines, "bytes": len(js if "json" in name else text),

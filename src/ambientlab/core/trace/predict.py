@@ -4,6 +4,8 @@ each packet with the place it must reach for the connection to work."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,8 +84,15 @@ def predict(conn: Connection, pieces: str | Sequence[str] | None = None) -> Pred
     The connection works when every packet ends where it must: the SYN at a ztunnel listener
     (or at the server, if nothing captures it), replies at the client, the client's ACK at
     ztunnel's accepted socket, the onward packets at the server and their replies at ztunnel's
-    onward socket.
+    onward socket. Computed once per (connection, pieces) in a process; each caller gets its
+    own copy.
     """
+    removed = (pieces,) if isinstance(pieces, str) else tuple(pieces or ())
+    return copy.deepcopy(_predict_once(conn, removed))
+
+
+@functools.lru_cache(maxsize=128)
+def _predict_once(conn: Connection, pieces: tuple[str, ...]) -> Prediction:
     net = network_for(conn, pieces)
     ip = ipv4.to_int
     client, server = ip(conn.client), ip(conn.server)
