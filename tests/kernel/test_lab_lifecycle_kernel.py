@@ -51,21 +51,31 @@ def test_a_failed_build_removes_what_it_built(netns_ok: None, tmp_path: Path) ->
     assert namespaces_with_prefix("albroken") == [] and not (state_root() / "albroken").exists()
 
 
-def test_the_cli_runs_a_lab_from_up_to_down(netns_ok: None) -> None:
+def test_the_cli_runs_a_lab_from_up_to_down(netns_ok: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ambientlab lab …` as a reader runs it: up, exec and down as their own processes (the
+    entry point; exec replaces the process), the other commands through main() in this one
+    (each process start costs a second of imports)."""
+    from ambientlab.cli.main import main
+
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ambientlab.cli.main", "lab", *argv], capture_output=True, text=True)
 
+    def here(*argv: str) -> tuple[int, str, str]:
+        code = main(["lab", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
     try:
         assert cli("up", "--prefix", "alcli").returncode == 0
-        status = cli("status", "--prefix", "alcli", "--json")
-        assert json.loads(status.stdout)["processes"]["ztunnel"] == "running"
-        traced = cli("trace", "productpage-v1", "reviews-v1", "--prefix", "alcli")
-        assert traced.returncode == 0 and "hooks agree" in traced.stdout, traced.stdout + traced.stderr
+        code, out, _ = here("status", "--prefix", "alcli", "--json")
+        assert code == 0 and json.loads(out)["processes"]["ztunnel"] == "running"
+        code, out, err = here("trace", "productpage-v1", "reviews-v1", "--prefix", "alcli")
+        assert code == 0 and "hooks agree" in out, out + err
         assert cli("exec", "node", "--prefix", "alcli", "--", "ip", "rule").stdout == \
             load_capture("kind-2022-ambient-worker2").text("node/ip-rule.txt")
     finally:
         assert cli("down", "--prefix", "alcli").returncode == 0
-    again = cli("down", "--prefix", "alcli")
-    assert again.returncode == 0 and "nothing left" in again.stdout
-    missing = cli("status", "--prefix", "alcli")
-    assert missing.returncode == 2 and "no lab 'alcli' is running" in missing.stderr
+    code, out, _ = here("down", "--prefix", "alcli")
+    assert code == 0 and "nothing left" in out
+    code, _, err = here("status", "--prefix", "alcli")
+    assert code == 2 and "no lab 'alcli' is running" in err
