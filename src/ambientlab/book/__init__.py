@@ -34,7 +34,6 @@ from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapte
 from ambientlab.book.check import answer
 from ambientlab.book.display import hops, provenance, show
 from ambientlab.core.capture import Capture, load_capture
-from ambientlab.core.parse import to_records
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
 from ambientlab.core.recordings import RecordedTrace, recorded_trace, recorded_traces, verdict
@@ -88,7 +87,7 @@ def about(capture: Capture) -> str:
 def records(capture: Capture, path: str) -> list[dict[str, Any]]:
     """Return file ``path`` of ``capture`` as JSON records (iproute2's ``-j`` keys where they
     exist), parsed with the parser its manifest names."""
-    return to_records(capture.entry(path)["parser"], capture.parse(path))
+    return capture.records(path)
 
 
 def jsonl(capture: Capture, path: str, **where: Any) -> pd.DataFrame:

@@ -76,9 +76,8 @@ def _first_oif(scenario: str, packet: int, host: str = "node") -> str:
 
 
 def _tunnel_vni(folder: str, dev: str) -> int:
-    from ambientlab.core.parse import to_records
 
-    (rec,) = to_records("ip-link", _capture(DEMO).parse(f"{folder}/ip-d-link-{dev}.txt"))
+    (rec,) = _capture(DEMO).records(f"{folder}/ip-d-link-{dev}.txt")
     return int(rec["linkinfo"]["info_data"]["id"])
 
 
@@ -117,9 +116,8 @@ def _first_lost_without_0x4d3() -> int:
 
 
 def _kebe_ztunnel() -> str:
-    from ambientlab.core.parse import to_records
 
-    routes = to_records("ip-route", _capture(KEBE).parse("node/ip-route-table-101.txt"))
+    routes = _capture(KEBE).records("node/ip-route-table-101.txt")
     (host,) = [r["dst"] for r in routes if r["dst"] != "default"]
     return str(host)
 

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from ambientlab.core.errors import decode_text
-from ambientlab.core.parse import Parsed, custom_columns, parse
+from ambientlab.core.parse import Parsed, custom_columns, parse, to_records
 
 ORIGINS = ("recorded", "excerpt", "reconstructed", "lab")
 FILE_KEYS = ("path", "command", "host", "origin", "parser", "sha256", "source", "basis", "options", "note")
@@ -105,6 +105,11 @@ class Capture:
             options["columns"] = cols
         frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
         return copy.deepcopy(_parse_once(entry["parser"], self.text(path), f"{self.name}/{path}", frozen))
+
+    def records(self, path: str) -> list[dict[str, Any]]:
+        """Return ``path`` as JSON records (iproute2's ``-j`` keys where they exist), parsed with
+        the parser its manifest entry names."""
+        return to_records(self.entry(path)["parser"], self.parse(path))
 
     def verify(self) -> None:
         """Raise ManifestError unless every entry is well-formed, every hash matches, and every

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ambientlab.core.capture import Capture
-from ambientlab.core.parse import to_records
 from ambientlab.core.parse.ip_route import parse_ip_route_records
 from ambientlab.core.parse.ip_rule import parse_ip_rule_records
 from ambientlab.core.trace import ipv4
@@ -92,7 +91,9 @@ class Plan:
 
 
 def _records(capture: Capture, path: str, kind: str) -> list[dict[str, Any]]:
-    return to_records(kind, capture.parse(path))
+    if capture.entry(path)["parser"] != kind:
+        raise PlanError(f"{capture.name}/{path}: the plan reads it as {kind} output, its manifest says {capture.entry(path)['parser']}")
+    return capture.records(path)
 
 
 def _tunnel_links(capture: Capture, folder: str) -> dict[str, dict[str, Any]]:

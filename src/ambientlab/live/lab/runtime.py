@@ -28,7 +28,7 @@ from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.constants import APP_PORT, BEHAVIOURS
 from ambientlab.core.constants import DEMO as DEFAULT_CAPTURE
 from ambientlab.core.constants import INPOD as INPOD_CAPTURE
-from ambientlab.core.trace.predict import SECOND_CAPTURE
+from ambientlab.core.constants import WORKER as SECOND_CAPTURE
 from ambientlab.live.lab.features import missing_required, pick_tunnel, probe_features
 from ambientlab.live.lab.pki import service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
