@@ -133,3 +133,18 @@ def test_cli_walk_prints_each_packet(capsys) -> None:  # type: ignore[no-untyped
     out = capsys.readouterr().out
     assert "== 1 SYN kubelet -> productpage:9080" in out and "0x220" in out
     assert main(["walk", "kind-2022-ambient-worker2", "nosuch"]) == 2
+
+
+def test_rule_names_are_table_chain_and_position() -> None:
+    from ambientlab.core.capture import load_capture
+    from ambientlab.core.constants import DEMO, INPOD
+    from ambientlab.core.trace.names import chain_short, rule_name, rule_names
+
+    names = rule_names(load_capture(DEMO).parse("node/iptables-save.txt"))
+    assert names[36] == "mangle PRE-15"  # -p tcp -m set --match-set ztunnel-pods-ips src -j MARK 0x100
+    assert names[50] == "nat PRE-1" and names[47] == "nat PREROUTING-2"
+    assert len(set(names.values())) == len(names)  # no two rules share a name
+    inpod = rule_names(load_capture(INPOD).parse("productpage-v1/iptables-save.txt"))
+    assert len(set(inpod.values())) == len(inpod)
+    assert chain_short("ISTIO_OUTPUT") == "OUT" and chain_short("KUBE-SERVICES") == "KUBE-SERVICES"
+    assert rule_name("mangle", "ztunnel-FORWARD", 2) == "mangle FWD-2"
