@@ -4,10 +4,17 @@ never the same result (a token lost silently), another exception, or a hang."""
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import re
-import time
+from collections.abc import Iterator
+from pathlib import Path
+from re import (
+    _compiler,  # type: ignore[attr-defined]
+    _parser,  # type: ignore[attr-defined]
+)
+from re import _constants as _const  # type: ignore[attr-defined]
 from typing import Any
 
 import pytest
@@ -70,7 +77,6 @@ def _mutate(rng: random.Random, text: str) -> tuple[str, str]:
 def test_mutants_are_errors_with_file_and_line_or_kept() -> None:
     rng = random.Random(19)
     counts = {"mutants": 0, "errors": 0, "changed": 0}
-    started = time.perf_counter()
     for source, kind, text, options in FILES:
         original = _records(kind, text, source, options)
         for _ in range(MUTANTS_PER_FILE):
@@ -90,7 +96,6 @@ def test_mutants_are_errors_with_file_and_line_or_kept() -> None:
             counts["changed"] += 1
     assert counts["mutants"] > 500 and counts["errors"] > counts["mutants"] / 2, counts
     print(counts)
-    assert time.perf_counter() - started < 30
 
 
 @pytest.mark.parametrize("char", ["\x0c", "\x85", "\x1c", "\u2028", "\r"])
@@ -101,12 +106,82 @@ def test_odd_characters_do_not_shift_line_numbers(char: str) -> None:
     assert err.value.line == 2
 
 
-def test_long_lines_take_linear_time() -> None:
+def test_long_lines_are_errors() -> None:
+    """Lines of 200k characters: a regex that backtracks quadratically would take hours here, so
+    the suite would not finish (no clock is read: the static check below names the cause)."""
     line = "trace id 1a ip mangle PREROUTING rule " + " x" * 200_000 + " \n"
-    started = time.perf_counter()
     with pytest.raises(ParseError, match=r"r\.txt:1: "):
         parse("nft-trace", line, "r.txt")
     for kind in ("ip-rule", "ip-route", "sysctl", "kubectl", "cni-log", "jsonl", "iptables-save", "ip-addr"):
         with pytest.raises(ParseError, match=r"r\.txt:1: "):
             parse(kind, "x" + " \t" * 100_000 + "y\n", "r.txt")
-    assert time.perf_counter() - started < 5
+
+
+_REPEATS = (_const.MAX_REPEAT, _const.MIN_REPEAT, _const.POSSESSIVE_REPEAT)
+
+
+def _unbounded(items: Any) -> Iterator[Any]:
+    """Yield the bodies of the unbounded repeats (``*``, ``+``, ``{n,}``) in parsed regex items."""
+    for op, arg in items:
+        if op in _REPEATS:
+            if arg[1] == _const.MAXREPEAT:
+                yield arg[2]
+            yield from _unbounded(arg[2])
+        elif op in (_const.SUBPATTERN, _const.ATOMIC_GROUP):
+            yield from _unbounded(arg[-1])
+        elif op is _const.BRANCH:
+            for branch in arg[1]:
+                yield from _unbounded(branch)
+
+
+def _ambiguous(items: Any, state: Any) -> Iterator[str]:
+    """Yield a reason for each loop that can backtrack super-linearly: a repeat of more than once
+    whose body holds an unbounded repeat, unless each round starts with a literal character that
+    the inner repeat cannot match (a separator, as in ``x(?: x)*`` or ``a(?:\\.b+)+``)."""
+    for op, arg in items:
+        if op in _REPEATS:
+            body = list(arg[2])
+            while len(body) == 1 and body[0][0] is _const.SUBPATTERN:
+                body = list(body[0][1][-1])
+            inner = list(_unbounded(body))
+            if arg[1] > 1 and inner:
+                first = body[0]
+                sep = chr(first[1]) if first[0] is _const.LITERAL else None
+                if sep is None or any(_compiler.compile(_parser.SubPattern(state, list(b)), 0).fullmatch(sep) for b in inner):
+                    yield f"a repeated group holds an unbounded repeat that can also match its start ({sep!r})"
+            yield from _ambiguous(arg[2], state)
+        elif op in (_const.SUBPATTERN, _const.ATOMIC_GROUP):
+            yield from _ambiguous(arg[-1], state)
+        elif op is _const.BRANCH:
+            for branch in arg[1]:
+                yield from _ambiguous(branch, state)
+        elif op in (_const.ASSERT, _const.ASSERT_NOT):
+            yield from _ambiguous(arg[1], state)
+
+
+def _patterns() -> Iterator[tuple[str, int, str]]:
+    """Yield (file, line, pattern) of every regex literal that src/ambientlab passes to re."""
+    root = Path(__file__).resolve().parents[1] / "src" / "ambientlab"
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                yield str(path.relative_to(root)), node.lineno, node.args[0].value
+
+
+def test_no_regex_loop_is_ambiguous() -> None:
+    """A quantifier inside a quantified group ((a+)+b, (\\w+\\s?)+$) can backtrack exponentially: where the
+    package nests one, each round starts with a separator the inner repeat cannot match."""
+    found = list(_patterns())
+    assert len(found) > 40, "the scan found the package's regexes"
+    nested = [f"{f}:{line}: {p}: {why}" for f, line, p in found
+              for parsed in [_parser.parse(p)] for why in _ambiguous(parsed, parsed.state)]
+    assert not nested, nested
+
+
+@pytest.mark.parametrize(("pattern", "bad"), [(r"(a+)+b", True), (r"(\w+\s?)+$", True), (r"(?:x+y?)*", True),
+                                              (r"x(?: [^ ]+)*", False), (r"(?:\.[0-9]+)?", False), (r"(?::[0-9]{2})*", False)])
+def test_the_regex_check_tells_loops_apart(pattern: str, bad: bool) -> None:
+    parsed = _parser.parse(pattern)
+    assert bool(list(_ambiguous(parsed, parsed.state))) is bad
