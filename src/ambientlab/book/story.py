@@ -157,6 +157,8 @@ def _rule_step(rows: pd.DataFrame, i: int) -> Step | None:
     changed: list[str] = []
     if before != after:
         changed.append(f"mark {after} (was {before})")
+    elif target == "MARK":
+        changed.append(f"mark stays {after} (already set)")
     ct_before = str(rows.iloc[i - 1]["ctmark"]) if i and rows.iloc[i - 1]["host"] == host else None
     if target == "CONNMARK" and "--save-mark" in matched:
         changed.append(f"connmark {row['ctmark']} (was {ct_before or '0x0'}): the mark is saved on the connection")
