@@ -251,6 +251,9 @@ def _wire_step(rows: pd.DataFrame, i: int) -> Step | None:
         return Step(host, f"sends `{row['headers']}`", f"into {where.removeprefix('into ')}", "", hop)
     if where.startswith("veth "):
         a, b = where.removeprefix("veth ").split(" -> ")
+        if a == "eth0" and b.endswith("/eth0"):  # two nodes: the underlay, reduced to one wire
+            return Step(host, f"leaves by {a}", f"arrives in {b} with mark {row['mark_after']} (was {row['mark_before']})",
+                        "the underlay between the nodes (kind's docker network, one wire here): marks stay behind", hop)
         return Step(host, f"leaves by veth {a}", f"arrives in {b} with mark {row['mark_after']} (was {row['mark_before']})",
                     "a veth joins two network namespaces: the mark and the conntrack entry stay behind", hop)
     if where.startswith("tunnel ") and matched.startswith("encapsulated"):
