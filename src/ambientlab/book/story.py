@@ -393,8 +393,8 @@ def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "ends at": end,
                 "downstream peer": peer,
                 "source = peer": (peer == src.rsplit(":", 1)[0]) if peer else "",
-                "basis": ("derived from the 2022 code: original_src, the downstream peer's address" if onward
-                          else "derived from the 2022 code: HBONE leaves from the client ztunnel's own address"
+                "basis": ("derived (2022 code): original_src, the downstream peer" if onward
+                          else "derived (2022 code): HBONE from the ztunnel's own address"
                           if hbone else "the app's own address"),
             })
             last = hops.iloc[-1]
