@@ -78,3 +78,14 @@ def test_who_connects_checks_each_onward_source_against_its_downstream_peer() ->
     apps = table[table["sender"].isin(["productpage-v1", "ratings-v1"])]
     assert (apps["basis"] == "the app's own address").all()
     assert isinstance(table, pd.DataFrame) and table.index.names == ["walk", "packet"]
+
+
+def test_the_folded_hop_table_hides_the_same_silent_rows_in_both_designs() -> None:
+    from ambientlab.book.display import hops
+
+    inpod = walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-inbound")
+    shown = hops(inpod)
+    assert not shown["matched"].isin(["-j ISTIO_PRERT", "-j ISTIO_OUTPUT"]).any()
+    assert (inpod["matched"] == "-j ISTIO_PRERT").any()  # they are in the walk, only not shown
+    used = {h for label in inpod["packet"].drop_duplicates() for s in steps(inpod, label) for h in s.hops}
+    assert used <= set(shown.index)  # every step stands for rows the folded table shows
