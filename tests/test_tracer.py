@@ -85,7 +85,7 @@ def test_walk_borrowed_source_replies_use_table_102_and_0x4d3() -> None:
     reply = packet_hops(frame, 2)
     assert "102: from all fwmark 0x40/0x40 lookup 102" in set(reply["matched"])
     assert "0x4d3" in set(reply["mark_after"])
-    assert reply.iloc[-1]["matched"] == "socket to reviews-v1 (original_src = productpage)"
+    assert reply.iloc[-1]["matched"] == "socket to reviews-v2 (source: the client pod, ratings)"
     out = packet_hops(frame, 1)
     assert out[out["where"] == "mangle ztunnel-FORWARD"]["ctmark"].tolist() == ["0x210"]
 
@@ -98,6 +98,27 @@ def test_walk_every_scenario_ends_somewhere_and_cites_the_capture() -> None:
         assert not last["matched"].str.contains("no socket").any(), name
         cited = frame["line"].dropna()
         assert cited.str.match(r"kind-2022-ambient-worker2/(node|ztunnel)/[\w.-]+:\d+$").all()
+
+
+def test_a_veth_crossing_row_shows_the_mark_the_packet_arrives_with() -> None:
+    frame = walk(CAPTURE, "same-node-vip")
+    crossings = frame[frame["matched"] == "crosses a veth: mark and conntrack reset"]
+    assert len(crossings) >= 2 and (crossings["mark_after"] == "0x0").all()
+    assert "0x220" in set(crossings["mark_before"])  # the mark it had on the node, before the crossing
+    for index in crossings.index:  # the next hop, in the other namespace, starts from that mark
+        assert frame.loc[index + 1, "mark_before"] == "0x0"
+
+
+def test_the_walks_use_one_pod_layout_and_dial_from_the_downstream_peer() -> None:
+    syns = {name: walk(CAPTURE, name) for name in ("same-node-vip", "inbound-remote", "borrowed-source",
+                                                   "pod-not-in-ipset", "ztunnel-own", "no-socket-marks")}
+    for name, frame in syns.items():
+        assert not frame["headers"].str.contains(r"> 10\.244\.2\.7:").any(), name  # reviews-v1 is not on this node
+    sources = {name: frame[frame["hook"] == "wire"]["headers"].iloc[0].split(":")[0]
+               for name, frame in ((n, packet_hops(f, p)) for n, f, p in (
+                   ("same-node-vip", syns["same-node-vip"], 4), ("inbound-remote", syns["inbound-remote"], 3),
+                   ("borrowed-source", syns["borrowed-source"], 1)))}
+    assert sources == {"same-node-vip": "10.244.2.10", "inbound-remote": "10.244.1.19", "borrowed-source": "10.244.2.2"}
 
 
 def test_pod_outside_the_ipset_reaches_15006_via_table_100() -> None:

@@ -39,7 +39,7 @@ import socket, sys, time
 c = socket.socket()
 c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 c.bind(("10.244.2.3", int(sys.argv[1]))); c.settimeout(5)
-c.connect(("10.244.2.7", 9080))
+c.connect(("10.244.2.5", 9080))
 print("connected", flush=True)
 time.sleep(30)
 """
@@ -87,7 +87,7 @@ def test_handshake_through_ztunnel_matches_the_walk(netns_ok: None) -> None:
                 proc.kill()
                 proc.communicate()  # waits, and closes the pipes
     # ztunnel's socket saw the pod's address as peer and the original destination as its own
-    assert accepted == ["accepted", "10.244.2.7", "9080", "10.244.2.3", "40002"]
+    assert accepted == ["accepted", "10.244.2.5", "9080", "10.244.2.3", "40002"]
     frame = walk(CAPTURE, "no-socket-marks")
     rules = {h: parse_iptables_save(CAPTURE.text(f"{h}/iptables-save.txt"), h).rules for h in ("node", "ztunnel")}
     mine: dict[str, Counter[tuple[str, str, int]]] = {"node": Counter(), "ztunnel": Counter()}

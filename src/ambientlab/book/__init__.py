@@ -12,6 +12,9 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :data:`WORLD`.
 - One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
   :func:`ip_text`.
+- A walk as a story (issue 17): :func:`story` (a :class:`Story`: the numbered :func:`steps`, each
+  a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
+  connection as a sequence diagram), :func:`who_connects` (who connects to whom from which address).
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`.
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
@@ -33,6 +36,7 @@ from ambientlab import __version__
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.story import Step, Story, draw_connection, steps, story, who_connects
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
@@ -180,6 +184,8 @@ __all__ = [
     "HboneConnection",
     "Prediction",
     "RecordedTrace",
+    "Step",
+    "Story",
     "about",
     "answer",
     "capture",
@@ -187,6 +193,7 @@ __all__ = [
     "compact",
     "compare_designs",
     "draw_cluster",
+    "draw_connection",
     "draw_node",
     "draw_walk",
     "hops",
@@ -208,7 +215,10 @@ __all__ = [
     "route_get",
     "show",
     "split_at_underlay",
+    "steps",
+    "story",
     "tls_records",
     "verdict",
     "walk",
+    "who_connects",
 ]

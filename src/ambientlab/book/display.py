@@ -48,15 +48,15 @@ def hops(frame: pd.DataFrame, packet: int | str | None = None, *, quiet: bool = 
     """Return the hop table of a walk, or of one of its packets (by number, or by full label),
     for reading.
 
-    With ``quiet``, rows of LOG rules and of bare jumps into ztunnel's chains (``-j ztunnel-…``
-    with no match) are left out: they match every packet and decide nothing. Marks and devices
-    are shown as text, empty where they do not apply.
+    With ``quiet``, rows of LOG rules and of bare jumps into Istio's chains (``-j ztunnel-…`` in
+    2022, ``-j ISTIO_…`` in-pod, with no match) are left out: they match every packet and decide
+    nothing. Marks and devices are shown as text, empty where they do not apply.
     """
     if packet is not None:
         frame = packet_hops(frame, packet)
     if quiet:
         text = frame["matched"].astype(str)
-        frame = frame[~(text.str.contains(" -j LOG ") | text.str.startswith("-j LOG ") | text.str.fullmatch(r"-j ztunnel-\S+"))]
+        frame = frame[~(text.str.contains(" -j LOG ") | text.str.startswith("-j LOG ") | text.str.fullmatch(r"-j (?:ztunnel-|ISTIO_)\S+"))]
     view = frame.assign(
         mark=[after if before == after else f"{before} → {after}"
               for before, after in zip(frame["mark_before"], frame["mark_after"], strict=True)],

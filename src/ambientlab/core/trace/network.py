@@ -284,8 +284,10 @@ class Network:
             hops.append(self._hop(label, machine.name, "wire", dev, what, None, packet, packet.mark))
             return
         other, other_dev = peer
-        hops.append(self._hop(label, machine.name, "wire", f"veth {dev} -> {other}/{other_dev}",
-                              "crosses a veth: mark and conntrack reset", None, packet, packet.mark))
+        row = self._hop(label, machine.name, "wire", f"veth {dev} -> {other}/{other_dev}",
+                        "crosses a veth: mark and conntrack reset", None, packet, packet.mark)
+        row["mark_after"] = hex(0)  # the mark is cleared on the way into the other namespace (what it arrives with)
+        hops.append(row)
         packet.enter(other_dev)
         self._receive(label, self.machines[other], packet, hops)
 

@@ -4,8 +4,14 @@ Each scenario is a short script: which packets are sent, by whom, in which order
 every packet is computed by :class:`~ambientlab.core.trace.network.Network` from the capture; the
 scenario only plays the applications (the pods and ztunnel's sockets). ztunnel plays the Sept
 2022 Envoy build: listeners marked 0x401 (15001) and 0x402 (15006, 15008), onward connections
-with the client's address (``original_src``, transparent) and mark 0x4d2 — except in
-``no-socket-marks``, which plays the 2023 Rust ztunnel (no socket marks).
+with mark 0x4d2 from the *downstream peer's* address (``original_src``, a transparent socket):
+the client ztunnel's address for HBONE, the client pod's own address only for plaintext
+inbound (15006) and passthrough — except in ``no-socket-marks``, which plays the 2023 Rust
+ztunnel (no socket marks).
+
+One pod layout (Zhao's part 3): reviews-v1 runs on ambient-worker (10.244.1.23); the on-node
+destination is reviews-v2 (10.244.2.5). The capture's files still name 10.244.2.7, where
+reviews-v1 ran when the node was recorded; no walk sends to it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from ambientlab.core.trace.netfilter import Packet
 from ambientlab.core.trace.network import HOP_COLUMNS, Network, Socket
 
 IP = ipv4.to_int
-PRODUCTPAGE, RATINGS, REVIEWS_V1, REVIEWS_V2 = IP("10.244.2.3"), IP("10.244.2.2"), IP("10.244.2.7"), IP("10.244.2.5")
+PRODUCTPAGE, RATINGS, REVIEWS_V2 = IP("10.244.2.3"), IP("10.244.2.2"), IP("10.244.2.5")
 ZTUNNEL, HOST_IP = IP("10.244.2.10"), IP("10.244.2.1")
 REVIEWS_VIP = IP("10.96.183.192")  # recorded in Zhao's part 3 (S11)
 REMOTE_REVIEWS_V1 = IP("10.244.1.23")  # reviews-v1 after it moved to ambient-worker (part 3, S11)
@@ -67,7 +73,7 @@ def same_node_vip(net: Network) -> list[Send]:
     _listeners(net)
     _connected(net, "ztunnel", "accepted from productpage", (REVIEWS_VIP, 9080), (PRODUCTPAGE, 40000))
     _connected(net, "ztunnel", "HBONE to reviews-v2", (ZTUNNEL, 41000), (REVIEWS_V2, 15088))
-    _connected(net, "ztunnel", "to reviews-v2 (original_src)", (ZTUNNEL, 42000), (REVIEWS_V2, 9080))
+    _connected(net, "ztunnel", "to reviews-v2 (source: the HBONE peer, ztunnel itself)", (ZTUNNEL, 42000), (REVIEWS_V2, 9080))
     return [
         _syn_to_reviews_vip(),
         Send("2 SYN-ACK ztunnel (as the VIP) -> productpage", "ztunnel",
@@ -91,46 +97,49 @@ def cross_node_hbone(net: Network) -> list[Send]:
 
 
 def inbound_remote(net: Network) -> list[Send]:
-    """HBONE from ambient-worker's ztunnel to reviews-v1 here; ztunnel dials reviews-v1 with the
-    peer's address, and the replies come back through connmark 0x210 -> mark 0x40 -> table 102."""
+    """HBONE from ambient-worker's ztunnel to reviews-v2 here; ztunnel dials reviews-v2 with the
+    HBONE peer's address (the remote ztunnel's), and the replies come back through connmark
+    0x210 -> mark 0x40 -> table 102."""
     _listeners(net)
-    _connected(net, "ztunnel", "to reviews-v1 (original_src = the remote ztunnel)", (REMOTE_ZTUNNEL, 44000), (REVIEWS_V1, 9080))
+    _connected(net, "ztunnel", "to reviews-v2 (source: the HBONE peer, the remote ztunnel)", (REMOTE_ZTUNNEL, 44000),
+               (REVIEWS_V2, 9080))
     return [
-        Send("1 HBONE SYN remote ztunnel -> reviews-v1:15008", WORLD, tcp(REMOTE_ZTUNNEL, 50000, REVIEWS_V1, 15008, "S")),
+        Send("1 HBONE SYN remote ztunnel -> reviews-v2:15008", WORLD, tcp(REMOTE_ZTUNNEL, 50000, REVIEWS_V2, 15008, "S")),
         Send("2 HBONE SYN-ACK ztunnel -> remote ztunnel", "ztunnel",
-             tcp(REVIEWS_V1, 15008, REMOTE_ZTUNNEL, 50000, "SA"), 0x402, True),
-        Send("3 SYN ztunnel (as 10.244.1.19) -> reviews-v1:9080", "ztunnel",
-             tcp(REMOTE_ZTUNNEL, 44000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
-        Send("4 SYN-ACK reviews-v1 -> 10.244.1.19 (borrowed source)", "reviews-v1",
-             tcp(REVIEWS_V1, 9080, REMOTE_ZTUNNEL, 44000, "SA")),
+             tcp(REVIEWS_V2, 15008, REMOTE_ZTUNNEL, 50000, "SA"), 0x402, True),
+        Send("3 SYN ztunnel (as 10.244.1.19) -> reviews-v2:9080", "ztunnel",
+             tcp(REMOTE_ZTUNNEL, 44000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
+        Send("4 SYN-ACK reviews-v2 -> 10.244.1.19 (borrowed source)", "reviews-v2",
+             tcp(REVIEWS_V2, 9080, REMOTE_ZTUNNEL, 44000, "SA")),
     ]
 
 
-def borrowed_source(net: Network) -> list[Send]:
-    """Only the connection ztunnel opens with a borrowed source: out with 0x210, replies via 0x40."""
-    _listeners(net)
-    _connected(net, "ztunnel", "to reviews-v1 (original_src = productpage)", (PRODUCTPAGE, 45000), (REVIEWS_V1, 9080))
-    return [
-        Send("1 SYN ztunnel (as productpage) -> reviews-v1", "ztunnel",
-             tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
-        Send("2 SYN-ACK reviews-v1 -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "SA")),
-        Send("3 ACK ztunnel (as productpage) -> reviews-v1", "ztunnel",
-             tcp(PRODUCTPAGE, 45000, REVIEWS_V1, 9080, "A"), 0x4D2, True),
-        Send("4 data reviews-v1 -> productpage", "reviews-v1", tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 45000, "PA")),
-    ]
+def _outside_mesh(net: Network) -> None:
+    """Take ratings out of the node's ipset, as if its namespace had lost the ambient label."""
+    net.machines["node"].rules.ipsets["ztunnel-pods-ips"].discard(RATINGS)  # type: ignore[union-attr]
 
 
 def pod_not_in_ipset(net: Network) -> list[Send]:
-    """ratings taken out of the ipset (as if its namespace were not labelled) calls reviews-v1:
-    no outbound capture, but table 100 still sends it to ztunnel's plaintext inbound port."""
-    net.machines["node"].rules.ipsets["ztunnel-pods-ips"].discard(RATINGS)  # type: ignore[union-attr]
+    """ratings taken out of the ipset (as if its namespace were not labelled) calls reviews-v2:
+    no outbound capture, but table 100 still sends it to ztunnel's plaintext inbound port 15006."""
+    _outside_mesh(net)
     _listeners(net)
-    _connected(net, "ztunnel", "to reviews-v1 (original_src = ratings)", (RATINGS, 46000), (REVIEWS_V1, 9080))
+    return [Send("1 SYN ratings -> reviews-v2", "ratings-v1", tcp(RATINGS, 46000, REVIEWS_V2, 9080, "S"))]
+
+
+def borrowed_source(net: Network) -> list[Send]:
+    """ztunnel passes on ratings' plaintext connection (ratings outside the mesh, accepted on
+    15006) to reviews-v2 with ratings' own address: out with 0x210, replies via 0x40 and table 102."""
+    _outside_mesh(net)
+    _listeners(net)
+    _connected(net, "ztunnel", "to reviews-v2 (source: the client pod, ratings)", (RATINGS, 45000), (REVIEWS_V2, 9080))
     return [
-        Send("1 SYN ratings -> reviews-v1", "ratings-v1", tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S")),
-        Send("2 SYN ztunnel (as ratings) -> reviews-v1", "ztunnel",
-             tcp(RATINGS, 46000, REVIEWS_V1, 9080, "S"), 0x4D2, True),
-        Send("3 SYN-ACK reviews-v1 -> ratings", "reviews-v1", tcp(REVIEWS_V1, 9080, RATINGS, 46000, "SA")),
+        Send("1 SYN ztunnel (as ratings) -> reviews-v2", "ztunnel",
+             tcp(RATINGS, 45000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
+        Send("2 SYN-ACK reviews-v2 -> ratings", "reviews-v2", tcp(REVIEWS_V2, 9080, RATINGS, 45000, "SA")),
+        Send("3 ACK ztunnel (as ratings) -> reviews-v2", "ztunnel",
+             tcp(RATINGS, 45000, REVIEWS_V2, 9080, "A"), 0x4D2, True),
+        Send("4 data reviews-v2 -> ratings", "reviews-v2", tcp(REVIEWS_V2, 9080, RATINGS, 45000, "PA")),
     ]
 
 
@@ -153,8 +162,8 @@ def ztunnel_own(net: Network) -> list[Send]:
         Send("1 SYN ztunnel -> control plane (xDS)", "ztunnel", tcp(ZTUNNEL, 48000, istiod, 15012, "S")),
         Send("2 SYN-ACK control plane -> ztunnel", WORLD, tcp(istiod, 15012, ZTUNNEL, 48000, "SA")),
         Send("3 DNS query ztunnel -> DNS pod", "ztunnel", Packet(src=ZTUNNEL, dst=dns, proto=UDP, sport=53000, dport=53)),
-        Send("4 SYN productpage -> reviews-v1 (geneve to ztunnel)", "productpage-v1",
-             tcp(PRODUCTPAGE, 40001, REVIEWS_V1, 9080, "S")),
+        Send("4 SYN productpage -> reviews-v2 (geneve to ztunnel)", "productpage-v1",
+             tcp(PRODUCTPAGE, 40001, REVIEWS_V2, 9080, "S")),
     ]
 
 
@@ -163,12 +172,12 @@ def no_socket_marks(net: Network) -> list[Send]:
     answers leave by eth0 (0x210), and productpage's next packets come back via 0x40."""
     net.machines["ztunnel"].sockets.append(
         Socket("ztunnel outbound (15001)", (IP("127.0.0.1"), 15001), transparent=True))
-    _connected(net, "ztunnel", "accepted from productpage", (REVIEWS_V1, 9080), (PRODUCTPAGE, 40002))
+    _connected(net, "ztunnel", "accepted from productpage", (REVIEWS_V2, 9080), (PRODUCTPAGE, 40002))
     return [
-        Send("1 SYN productpage -> reviews-v1", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "S")),
-        Send("2 SYN-ACK ztunnel (as reviews-v1) -> productpage", "ztunnel",
-             tcp(REVIEWS_V1, 9080, PRODUCTPAGE, 40002, "SA"), 0, True),
-        Send("3 ACK productpage -> reviews-v1", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V1, 9080, "A")),
+        Send("1 SYN productpage -> reviews-v2", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V2, 9080, "S")),
+        Send("2 SYN-ACK ztunnel (as reviews-v2) -> productpage", "ztunnel",
+             tcp(REVIEWS_V2, 9080, PRODUCTPAGE, 40002, "SA"), 0, True),
+        Send("3 ACK productpage -> reviews-v2", "productpage-v1", tcp(PRODUCTPAGE, 40002, REVIEWS_V2, 9080, "A")),
     ]
 
 

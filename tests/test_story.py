@@ -1,0 +1,91 @@
+"""The walk as a story: the numbered steps computed from a hop table, the sequence diagram's
+stretches, and the table of who connects to whom from which address."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ambientlab import load_capture
+from ambientlab.book.story import legs, rule_label, steps, story, who_connects
+from ambientlab.core.trace.walks import packet_hops, walk
+
+CAPTURE = load_capture("kind-2022-ambient-worker2")
+
+
+def test_rules_are_named_by_table_chain_and_position() -> None:
+    line = "kind-2022-ambient-worker2/node/iptables-save.txt:36"
+    assert rule_label(line, "mangle ztunnel-PREROUTING") == "mangle PRE-15"
+    assert rule_label(None, "table 101") == "table 101"
+    assert rule_label("no-such-capture/x.txt:3", "mangle FOO") == "mangle FOO"
+
+
+def test_the_syn_story_names_the_capture_rule_the_ip_rule_and_the_tunnel() -> None:
+    found = steps(walk(CAPTURE, "same-node-vip"), 1)
+    texts = [s.text() for s in found]
+    mark = next(s for s in found if s.matched.startswith("mangle PRE-15 "))
+    assert mark.changed == "mark 0x100 (was 0x0)"
+    assert "src in ipset ztunnel-pods-ips" in mark.why
+    assert "mark 0x100 selects ip rule 101 (from all fwmark 0x100/0x100 lookup 101) → table 101" in mark.why
+    assert any(t.startswith("node: enters tunnel istioout") for t in texts)
+    assert found[-1].matched == "delivered to socket accepted from productpage"
+    assert not any("-j LOG" in t or "-j ztunnel-PREROUTING`" in t for t in texts)  # no silent rules
+    assert all(" rule 15" not in t for t in texts)
+
+
+def test_every_hop_is_in_at_most_one_step_and_silent_hops_in_none() -> None:
+    frame = walk(CAPTURE, "borrowed-source")
+    for label in frame["packet"].drop_duplicates():
+        rows = packet_hops(frame, label)
+        used = [h for s in steps(rows) for h in s.hops]
+        assert len(used) == len(set(used)) and set(used) <= set(rows.index)
+        silent = rows[rows["matched"].str.contains("-j LOG ") | rows["matched"].str.fullmatch(r"-j [\w-]+")]
+        assert not set(silent.index) & set(used)
+
+
+def test_a_goto_rule_and_the_connmark_save_are_told() -> None:
+    found = steps(walk(CAPTURE, "borrowed-source"), 1)
+    route = next(s for s in found if s.host == "node" and s.matched.startswith("routing:"))
+    assert route.matched.startswith("routing: ip rule 100 (from all fwmark 0x200/0x200 goto 32766) → ip rule 32766")
+    saved = next(s for s in found if "CONNMARK --save-mark" in s.matched)
+    assert saved.changed.startswith("connmark 0x210 (was 0x0)")
+    answer = steps(walk(CAPTURE, "borrowed-source"), 2)
+    to_0x40 = next(s for s in answer if "0x40/0x40" in s.matched and "MARK" in s.matched)
+    assert "mark 0x40 selects ip rule 102" in to_0x40.why and "connmark 0x210/0x210" in to_0x40.why
+
+
+def test_a_story_renders_steps_and_folds_the_hop_table() -> None:
+    told = story(walk(CAPTURE, "same-node-vip"), 5)
+    page = told._repr_html_()
+    assert page.count("<li>") == len(told.steps) and "<details>" in page and "ctmark" in page
+    assert repr(told).splitlines()[1].startswith(" 1. reviews-v2: sends")
+
+
+def test_legs_follow_the_packet_between_namespaces_and_through_the_tunnel() -> None:
+    found, ending = legs(packet_hops(walk(CAPTURE, "same-node-vip"), 1))
+    assert [(x.start, x.end, x.tunnel) for x in found] == [("productpage-v1", "node", False), ("node", "ztunnel", True)]
+    assert found[1].via == "istioout (geneve, over veth6cc9a213)" and ending == "socket"
+    found, ending = legs(packet_hops(walk(CAPTURE, "cross-node-hbone"), 2))
+    assert found[-1].end == "the rest of the cluster (eth0)" and ending == "world"
+
+
+def test_who_connects_checks_each_onward_source_against_its_downstream_peer() -> None:
+    table = who_connects({n: walk(CAPTURE, n) for n in ("same-node-vip", "inbound-remote", "pod-not-in-ipset",
+                                                        "borrowed-source")})
+    onward = table[table["downstream peer"] != ""]
+    assert onward["source"].tolist() == ["10.244.2.10", "10.244.1.19", "10.244.2.2"]
+    assert (onward["source = peer"] == True).all()  # noqa: E712
+    assert onward["basis"].str.startswith("derived").all()
+    apps = table[table["sender"].isin(["productpage-v1", "ratings-v1"])]
+    assert (apps["basis"] == "the app's own address").all()
+    assert isinstance(table, pd.DataFrame) and table.index.names == ["walk", "packet"]
+
+
+def test_the_folded_hop_table_hides_the_same_silent_rows_in_both_designs() -> None:
+    from ambientlab.book.display import hops
+
+    inpod = walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-inbound")
+    shown = hops(inpod)
+    assert not shown["matched"].isin(["-j ISTIO_PRERT", "-j ISTIO_OUTPUT"]).any()
+    assert (inpod["matched"] == "-j ISTIO_PRERT").any()  # they are in the walk, only not shown
+    used = {h for label in inpod["packet"].drop_duplicates() for s in steps(inpod, label) for h in s.hops}
+    assert used <= set(shown.index)  # every step stands for rows the folded table shows
