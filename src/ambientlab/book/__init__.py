@@ -13,7 +13,8 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
 - One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
   :func:`ip_text`.
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
-- Exercises: :func:`answer`.
+- Exercises: :func:`answer`, :func:`hint`; one packet of your own, walked by the tracer:
+  :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`.
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
   :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
@@ -31,8 +32,9 @@ import pandas as pd
 
 from ambientlab import __version__
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
-from ambientlab.book.check import answer
+from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.packet import decision, devices, ending, send
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
@@ -186,9 +188,13 @@ __all__ = [
     "chapter",
     "compact",
     "compare_designs",
+    "decision",
+    "devices",
     "draw_cluster",
     "draw_node",
     "draw_walk",
+    "ending",
+    "hint",
     "hops",
     "ip",
     "ip_text",
@@ -206,6 +212,7 @@ __all__ = [
     "records",
     "render_route",
     "route_get",
+    "send",
     "show",
     "split_at_underlay",
     "tls_records",
