@@ -197,7 +197,7 @@ EXERCISES: dict[str, Exercise] = {
     "01-rule-for-0x300": Exercise(
         lambda: decision(host_from_capture(_capture(DEMO), "node").route_get("10.244.2.5", "10.244.2.3",
                                                                               "vethproductpage", 0x300)),
-        ("Read `ip rule` from the top, as LARTC does: rule 0 only knows the node's own addresses. Which of "
+        ("Read `ip rule` from the top, as LARTC does: ip rule 0 (table local) only knows the node's own addresses. Which of "
          "ambient's rules is the first whose fwmark/mask matches 0x300?",
          "A rule `fwmark V/M` matches when (mark AND M) equals V: 0x300 AND 0x200 is 0x200. A `goto` jumps to "
          "the rule it names, and that rule's table decides.",
@@ -378,7 +378,7 @@ EXERCISES: dict[str, Exercise] = {
     "13-onward-table": Exercise(
         lambda: host_from_capture(_capture(DEMO), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
         ("ztunnel's rules compare the mark with a mask of 0xfff.",
-         "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of rules 20000-20003. If none matches, "
+         "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of ip rules 20000-20003. If none matches, "
          "which rule comes next, and which table does it look up? Give the table's name or number as a string.")),
     "13-reset-piece": Exercise(
         _lab_reset_piece,
@@ -490,7 +490,7 @@ def _progress(kind: str, given: Any, right: Any) -> str:
             return f"Your {same} devices are right, but the packet crosses more."
         if same == len(want) < len(got):
             return f"The packet stops after your first {same} devices."
-        return f"Your first {same} devices are right." if same else "Your first device is not the one it enters by."
+        return f"Your first {same} devices are right." if same else "Your list starts with a device the packet does not cross first."
     if kind == "decision":
         got, want = _decision(given), [str(part) for part in right]
         if len(got) != 2:
