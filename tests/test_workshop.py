@@ -29,6 +29,8 @@ def test_a_solution_becomes_a_stub_with_the_hints() -> None:
     assert EXERCISES["02-xmark-full"].hints[0] in stub and 'book.hint(\\"02-xmark-full\\", 2)' in stub
     assert EXERCISES["02-xmark-full"].hints[1] not in stub  # the later hints are the reader's to ask for
     compile(stub, "stub", "exec")
+    walk = stub_for('print(book.answer("06-walk-ratings-vip", book.devices(syn)))')
+    assert "book.send(demo, origin, dst, dport, …)" in walk and "book.send" not in stub
 
 
 def _bound_and_used(source: str) -> tuple[set[str], set[str]]:

@@ -28,6 +28,9 @@ def stub_for(source: str) -> str:
     ids = list(dict.fromkeys(re.findall(r'book\.answer\(\s*"([^"]+)"', source)))
     hints = " ".join(f'{i}: {EXERCISES[i].hints[0]} (more: book.hint("{i}", 2))' for i in ids if i in EXERCISES)
     message = (f"exercise {', '.join(ids)}. Hint: {hints}" if ids else "exercise: write your own solution")
+    if any(i in EXERCISES and EXERCISES[i].kind != "value" for i in ids):
+        message += (" To check your prediction, walk the packet: book.send(demo, origin, dst, dport, …), then "
+                    "book.devices, book.decision or book.ending.")
     return STUB.format(message=message.replace("\\", "\\\\").replace('"', '\\"'))
 
 
