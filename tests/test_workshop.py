@@ -26,8 +26,11 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_a_solution_becomes_a_stub_with_the_hints() -> None:
     stub = stub_for('x = 1\nprint(book.answer("02-xmark", x))\nprint(book.answer("02-xmark-full", x))')
     assert stub.splitlines()[-1].startswith('raise NotImplementedError("exercise 02-xmark, 02-xmark-full. Hint: 02-xmark: ')
-    assert EXERCISES["02-xmark-full"][1] in stub
+    assert EXERCISES["02-xmark-full"].hints[0] in stub and 'book.hint(\\"02-xmark-full\\", 2)' in stub
+    assert EXERCISES["02-xmark-full"].hints[1] not in stub  # the later hints are the reader's to ask for
     compile(stub, "stub", "exec")
+    walk = stub_for('print(book.answer("06-walk-ratings-vip", book.devices(syn)))')
+    assert "book.send(demo, origin, dst, dport, …)" in walk and "book.send" not in stub
 
 
 def _bound_and_used(source: str) -> tuple[set[str], set[str]]:

@@ -16,7 +16,8 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
   connection as a sequence diagram), :func:`who_connects` (who connects to whom from which address).
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
-- Exercises: :func:`answer`.
+- Exercises: :func:`answer`, :func:`hint`; one packet of your own, walked by the tracer:
+  :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`.
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
   :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
@@ -34,8 +35,9 @@ import pandas as pd
 
 from ambientlab import __version__
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
-from ambientlab.book.check import answer
+from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.packet import decision, devices, ending, send
 from ambientlab.book.story import Step, Story, draw_connection, steps, story, who_connects
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
@@ -192,10 +194,14 @@ __all__ = [
     "chapter",
     "compact",
     "compare_designs",
+    "decision",
+    "devices",
     "draw_cluster",
     "draw_connection",
     "draw_node",
     "draw_walk",
+    "ending",
+    "hint",
     "hops",
     "ip",
     "ip_text",
@@ -213,6 +219,7 @@ __all__ = [
     "records",
     "render_route",
     "route_get",
+    "send",
     "show",
     "split_at_underlay",
     "steps",

@@ -1,14 +1,24 @@
 """Self-checks for the chapters' exercises. Each right answer is computed from the data (and the
-tracer), never typed in; :func:`answer` says "Correct." or gives a hint."""
+tracer), never typed in; :func:`answer` says "Correct." or gives a hint, a gentler one first.
+
+Two kinds of exercise: look-ups and computations on the chapter's data, and "predict the walk":
+the reader states the path of a packet that the chapter did not walk (the devices it crosses,
+the ip rule and table that decide, or where it ends), and the check walks that packet with the
+tracer (:mod:`ambientlab.book.packet`). Every exercise has layered hints, from a gentle one to
+nearly the answer: the n-th wrong answer gets hint n, and :func:`hint` shows any of them.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pandas as pd
 
+from ambientlab.book.packet import decision, devices, ending, send
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.constants import DEMO, HBONE, INPOD, KEBE, LAB, WORKER
 from ambientlab.core.trace import host_from_capture
@@ -42,7 +52,7 @@ def _pod_outside_set() -> str:
 def _rule_for(mark: int, folder: str = "node") -> int:
     """Return the priority of the rule that decides for a packet with ``mark`` (a ``goto``
     that jumped to the looking-up rule counts as the deciding one)."""
-    found = host_from_capture(_capture(DEMO), folder).route_get("10.244.2.7", mark=mark)
+    found = host_from_capture(_capture(DEMO), folder).route_get("10.244.2.5", mark=mark)
     return int((found["_via"] or found["_rule"]).priority)
 
 
@@ -70,9 +80,6 @@ def _table_of(scenario: str, packet: int, host: str = "node") -> str:
     return str(wheres[wheres.str.startswith("table ")].iloc[0]).removeprefix("table ")
 
 
-def _first_oif(scenario: str, packet: int, host: str = "node") -> str:
-    rows = _routing(scenario, packet, host)
-    return str(rows["oif"].dropna().iloc[0])
 
 
 def _tunnel_vni(folder: str, dev: str) -> int:
@@ -81,18 +88,8 @@ def _tunnel_vni(folder: str, dev: str) -> int:
     return int(rec["linkinfo"]["info_data"]["id"])
 
 
-def _outer_mark() -> int:
-    rows = _packet("same-node-vip", 1)
-    rows = rows[(rows["host"] == "node") & (rows["hook"] == "OUTPUT")]
-    return int(rows["mark_after"].iloc[-1], 16)
 
 
-def _tproxy_port(iif: str, dport: int) -> int:
-    net_rules = Ruleset(_capture(DEMO).text("ztunnel/iptables-save.txt"), "ztunnel")
-    packet = Packet(src=1, dst=2, proto=6, sport=1000, dport=dport, iif=iif)
-    net_rules.run("PREROUTING", packet, nat=False)
-    assert packet.tproxy is not None
-    return packet.tproxy[1]
 
 
 def _ctmark(scenario: str, packet: int) -> int:
@@ -155,138 +152,277 @@ def _lab_reset_piece() -> str:
     return str(piece)
 
 
-EXERCISES: dict[str, tuple[Callable[[], Any], str]] = {
-    "01-pod-outside-set": (
+# -- "predict the walk": one packet of the exercise's own, walked by the tracer ---------------------
+
+REVIEWS_VIP = "10.96.183.192"  # the reviews service (recorded in Zhao's part 3)
+DNS_POD = "10.244.0.2"  # a DNS pod on the control-plane node: address assumed (not in the capture)
+DETAILS = "10.244.1.40"  # details-v1 on ambient-worker, outside the mesh: address assumed
+REMOTE_ZTUNNEL = "10.244.1.19"  # ztunnel-w59fl on ambient-worker (recorded)
+
+
+@cache
+def _sent(capture: str, origin: str, dst: str, dport: int = 9080, **how: Any) -> pd.DataFrame:
+    return send(_capture(capture), origin, dst, dport, **how)
+
+
+def _zt_synack(to: str, **how: Any) -> pd.DataFrame:
+    """ztunnel's SYN-ACK (as the reviews service) to pod address ``to``, from its 15001 socket."""
+    return _sent(DEMO, "ztunnel", to, 40000, src=REVIEWS_VIP, sport=9080, flags="SA", mark=0x401, transparent=True,
+                 **how)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: how its answer is computed, its hints (from a gentle one to nearly the
+    answer), what kind of answer it takes, and feedback on wrong answers that are expected."""
+
+    compute: Callable[[], Any]
+    hints: tuple[str, ...]
+    kind: str = "value"  # "value" (a number or a name), "devices", "decision" (ip rule, table) or "ending"
+    traps: dict[str, str] = field(default_factory=dict)  # normalized wrong answer -> what it overlooks
+
+
+FORMS = {
+    "devices": 'Give the devices in order, as a list or a string ("vethA, istioout, …").',
+    "decision": 'Answer "ip rule P, table T" (or a tuple (P, T)).',
+    "ending": 'Answer "ztunnel PORT" (a listener), "pod NAME", "eth0" (it leaves the node), "reset" or "dropped".',
+}
+
+EXERCISES: dict[str, Exercise] = {
+    "01-pod-outside-set": Exercise(
         _pod_outside_set,
-        "Compare the IPs of the pods whose NODE is ambient-worker2 in kubectl-get-pods-o-wide.txt "
-        "with the members of the ipset; give the IP as a string.",
-    ),
-    "01-rule-for-0x300": (
-        lambda: _rule_for(0x300),
-        "Go down the rules by priority; a rule matches when (mark XOR fwmark) AND fwmask is 0. "
-        "0x300 has both bits 0x200 and 0x100 set: which of rules 100 and 101 comes first? Give the priority.",
-    ),
-    "02-xmark": (
+        ("The second capture's pod list has a NODE column; its ipset has the members. One list is longer.",
+         "Compare the IPs of the pods whose NODE is ambient-worker2 in kubectl-get-pods-o-wide.txt "
+         "with the members of the ipset; give the IP as a string.")),
+    "01-rule-for-0x300": Exercise(
+        lambda: decision(host_from_capture(_capture(DEMO), "node").route_get("10.244.2.5", "10.244.2.3",
+                                                                              "vethproductpage", 0x300)),
+        ("Read `ip rule` from the top, as LARTC does: ip rule 0 (table local) only knows the node's own addresses. Which of "
+         "ambient's rules is the first whose fwmark/mask matches 0x300?",
+         "A rule `fwmark V/M` matches when (mark AND M) equals V: 0x300 AND 0x200 is 0x200. A `goto` jumps to "
+         "the rule it names, and that rule's table decides.",
+         "ip rule 100 matches (0x300 has bit 0x200) and jumps to 32766, which looks up main. "
+         'Answer "ip rule 100, table main".'),
+        "decision",
+        {"101 101": "0x300 has bit 0x100 too, so ip rule 101 would match, but the kernel tries a lower "
+                    "priority first."}),
+    "02-xmark": Exercise(
         lambda: _xmark(0x210, "0x40/0x40"),
-        "--set-xmark V/M first clears the bits of M, then XORs V: (0x210 AND NOT 0x40) XOR 0x40.",
-    ),
-    "02-xmark-full": (
+        ("--set-xmark V/M changes only the bits of M.",
+         "--set-xmark V/M first clears the bits of M, then XORs V: (0x210 AND NOT 0x40) XOR 0x40.")),
+    "02-xmark-full": Exercise(
         lambda: _xmark(0x100, "0x220/0xffffffff"),
-        "A mask of 0xffffffff clears every bit before the XOR: the old mark does not survive.",
-    ),
-    "04-syn-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", 1),
-        "Follow ztunnel-PREROUTING from the top for a TCP packet from productpage (in the ipset) that "
-        "comes in on its veth: which MARK rule is the first to match?",
-    ),
-    "04-reply-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", 5),
-        "The connection was opened by ztunnel, so FORWARD saved connmark 0x220. Which rule looks at "
-        "the connmark, and what does it set?",
-    ),
-    "05-table-for-0x100": (
-        lambda: int(_table_of("same-node-vip", 1)),
-        "Rule 101 selects fwmark 0x100/0x100. Give the table number it looks up.",
-    ),
-    "05-outer-device": (
-        lambda: host_from_capture(_capture(DEMO), "node").route_get("10.244.2.10", mark=0x100)["dev"],
-        "Table 101 has a default route and a /32 for 10.244.2.10: the longest prefix wins.",
-    ),
-    "06-vni-istioout": (
-        lambda: _tunnel_vni("node", "istioout"),
-        "Read `ip -d link show istioout`: the number after `geneve id`.",
-    ),
-    "06-outer-mark": (
-        _outer_mark,
-        "The outer UDP packet leaves the node from 10.244.2.1: which rule of mangle ztunnel-OUTPUT "
-        "matches that source, and what does it set?",
-    ),
-    "07-port-pistioin": (
-        lambda: _tproxy_port("pistioin", 9080),
-        "TCP arriving on pistioin for a port other than 15008: which TPROXY rule is the first to match?",
-    ),
-    "07-rule-0x4d3": (
-        lambda: _rule_for(0x4D3, "ztunnel"),
-        "In the ztunnel pod, which ip rule selects fwmark 0x4d3/0xfff? Give its priority.",
-    ),
-    "08-syn-device": (
-        lambda: _first_oif("same-node-vip", 1),
-        "The SYN carries mark 0x100 after PREROUTING. Which device does table 101's default route use?",
-    ),
-    "08-reply-mark": (
-        lambda: _mark_after_prerouting("same-node-vip", 2, "node"),
-        "ztunnel's answer comes back out of a tunnel, decapsulated on istioout: what do the first "
-        "rules of ztunnel-PREROUTING do with packets from istioout?",
-    ),
-    "09-hbone-gateway": (
-        lambda: str(_packet("cross-node-hbone", 2).query("host == 'node' and where == 'table main'")["matched"]
-                    .iloc[0]).split(" via ")[1].split()[0],
-        "The HBONE SYN to 10.244.1.23 is marked 0x220, so rule 100 sends it to main. Which route of "
-        "main covers 10.244.1.0/24? Give its gateway.",
-    ),
-    "09-inbound-table": (
-        lambda: int(_table_of("inbound-remote", 1)),
-        "The SYN from the other node has no mark. Which rule catches a packet with no mark at all?",
-    ),
-    "10-connmark": (
-        lambda: _ctmark("borrowed-source", 1),
-        "ztunnel's SYN with a borrowed source is marked 0x210; which FORWARD rule saves it, and with which mask?",
-    ),
-    "10-reply-table": (
-        lambda: int(_table_of("borrowed-source", 2)),
-        "The reply gets mark 0x40 from its connmark. Which rule selects 0x40, and which table does it name?",
-    ),
-    "11-only-remote": (
-        _breaks_only_remote,
-        "Compare, piece by piece, the outcome table of the on-node connection with the one of the "
-        "connection from another node. Give the piece's name as a string.",
-    ),
-    "03-members": (
+        ("Which bits does a mask of 0xffffffff clear?",
+         "A mask of 0xffffffff clears every bit before the XOR: the old mark does not survive.")),
+    "03-members": Exercise(
         lambda: len(_capture(DEMO).parse("node/ipset-list.txt").members),
-        "Count the lines under `Members:` (or the rows of the members table).",
-    ),
-    "11-lost-without-0x4d3": (
+        ("The members are listed one a line.",
+         "Count the lines under `Members:` (or the rows of the members table).")),
+    "03-walk-egress": Exercise(
+        lambda: ending(_sent(DEMO, "productpage-v1", "93.184.216.34", 443)),
+        ("Is productpage in the set, and is the packet TCP? The destination appears nowhere in the marking rule.",
+         "mangle PRE-15 marks it 0x100 whatever its destination, and ip rule 101 sends every 0x100 packet to "
+         "table 101, whose default route goes into the tunnel istioout.",
+         "Out of the tunnel, in ztunnel's pod, the packet arrives on pistioout: the TPROXY rule for pistioout "
+         'names the port. Answer "ztunnel PORT".'),
+        "ending",
+        {"eth0": "The destination is outside the cluster, but which rule marks productpage's TCP, and where does "
+                 "that mark send it?"}),
+    "04-syn-mark": Exercise(
+        lambda: _mark_after_prerouting("same-node-vip", 1),
+        ("productpage is in the ipset, and the SYN is TCP.",
+         "Follow ztunnel-PREROUTING from the top for a TCP packet from productpage (in the ipset) that "
+         "comes in on its veth: which MARK rule is the first to match?")),
+    "04-reply-mark": Exercise(
+        lambda: _mark_after_prerouting("same-node-vip", 5),
+        ("The answer belongs to a connection ztunnel opened: look at the connection's mark, not the packet's.",
+         "The connection was opened by ztunnel, so FORWARD saved connmark 0x220. Which rule looks at "
+         "the connmark, and what does it set?")),
+    "04-walk-dns": Exercise(
+        lambda: decision(_sent(DEMO, "productpage-v1", DNS_POD, 53, proto="udp")),
+        ("The marking rule for the mesh's pods (mangle PRE-15) says `-p tcp`. Does an earlier rule of "
+         "ztunnel-PREROUTING match a UDP packet?",
+         "mangle PRE-13 marks every UDP packet that got that far 0x220, and PRE-14 returns. Which ip rule "
+         "matches bit 0x200?",
+         "ip rule 100 (fwmark 0x200/0x200) jumps to 32766, which looks up main: the query leaves by eth0 and "
+         'never meets ztunnel. Answer "ip rule 100, table main".'),
+        "decision",
+        {"101 101": "Only TCP from the set gets 0x100: mangle PRE-15 says -p tcp.",
+         "103 100": "Table 100 has no route for 10.244.0.2, and the query is marked before the rules are read: "
+                    "which mark does UDP get?"}),
+    "05-outer-device": Exercise(
+        lambda: host_from_capture(_capture(DEMO), "node").route_get("10.244.2.10", mark=0x100)["dev"],
+        ("The outer packet goes to 10.244.2.10, ztunnel's address, and still carries mark 0x100.",
+         "Table 101 has a default route and a /32 for 10.244.2.10: the longest prefix wins.")),
+    "05-walk-pod-ip": Exercise(
+        lambda: decision(_sent(DEMO, "productpage-v1", "10.244.2.5")),
+        ("First the mark: what does ztunnel-PREROUTING set for productpage's TCP? The destination is not in "
+         "that rule.",
+         "The packet is marked 0x100. Go down `ip rule` from priority 0: which rule is the first whose "
+         "fwmark/mask matches, and does its table have a route for 10.244.2.5?",
+         'ip rule 101 matches 0x100, and table 101 has a default route. Answer "ip rule 101, table 101".'),
+        "decision",
+        {"103 100": "Table 100 does have a /32 route for 10.244.2.5, but the kernel stops at the first rule whose "
+                    "table has a route: is ip rule 103 ever reached?",
+         "32766 main": "main has a route for 10.244.2.5 by vethreviewsv2, but which rules come before 32766?"}),
+    "05-walk-no-rule-100": Exercise(
+        lambda: decision(_zt_synack("10.244.2.3", without="node-ip-rule-100"), iif="istioout"),
+        ("Without ip rule 100, which of the node's rules are left, and which of them match mark 0x200?",
+         "0x200 has neither bit 0x100 nor bit 0x40: ip rules 101 and 102 do not match. The next rule matches "
+         "every packet.",
+         "ip rule 103 looks up table 100, which has a /32 route for 10.244.2.3 into istioin: the answer goes "
+         'back into a tunnel to ztunnel, not to productpage. Answer "ip rule 103, table 100".'),
+        "decision",
+        {"100 main": "ip rule 100 is the one removed in this exercise.",
+         "32766 main": "main would deliver it to productpage, but a rule before 32766 matches every packet."}),
+    "06-vni-istioout": Exercise(
+        lambda: _tunnel_vni("node", "istioout"),
+        ("`ip -d link show istioout` prints the tunnel's details.",
+         "Read `ip -d link show istioout`: the number after `geneve id`.")),
+    "06-walk-ratings-vip": Exercise(
+        lambda: devices(_sent(DEMO, "ratings-v1", REVIEWS_VIP)),
+        ("Start where the packet enters the node: ratings' veth (its name is in the node's main table). Then: "
+         "which device does table 101's default route use?",
+         "istioout is a geneve tunnel: its outer UDP packet goes to 10.244.2.10. Which device leads there, on "
+         "which device does it arrive in ztunnel's pod, and which device there is the tunnel's other end?",
+         "vethratings, istioout, then the outer packet: veth6cc9a213 and ztunnel's eth0; the inner packet comes "
+         "out of the geneve device of ztunnel's pod with VNI 1001."),
+        "devices"),
+    "07-rule-0x4d3": Exercise(
+        lambda: _rule_for(0x4D3, "ztunnel"),
+        ("Read the ztunnel pod's `ip rule`, not the node's.",
+         "In the ztunnel pod, which ip rule selects fwmark 0x4d3/0xfff? Give its priority.")),
+    "07-walk-details": Exercise(
+        lambda: ending(_sent(DEMO, "world", "10.244.2.3", src=DETAILS)),
+        ("The SYN comes in on eth0 with no mark, from an address that is not in the set: does any marking rule "
+         "match? Then which ip rule decides?",
+         "No mark: ip rule 103 sends it to table 100, whose route for 10.244.2.3 goes into istioin. In "
+         "ztunnel's pod, the tunnel's other end is pistioin.",
+         "Read the TPROXY rules of ztunnel's mangle PREROUTING for `-i pistioin`: port 9080 is not 15008. "
+         'Answer "ztunnel PORT".'),
+        "ending",
+        {"pod productpage-v1": "main would deliver it, but ip rule 103 comes before 32766 and matches every packet.",
+         "ztunnel 15008": "15008 is the HBONE port; this SYN is plain TCP to port 9080."}),
+    "08-walk-synack-ratings": Exercise(
+        lambda: devices(_zt_synack("10.244.2.2")),
+        ("Start in ztunnel's pod: which ip rule matches the socket mark 0x401, and which device does its "
+         "table's default route use?",
+         "pistioout is a tunnel: its outer packet goes to 10.244.2.1 by ztunnel's eth0 and arrives on the node "
+         "by ztunnel's veth. Where does the node take the inner packet out of the tunnel?",
+         "Out of istioout the packet is marked 0x200 (mangle PRE-3), so ip rule 100 sends it to main: "
+         "pistioout, eth0, veth6cc9a213, istioout, and which veth leads to ratings?"),
+        "devices"),
+    "09-inbound-table": Exercise(
+        lambda: int(_table_of("inbound-remote", 1)),
+        ("The SYN from the other node carries no mark.",
+         "The SYN from the other node has no mark. Which rule catches a packet with no mark at all?")),
+    "09-walk-no-rule-100": Exercise(
+        lambda: decision(_sent(DEMO, "ztunnel", "10.244.1.23", 15008, sport=43000, without="node-ip-rule-100")),
+        ("Which of the node's ip rules are left, and which match mark 0x220?",
+         "ip rule 103 matches every packet. Does table 100 have a route that covers 10.244.1.23? When a table "
+         "has none, the kernel goes on to the next rule.",
+         "Table 100 only holds /32 routes for this node's pods: the lookup falls through to ip rule 32766 and "
+         "main (10.244.1.0/24 via 172.18.0.4). Removing ip rule 100 changes nothing for this packet."),
+        "decision",
+        {"103 100": "ip rule 103 is tried, but table 100 has no route for 10.244.1.23: the kernel goes on to the "
+                    "next rule.",
+         "103 main": "ip rule 103 looks up table 100 only; when table 100 has no route, the next rule decides.",
+         "100 main": "ip rule 100 is the one removed in this exercise."}),
+    "10-connmark": Exercise(
+        lambda: _ctmark("borrowed-source", 1),
+        ("The connection mark is saved in FORWARD.",
+         "ztunnel's SYN with a borrowed source is marked 0x210; which FORWARD rule saves it, and with which "
+         "mask?")),
+    "10-walk-reply-v3": Exercise(
+        lambda: decision(_sent(DEMO, "ztunnel", "10.244.2.8", 9080, src="10.244.2.2", sport=46000, mark=0x4D2,
+                               transparent=True, reply=True), iif="vethreviewsv3"),
+        ("The reply belongs to the connection ztunnel opened as ratings. What did ztunnel-FORWARD save in that "
+         "connection's mark (its SYN was marked 0x210)?",
+         "mangle PRE-8 turns connmark 0x210 into mark 0x40 for a packet that does not come from ztunnel's "
+         "veth, and PRE-9 returns. Which ip rule selects 0x40?",
+         "ip rule 102 looks up table 102, whose default route goes to ztunnel (10.244.2.10, onlink). "
+         'Answer "ip rule 102, table 102".'),
+        "decision",
+        {"101 101": "reviews-v3 is in the set, but mangle PRE-9 returns before PRE-15 could mark it 0x100.",
+         "100 main": "main would send it straight to ratings, which never opened this connection: which mark "
+                     "does the connection give the answer?"}),
+    "11-only-remote": Exercise(
+        _breaks_only_remote,
+        ("Look for a piece whose row changes in one outcome table and not in the other.",
+         "Compare, piece by piece, the outcome table of the on-node connection with the one of the "
+         "connection from another node. Give the piece's name as a string.")),
+    "11-lost-without-0x4d3": Exercise(
         _first_lost_without_0x4d3,
-        "Remove the piece and compare where each packet of the on-node connection ends; give the "
-        "number of the first packet that ends elsewhere.",
-    ),
-    "12-kebe-ztunnel": (
+        ("The packets that this rule marks arrive on ztunnel's eth0 for an address that is not ztunnel's.",
+         "Remove the piece and compare where each packet of the on-node connection ends; give the "
+         "number of the first packet that ends elsewhere.")),
+    "11-walk-no-rule-103": Exercise(
+        lambda: ending(_sent(DEMO, "world", "10.244.2.5", 15008, src=REMOTE_ZTUNNEL, sport=50000,
+                             without="node-ip-rule-103")),
+        ("Which ip rule sent the inbound HBONE SYN to ztunnel in the walk across nodes? Without it, what is "
+         "left for a packet with no mark?",
+         "With no mark and no ip rule 103, the lookup reaches ip rule 32766: what does main say for 10.244.2.5?",
+         "main's route `10.244.2.5 dev vethreviewsv2` delivers it straight into the pod, past ztunnel. "
+         'Answer "pod NAME".'),
+        "ending",
+        {"ztunnel 15008": "That is where it ends with ip rule 103; this exercise removes it."}),
+    "12-kebe-ztunnel": Exercise(
         _kebe_ztunnel,
-        "Table 101 of every node holds a /32 route to that node's ztunnel. Read the second capture's table 101.",
-    ),
-    "12-kebe-mtu": (
+        ("Table 101 of a node routes to its ztunnel.",
+         "Table 101 of every node holds a /32 route to that node's ztunnel. Read the second capture's "
+         "table 101.")),
+    "12-kebe-mtu": Exercise(
         _kebe_mtu,
-        "Read the istioout line of the second capture: the number after `mtu`.",
-    ),
-    "13-onward-table": (
+        ("`ip addr` prints each device's MTU.",
+         "Read the istioout line of the second capture: the number after `mtu`.")),
+    "13-onward-table": Exercise(
         lambda: host_from_capture(_capture(DEMO), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
-        "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of rules 20000-20003. If none matches, "
-        "which rule comes next, and which table does it look up? Give the table's name or number as a string.",
-    ),
-    "13-reset-piece": (
+        ("ztunnel's rules compare the mark with a mask of 0xfff.",
+         "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of ip rules 20000-20003. If none matches, "
+         "which rule comes next, and which table does it look up? Give the table's name or number as a string.")),
+    "13-reset-piece": Exercise(
         _lab_reset_piece,
-        "Read the `result` column of the no-marks rows: all failures but one are time-outs. Give the piece's name.",
-    ),
-    "14-far-table": (
+        ("A reset comes back at once; a time-out does not.",
+         "Read the `result` column of the no-marks rows: all failures but one are time-outs. Give the "
+         "piece's name.")),
+    "14-far-table": Exercise(
         lambda: host_from_capture(_capture(WORKER), "node").route_get("10.244.1.23", src="10.244.2.10",
                                                                       iif="eth0").get("table", "main"),
-        "The SYN carries no mark on ambient-worker: which rule matches every packet, and which table does it look "
-        "up? Ask host_from_capture(worker, 'node').route_get(...). Give the table as a string.",
-    ),
-    "14-far-source": (
+        ("ambient-worker's rules are the same as this node's; the SYN arrives there with no mark.",
+         "The SYN carries no mark on ambient-worker: which rule matches every packet, and which table does it "
+         "look up? Ask book.node(worker).route_get(...). Give the table as a string.")),
+    "14-far-source": Exercise(
         _far_source,
-        "Read the `onward` field of the far ztunnel's tunnel lines: the address before the port, as a string.",
-    ),
-    "15-return-mark": (
+        ("The far ztunnel logs each tunnel it serves.",
+         "Read the `onward` field of the far ztunnel's tunnel lines: the address before the port, as a "
+         "string.")),
+    "15-return-mark": Exercise(
         _inpod_return_mark,
-        "Look at packet 4 of the in-pod inbound walk: which rule changes its mark in mangle OUTPUT, and to what? "
-        "Give the mark as a hex string.",
-    ),
-    "15-probe-source": (
+        ("In the in-pod design the connection's mark is restored in mangle OUTPUT.",
+         "Look at packet 4 of the in-pod inbound walk: which rule changes its mark in mangle OUTPUT, and to "
+         "what? Give the mark as a hex string.")),
+    "15-probe-source": Exercise(
         _inpod_probe_source,
-        "Find the SNAT rule in the node's nat table (ISTIO_POSTRT): the address after --to-source, as a string.",
-    ),
+        ("The node rewrites the probe's source in nat POSTROUTING.",
+         "Find the SNAT rule in the node's nat table (ISTIO_POSTRT): the address after --to-source, as a "
+         "string.")),
+    "15-walk-inpod-dns": Exercise(
+        lambda: devices(_sent(INPOD, "productpage-v1", DNS_POD, 53, proto="udp")),
+        ("In the in-pod design the rules are in productpage's own namespace. Which of its nat OUTPUT rules "
+         "could redirect a UDP packet?",
+         "The REDIRECT to 15001 says `-p tcp`: the query leaves the pod by its eth0 like any packet. Which "
+         "device does it enter the node by, and which route of the node's main table covers 10.244.0.2?",
+         "The pod's eth0, the node's end of productpage's veth, and the device of the route "
+         "`10.244.0.0/24 via 172.18.0.3`."),
+        "devices",
+        {"lo": "That is the path of productpage's TCP (REDIRECT to 15001); this is UDP."}),
 }
+
+
+# -- comparing answers ---------------------------------------------------------------------------------
+
+_FILLER = {"a", "and", "at", "by", "delivered", "dev", "device", "ends", "in", "into", "is", "it", "its", "leaves",
+           "listener", "node", "of", "on", "pod", "port", "socket", "the", "to", "via"}
 
 
 def _norm(value: Any) -> Any:
@@ -301,17 +437,122 @@ def _norm(value: Any) -> Any:
         return text.lower()
 
 
+def _text(given: Any) -> str:
+    if isinstance(given, (list, tuple)):
+        return " ".join(str(g) for g in given)
+    return str(given)
+
+
+def _devices(given: Any) -> list[str]:
+    """Return a device list from a list or a string with commas, arrows or spaces; ``ztunnel/eth0``
+    and ``ztunnel:eth0`` count as ``eth0``."""
+    parts = re.split(r"\s*(?:->|→|=>|>|,|;|\|)\s*|\s+", _text(given).strip().lower())
+    return [p.rsplit("/", 1)[-1].rsplit(":", 1)[-1].strip("'\"[]()") for p in parts if p.strip("'\"[]()")]
+
+
+def _decision(given: Any) -> list[str]:
+    """Return [priority, table] from ``"ip rule 100, table main"``, ``(100, "main")`` or ``"100 main"``."""
+    tokens = re.findall(r"0x[0-9a-f]+|\d+|main|local|default", _text(given).lower())
+    return [str(int(t, 0)) if t[0].isdigit() else t for t in tokens]
+
+
+def _ending(given: Any) -> list[str]:
+    tokens = re.findall(r"[a-z0-9][a-z0-9.-]*", _text(given).lower())
+    return [{"drop": "dropped", "rst": "reset"}.get(t, t) for t in tokens if t not in _FILLER]
+
+
+def _key(kind: str, value: Any) -> str:
+    """Return ``value`` in the normal form of answers of ``kind``, as text (the traps' keys)."""
+    if kind == "devices":
+        return " ".join(_devices(value))
+    if kind == "decision":
+        return " ".join(_decision(value))
+    if kind == "ending":
+        return " ".join(_ending(value))
+    return str(_norm(value))
+
+
+def _same(kind: str, given: Any, right: Any) -> bool:
+    if kind == "ending":
+        want, got = _ending(right), _ending(given)
+        return got == want or (want[:1] == ["ztunnel"] and got == want[1:])  # "15001" for "ztunnel 15001"
+    if kind == "value":
+        return bool(_norm(given) == _norm(right))
+    return _key(kind, given) == _key(kind, right)
+
+
+def _progress(kind: str, given: Any, right: Any) -> str:
+    """Return what a wrong answer already has right (empty if nothing can be said)."""
+    if kind == "devices":
+        got, want = _devices(given), _devices(right)
+        same = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), min(len(got), len(want)))
+        if same == len(got) < len(want):
+            return f"Your {same} devices are right, but the packet crosses more."
+        if same == len(want) < len(got):
+            return f"The packet stops after your first {same} devices."
+        return f"Your first {same} devices are right." if same else "Your list starts with a device the packet does not cross first."
+    if kind == "decision":
+        got, want = _decision(given), [str(part) for part in right]
+        if len(got) != 2:
+            return FORMS["decision"]
+        if got[0] == want[0]:
+            return "The ip rule is right, the table is not."
+        if got[1] == want[1]:
+            return "The table is right, the ip rule is not."
+    return ""
+
+
+# -- the reader's side: answer, hint ----------------------------------------------------------------
+
+_TRIES: dict[str, int] = {}
+
+
 def solution(exercise: str) -> Any:
-    """Return the right answer of ``exercise``, computed from the data."""
-    return EXERCISES[exercise][0]()
+    """Return the right answer of ``exercise``, computed from the data (and the tracer)."""
+    return EXERCISES[exercise].compute()
+
+
+def hint(exercise: str, level: int = 1) -> str:
+    """Return hint ``level`` (1 is the gentlest; the last one nearly gives the answer) of
+    ``exercise``, with how many there are."""
+    hints = EXERCISES[exercise].hints
+    if not 1 <= level <= len(hints):
+        raise ValueError(f"{exercise} has hints 1 to {len(hints)}")
+    form = FORMS.get(EXERCISES[exercise].kind, "")
+    tail = f" {form}" if form and level == len(hints) and "Answer" not in hints[-1] else ""
+    return f"Hint {level} of {len(hints)}: {hints[level - 1]}{tail}"
+
+
+def tries(exercise: str) -> int:
+    """Return how many wrong answers to ``exercise`` :func:`answer` has seen in this session."""
+    return _TRIES.get(exercise, 0)
+
+
+def forget_tries(exercise: str | None = None) -> None:
+    """Forget the wrong answers to ``exercise`` (or to every exercise): the next hint is the first."""
+    if exercise is None:
+        _TRIES.clear()
+    else:
+        _TRIES.pop(exercise, None)
 
 
 def answer(exercise: str, given: Any) -> str:
-    """Return "Correct." if ``given`` is the answer computed from the data, else a hint.
+    """Return "Correct." if ``given`` is the answer computed from the data, else "Not yet", what
+    the answer already has right (or what an expected wrong answer overlooks) and a hint: the
+    first wrong answer gets hint 1, the next one hint 2, and so on to the last.
 
-    Numbers may be given as ints or as strings (``"0x250"`` or ``"592"``).
+    Numbers may be given as ints or as strings (``"0x250"`` or ``"592"``); device lists as lists or
+    strings (commas, arrows or spaces between the names); decisions as ``"ip rule 101, table 101"``
+    or ``(101, 101)``; endings as ``"ztunnel 15001"``, ``"pod reviews-v2"``, ``"eth0"``. Case does
+    not matter.
     """
-    compute, hint = EXERCISES[exercise]
-    if _norm(given) == _norm(compute()):
+    spec = EXERCISES[exercise]
+    right = solution(exercise)
+    if _same(spec.kind, given, right):
         return "Correct."
-    return f"Not yet. Hint: {hint}"
+    _TRIES[exercise] = tries(exercise) + 1
+    level = min(tries(exercise), len(spec.hints))
+    said = [spec.traps.get(_key(spec.kind, given), "") or _progress(spec.kind, given, right), hint(exercise, level)]
+    if level < len(spec.hints):
+        said.append(f'More: book.hint("{exercise}", {level + 1}).')
+    return " ".join(["Not yet."] + [s for s in said if s])

@@ -1,8 +1,8 @@
 """Student notebooks and the workshop zip, generated from the chapters.
 
 A chapter's solution cells (tagged ``solution``) become a stub that raises
-``NotImplementedError`` with the exercise's hint (from :mod:`ambientlab.book.check`); every output
-is cleared. Instructors keep the full notebooks.
+``NotImplementedError`` with the exercise's first (gentlest) hint and how to ask for the next one
+(from :mod:`ambientlab.book.check`); every output is cleared. Instructors keep the full notebooks.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ raise NotImplementedError("{message}")'''
 
 def stub_for(source: str) -> str:
     """Return the stub that replaces a solution cell whose code is ``source``: it names the
-    exercises the solution checks and gives their hints."""
+    exercises the solution checks and gives their first hints (``book.hint(ID, 2)`` shows the next)."""
     ids = list(dict.fromkeys(re.findall(r'book\.answer\(\s*"([^"]+)"', source)))
-    hints = " ".join(f"{i}: {EXERCISES[i][1]}" for i in ids if i in EXERCISES)
+    hints = " ".join(f'{i}: {EXERCISES[i].hints[0]} (more: book.hint("{i}", 2))' for i in ids if i in EXERCISES)
     message = (f"exercise {', '.join(ids)}. Hint: {hints}" if ids else "exercise: write your own solution")
+    if any(i in EXERCISES and EXERCISES[i].kind != "value" for i in ids):
+        message += (" To check your prediction, walk the packet: book.send(demo, origin, dst, dport, …), then "
+                    "book.devices, book.decision or book.ending.")
     return STUB.format(message=message.replace("\\", "\\\\").replace('"', '\\"'))
 
 
