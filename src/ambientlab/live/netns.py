@@ -46,7 +46,7 @@ def netns_problem(probe: str | None = None) -> str | None:
         return None
     finally:
         if made is None or made.returncode == 0:  # interrupted before it answered, or made: delete it
-            with shielded():
+            with shielded(f"deleting the namespace {probe} first"):
                 subprocess.run(["ip", "netns", "del", probe], capture_output=True, **NEW_SESSION)
 
 
@@ -98,7 +98,7 @@ class NamespaceSet:
 
     def close(self) -> None:
         """Delete every namespace this set created (idempotent; Ctrl-C waits until it is done)."""
-        with shielded():
+        with shielded(f"deleting the namespaces {self.prefix}-… first"):
             for real in reversed(self.names):
                 subprocess.run(["ip", "netns", "del", real], capture_output=True, **NEW_SESSION)
             self.names.clear()
