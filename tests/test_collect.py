@@ -133,6 +133,11 @@ def test_a_failed_capture_leaves_no_folder_and_still_deletes_the_debug_pod(fake_
     assert "iptables-save (on node) failed (1): fake iptables-save: failing as FAKE_FAIL asks" in capsys.readouterr().err
     assert _calls(fake_path)[-1].startswith("kubectl -n default delete pod ambientlab-capture-ambient-worker2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "mine"]  # no kebe, no hidden work folder
+    with pytest.raises(SystemExit):
+        main(["capture", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--kubectl-debug is the one mode that CREATES something: a privileged pod ambientlab-capture-NODE" in help_text
+    assert "deleted at the end (also when the capture fails)" in help_text and "--kind-node and --lab create nothing" in help_text
     monkeypatch.setenv("FAKE_KUBECTL", "refused")  # a kind node's capture asks the cluster first
     assert main(["capture", str(tmp_path / "nocluster"), "--kind-node", "ambient-worker2"]) == 2
     assert "was refused" in capsys.readouterr().err
