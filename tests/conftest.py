@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import settings
 
 from ambientlab.live.netns import NamespaceSet, netns_problem
@@ -113,28 +114,30 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 FAKES = Path(__file__).parent / "fakes"
-FAKE_TOOLS = ("docker", "kubectl", "ip", "ipset", "iptables", "iptables-save", "sysctl")
+FAKE_TOOLS = ("docker", "kubectl")
 
 
 def write_fake(folder: Path, tool: str) -> Path:
     """Write an executable ``folder/tool`` that plays ``tool`` with tests/fakes/fake_tool.py; return it."""
     exe = folder / tool
-    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\nimport fake_tool\n"
-                   f"sys.exit(fake_tool.main({tool!r}))\n")
+    site = os.path.dirname(os.path.dirname(yaml.__file__))  # the fake runs without site (-S), faster
+    exe.write_text(f"#!{sys.executable} -S\nimport os, sys\nsys.path.insert(0, {str(FAKES)!r})\n"
+                   f"os.environ.setdefault('FAKE_SITE', {site!r})\nimport fake_tool\nsys.exit(fake_tool.main({tool!r}))\n")
     exe.chmod(0o755)
     return exe
 
 
 @pytest.fixture
 def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put fake docker, kubectl, ip, ipset, iptables, iptables-save and sysctl first on PATH: they replay
-    the demo capture's recorded outputs (tests/fakes/fake_tool.py); return their folder."""
+    """Put fake docker and kubectl first on PATH: they replay the demo capture's recorded outputs
+    (tests/fakes/fake_tool.py) and log each call to ``FAKE_LOG`` (``bin/calls.log``); return their folder."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in FAKE_TOOLS:
         write_fake(bin_dir, tool)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CAPTURE", str(DATA / "kind-2022-ambient-worker2"))
+    monkeypatch.setenv("FAKE_LOG", str(bin_dir / "calls.log"))
     return bin_dir
 
 

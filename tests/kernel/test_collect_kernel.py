@@ -1,6 +1,7 @@
-"""`ambientlab capture` against the live lab as a real host: the lab's node (and ztunnel pod, or
-in-pod the pods' own namespaces) read with the real tools, kubectl replayed by a fake. The
-capture must parse, print what the lab was built from, and walk like it."""
+"""`ambientlab capture --lab` against the live lab as a real host: the lab's node (and ztunnel pod,
+or in-pod the pods' own namespaces) read with the real tools, with a kubectl on PATH that cannot
+reach any cluster (a lab needs none). The capture must parse, print what the lab was built from,
+and walk like it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from ambientlab import load_capture
 from ambientlab.core.recordings import verdict
 from ambientlab.core.trace.walks import walk
-from ambientlab.live.collect import lab_target, plan_capture, run_capture
+from ambientlab.live.collect import Runner, dry_run, lab_target, run_capture
 from ambientlab.live.lab.runtime import Lab, up
 from ambientlab.live.outputs import clean_output, netnsid_names
 from tests.conftest import write_fake
@@ -22,8 +23,13 @@ pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture
-def fake_kubectl(tmp_path: Path) -> list[str]:
-    return [str(write_fake(tmp_path, "kubectl"))]
+def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubectl first on PATH that answers every call with "connection refused" (and logs it)."""
+    write_fake(tmp_path, "kubectl")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_KUBECTL", "refused")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
+    return tmp_path / "calls.log"
 
 
 @pytest.fixture(params=("2022", "inpod"))
@@ -35,15 +41,16 @@ def lab(request: pytest.FixtureRequest, netns_ok: None) -> Iterator[Lab]:
         built.down()
 
 
-def test_capture_reads_the_lab_like_a_node(lab: Lab, fake_kubectl: list[str], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capture_reads_the_lab_like_a_node(lab: Lab, no_cluster: Path, tmp_path: Path) -> None:
     source = load_capture(lab.state["capture"])
-    monkeypatch.setenv("FAKE_CAPTURE", str(source.root))
     inpod = lab.state["design"] == "inpod"
-    target = lab_target(lab.prefix, fake_kubectl)
-    plan = plan_capture(target, None if inpod else "ztunnel-gzlxs",
-                        [(pod, lab.address(pod)) for pod in lab.state["inpod"]])
-    written = run_capture(plan, tmp_path / "mine")
+    options = {"with_ztunnel": not inpod, "pods": lab.state["inpod"]}
+    listed = [line.split("  # ")[0] for line in dry_run(lab_target(lab.prefix), "mine", **options)
+              if not line.startswith("#")]
+    runner = Runner()
+    written = run_capture(lab_target(lab.prefix), tmp_path / "mine", runner, **options)
+    assert [line.split("  # ")[0] for line in runner.lines] == listed
+    assert not no_cluster.exists()  # kubectl was never called
     mine = load_capture(tmp_path / "mine")
     mine.verify()
     def printed(path: str) -> str:  # as `lab status` compares: without date comments and trailing blanks
@@ -61,4 +68,3 @@ def test_capture_reads_the_lab_like_a_node(lab: Lab, fake_kubectl: list[str], tm
     else:
         for scenario in ("same-node-vip", "inbound-remote", "kubelet"):
             assert walk(mine, scenario)["matched"].tolist() == walk(source, scenario)["matched"].tolist()
-    assert os.environ["FAKE_CAPTURE"] == str(source.root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ambientlab.core.constants import BEHAVIOURS
+from ambientlab.live.interrupts import Interrupted
 from ambientlab.live.lab.plan import SECOND, TUNNELS
 from ambientlab.live.lab.runtime import (
     DEFAULT_CAPTURE,
@@ -66,10 +68,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print what a lab is and whether its kernel prints what the capture shows."""
     from ambientlab.live.lab.status import status
 
-    found = status(_lab(args))
+    lab = open_lab(args.prefix, built=False)
+    found = status(lab)
     if args.json:
         print(json.dumps(found, indent=1))
-        return 0
+        return 0 if lab.phase == "up" else 1
     for key, value in found.items():
         if isinstance(value, dict):
             print(f"{key}:")
@@ -79,6 +82,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{key}: {', '.join(value) if value else '(none)'}")
         else:
             print(f"{key}: {value}")
+    if lab.phase != "up":
+        print("compared with the capture: not compared (the lab is not up)")
+        return 1
     return 0 if all(v != "DIFFERENT" for v in found["compared with the capture"].values()) else 1
 
 
@@ -313,9 +319,16 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def handle_errors(func: object, args: argparse.Namespace) -> int:
-    """Run a lab command; print a LabError as a message and return 2."""
+    """Run a lab command; print a LabError as a message and return 2, and an interrupt (Ctrl-C,
+    SIGTERM) as one line, returning 128 + the signal's number (130 for Ctrl-C)."""
     try:
         return int(func(args))  # type: ignore[operator]
     except LabError as err:
         print(f"ambientlab lab: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        undone = " (what it had built is removed)" if isinstance(err, Interrupted) else ""
+        print(f"ambientlab lab {args.lab_command}: interrupted by {signal.Signals(signum).name}{undone}",
+              file=sys.stderr)
+        return 128 + signum

@@ -189,8 +189,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """Record a node of your own cluster (or a live lab) with the book's read-only commands."""
-    from ambientlab.core.trace.demo import short_name
-    from ambientlab.live.collect import Target, istio_version, lab_target, plan_capture, pods_on, run_capture, ztunnel_on
+    from ambientlab.live.collect import Runner, Target, dry_run, lab_target, run_capture
 
     if args.kind_node:
         target = Target.kind(args.kind_node)
@@ -198,27 +197,12 @@ def cmd_capture(args: argparse.Namespace) -> int:
         target = Target.debug(args.kubectl_debug, args.image)
     else:
         target = lab_target(args.lab)
-    wanted = [w for w in (args.pods or "").split(",") if w]
+    pods = [w for w in (args.pods or "").split(",") if w]
     if args.dry_run:
-        ztunnel = "ZTUNNEL-POD" if args.with_ztunnel else None
-        pods = [(w, "POD-IP") for w in wanted]
-    else:
-        ztunnel = ztunnel_on(target.kubectl, target.node) if args.with_ztunnel else None
-        on_node = pods_on(target.kubectl, target.node)
-        pods = []
-        for want in wanted:
-            found = [(short_name(n), ip) for n, ip in on_node if n == want or short_name(n) == want]
-            if len(found) != 1:
-                raise ValueError(f"--pods {want}: {len(found)} pods on {target.node} match (want 1)")
-            pods.append(found[0])
-    plan = plan_capture(target, ztunnel, pods)
-    if args.dry_run:
-        print("\n".join(plan.printable()))
+        print("\n".join(dry_run(target, args.out, with_ztunnel=args.with_ztunnel, pods=pods)))
         return 0
-    written = run_capture(plan, Path(args.out), istio_version(target.kubectl))
+    written = run_capture(target, Path(args.out), Runner(), with_ztunnel=args.with_ztunnel, pods=pods)
     print(f"{args.out}: {len(written)} files and manifest.yaml written (origin: recorded)")
-    if target.cleanup:
-        print(f"the debug pod is still there: {target.cleanup}")
     return 0
 
 
@@ -268,17 +252,29 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("out", help="folder for the zip, e.g. _build/release")
     z.add_argument("--student", default="_build/student", help="where the student notebooks are written first")
     z.set_defaults(func=cmd_release)
-    k = sub.add_parser("capture", help="record a node of your cluster with the book's read-only commands")
+    k = sub.add_parser("capture", help="record a node of your cluster with the book's read-only commands",
+                       description="Record a node with the book's read-only commands, one exec each; the outputs "
+                                   "stream back and nothing is written on the node. --kind-node and --lab create "
+                                   "nothing. --kubectl-debug is the one mode that CREATES something: a privileged pod "
+                                   "ambientlab-capture-NODE in namespace default, deleted at the end (also when the "
+                                   "capture fails). --dry-run prints every command in order, that pod's creation "
+                                   "and deletion included. A capture that fails leaves no folder.")
     k.add_argument("out", help="the capture folder to write (e.g. data/my-node); AMBIENTLAB_CAPTURE=its name")
     how = k.add_mutually_exclusive_group(required=True)
-    how.add_argument("--kind-node", help="a kind node: run the commands with `docker exec NODE`")
-    how.add_argument("--kubectl-debug", metavar="NODE", help="any node: run them in `kubectl debug node/NODE`")
-    how.add_argument("--lab", metavar="PREFIX", help="a running live lab's node (root), read like a real one")
+    how.add_argument("--kind-node", help="a kind node: run the commands with `docker exec NODE` (creates nothing)")
+    how.add_argument("--kubectl-debug", metavar="NODE",
+                     help="any node: CREATES the pod ambientlab-capture-NODE (namespace default, privileged, the "
+                          "node's network, its root at /host), runs each command with `kubectl exec … chroot /host`, "
+                          "and deletes the pod at the end")
+    how.add_argument("--lab", metavar="PREFIX",
+                     help="a running live lab's node (root), read like a real one; needs no cluster (creates nothing)")
     k.add_argument("--with-ztunnel", action="store_true",
-                   help="also read the ztunnel pod's namespace (the 2022 design; needs a shell and ip in its image)")
+                   help="also read the ztunnel pod's namespace (the 2022 design; kubectl exec, needs ip in its image)")
     k.add_argument("--pods", help="in-pod design: read these pods' own namespaces too (comma-separated names)")
     k.add_argument("--image", default="busybox:1.36", help="the debug pod's image (--kubectl-debug)")
-    k.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
+    k.add_argument("--dry-run", action="store_true",
+                   help="print every command the capture would run, in order (look-ups, version probes, the debug "
+                        "pod's creation and deletion); run nothing")
     k.set_defaults(func=cmd_capture)
     add_lab_parser(sub)
     return top

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from types import TracebackType
 
+from ambientlab.live.interrupts import NEW_SESSION, shielded
 from ambientlab.live.systools import install_line, lab_tools
 
 # The kernel's defaults of the IPv4 sysctls routing reads. A new namespace copies the host's
@@ -45,7 +46,8 @@ def netns_problem(probe: str | None = None) -> str | None:
         return None
     finally:
         if made is None or made.returncode == 0:  # interrupted before it answered, or made: delete it
-            subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+            with shielded(f"deleting the namespace {probe} first"):
+                subprocess.run(["ip", "netns", "del", probe], capture_output=True, **NEW_SESSION)
 
 
 class NamespaceSet:
@@ -63,7 +65,9 @@ class NamespaceSet:
         """Create namespace ``name`` with loopback up and IPv6 off; return its real name."""
         real = self.full(name)
         self.names.append(real)  # first: an interrupt during `add` still leaves it to close()
-        subprocess.run(["ip", "netns", "add", real], check=True, capture_output=True)
+        # in a session of its own: the terminal's Ctrl-C does not stop it between creating the
+        # namespace's file and mounting it (close() deletes either)
+        subprocess.run(["ip", "netns", "add", real], check=True, capture_output=True, **NEW_SESSION)
         self.run(name, "ip", "link", "set", "lo", "up")
         base = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         # one sysctl process for all of them, in this order (a namespace is made for every lab host
@@ -93,10 +97,11 @@ class NamespaceSet:
                 self.run(name, *shlex.split(line))
 
     def close(self) -> None:
-        """Delete every namespace this set created (idempotent)."""
-        for real in reversed(self.names):
-            subprocess.run(["ip", "netns", "del", real], capture_output=True)
-        self.names.clear()
+        """Delete every namespace this set created (idempotent; Ctrl-C waits until it is done)."""
+        with shielded(f"deleting the namespaces {self.prefix}-… first"):
+            for real in reversed(self.names):
+                subprocess.run(["ip", "netns", "del", real], capture_output=True, **NEW_SESSION)
+            self.names.clear()
 
     def __enter__(self) -> NamespaceSet:
         return self

@@ -5,12 +5,19 @@ A lab is named by its prefix: its namespaces are ``PREFIX-node``, ``PREFIX-ztunn
 ``PREFIX-productpage-v1``… and its state (capture, tunnel type, processes, breaks) lives in
 ``$AMBIENTLAB_STATE/PREFIX/`` (default ``/run/ambientlab``). Nothing outside those namespaces
 is touched.
+
+The state is written as the build goes: the folder and ``state.json`` first, then each
+namespace's name before it is made and each program's pid as soon as it runs, so ``lab status``
+and ``lab down`` see whatever exists, even after a build that was killed. A build that fails or
+is interrupted (Ctrl-C, SIGTERM) removes everything it made, and that teardown cannot itself be
+interrupted (:mod:`ambientlab.live.interrupts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -29,13 +36,14 @@ from ambientlab.core.constants import APP_PORT, BEHAVIOURS
 from ambientlab.core.constants import DEMO as DEFAULT_CAPTURE
 from ambientlab.core.constants import INPOD as INPOD_CAPTURE
 from ambientlab.core.constants import WORKER as SECOND_CAPTURE
+from ambientlab.live.interrupts import NEW_SESSION, Interrupted, Interrupts, shielded
 from ambientlab.live.lab.features import missing_required, pick_tunnel, probe_features
-from ambientlab.live.lab.pki import service_account, spiffe_id, write_pki
 from ambientlab.live.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
 from ambientlab.live.netns import NamespaceSet, netns_problem
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")
 DESIGNS = ("2022", "inpod")
+STANDIN = "ambientlab.live.lab.standin"  # the module of the lab's programs, labelled `--lab PREFIX`
 
 
 class LabError(RuntimeError):
@@ -55,9 +63,11 @@ def namespaces_with_prefix(prefix: str) -> list[str]:
 
 
 def running_labs() -> list[str]:
-    """Return the prefixes of the labs that have state on this machine."""
+    """Return the prefixes of the labs that have a state folder on this machine: running, being
+    built, or left by a build that was killed."""
     root = state_root()
-    return sorted(p.parent.name for p in root.glob("*/state.json")) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and PREFIX_PATTERN.fullmatch(p.name)) \
+        if root.is_dir() else []
 
 
 def _check_prefix(prefix: str) -> None:
@@ -65,27 +75,69 @@ def _check_prefix(prefix: str) -> None:
         raise LabError(f"prefix {prefix!r}: use 2-12 lowercase letters and digits, starting with a letter")
 
 
-def _kill_namespace_processes(name: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+def namespace_inodes(names: list[str]) -> set[int]:
+    """Return the inodes of network namespaces ``names`` (a process inside one shows the same
+    inode as its ``/proc/PID/ns/net``)."""
+    out = set()
+    for name in names:
+        with contextlib.suppress(OSError):
+            out.add(os.stat(f"/run/netns/{name}").st_ino)
+    return out
+
+
+def lab_processes(prefix: str, inodes: set[int]) -> list[int]:
+    """Return the pids of lab ``prefix``'s processes: every process inside one of its namespaces
+    (``inodes``: :func:`namespace_inodes` of namespaces that still have their names; a deleted
+    namespace's inode may be given to a new one), and each program started for it (its command
+    line runs :data:`STANDIN` with ``--lab PREFIX``), inside or not yet. A program shows an empty
+    command line for a moment while it is exec'd, but by then it is inside its namespace."""
+    found = []
+    label = [b"--lab", prefix.encode()]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            inside = os.stat(f"{entry.path}/ns/net").st_ino in inodes
+            argv = [] if inside else Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or a zombie
+            continue
+        if inside or (STANDIN.encode() in argv and any(list(pair) == label for pair in itertools.pairwise(argv))):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def remove(prefix: str) -> list[str]:
-    """Tear lab ``prefix`` down: kill its processes, delete its namespaces and state; return the
-    namespaces deleted. Idempotent: a lab that is already gone is not an error."""
+    """Tear lab ``prefix`` down: kill its processes (:func:`lab_processes`), delete its
+    namespaces and its state folder; return the namespaces deleted.
+
+    Idempotent (a lab that is gone is not an error), and it runs to its end: Ctrl-C and SIGTERM
+    wait until it is done (:func:`~ambientlab.live.interrupts.shielded`). It checks that nothing
+    is left and tries again twice before it raises :class:`LabError`.
+    """
     _check_prefix(prefix)
-    names = namespaces_with_prefix(prefix)
-    for name in names:
-        _kill_namespace_processes(name)
-    for name in reversed(names):
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    shutil.rmtree(state_root() / prefix, ignore_errors=True)
-    left = namespaces_with_prefix(prefix)
-    if left:
-        raise LabError(f"could not delete {', '.join(left)}")
-    return names
+    folder = state_root() / prefix
+    deleted: list[str] = []
+    with shielded(f"finishing the teardown of lab {prefix} first"):
+        for _ in range(3):
+            names = namespaces_with_prefix(prefix)
+            deleted += [n for n in names if n not in deleted]
+            _kill(lab_processes(prefix, namespace_inodes(names)))
+            for name in reversed(names):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, **NEW_SESSION)
+            _kill(lab_processes(prefix, set()))  # one that was entering a namespace meanwhile
+            shutil.rmtree(folder, ignore_errors=True)
+            left = namespaces_with_prefix(prefix) + [f"process {p}" for p in lab_processes(prefix, set())] + \
+                ([str(folder)] if folder.exists() else [])
+            if not left:
+                return deleted
+            time.sleep(0.1)
+    raise LabError(f"lab {prefix}: could not remove {', '.join(left)}")
 
 
 @dataclass
@@ -99,6 +151,11 @@ class Lab:
     def folder(self) -> Path:
         """Return the lab's state folder (state.json and the processes' logs)."""
         return state_root() / self.prefix
+
+    @property
+    def phase(self) -> str:
+        """Return ``up``, or where its build is: ``starting`` (probes), ``building``, ``rolling back``."""
+        return str(self.state.get("phase", "up"))
 
     @property
     def ns(self) -> NamespaceSet:
@@ -147,8 +204,10 @@ class Lab:
                            "address (names are not looked up: no DNS query leaves the lab)") from None
 
     def save(self) -> None:
-        """Write the state file."""
-        (self.folder / "state.json").write_text(json.dumps(self.state, indent=1, sort_keys=True))
+        """Write the state file (a new file renamed over the old: a reader never sees half of one)."""
+        new = self.folder / "state.json.new"
+        new.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+        os.replace(new, self.folder / "state.json")
 
     def events(self, process: str) -> list[dict[str, Any]]:
         """Return the JSON events logged so far by ``process`` (``ztunnel`` or an app host)."""
@@ -193,8 +252,9 @@ class Lab:
         return remove(self.prefix)
 
 
-def open_lab(prefix: str | None = None) -> Lab:
-    """Return the running lab ``prefix``, or the only running lab when ``prefix`` is None."""
+def open_lab(prefix: str | None = None, built: bool = True) -> Lab:
+    """Return the running lab ``prefix``, or the only running lab when ``prefix`` is None. With
+    ``built`` (the default) a lab whose build has not finished is refused, saying how to remove it."""
     if prefix is None:
         labs = running_labs()
         if len(labs) != 1:
@@ -204,8 +264,25 @@ def open_lab(prefix: str | None = None) -> Lab:
     _check_prefix(prefix)
     path = state_root() / prefix / "state.json"
     if not path.is_file():
+        if path.parent.is_dir():
+            raise LabError(f"lab {prefix} has a state folder but no state.json (its build stopped before it "
+                           f"wrote one): `ambientlab lab down --prefix {prefix}` removes it")
         raise LabError(f"no lab {prefix!r} is running (no {path})")
-    return Lab(prefix, json.loads(path.read_text()))
+    lab = Lab(prefix, json.loads(path.read_text()))
+    if built and lab.phase != "up":
+        raise LabError(f"lab {prefix} is not up: {describe_phase(lab)}")
+    return lab
+
+
+def describe_phase(lab: Lab) -> str:
+    """Return ``up``, or what became of the lab's build and how to remove what it left."""
+    if lab.phase == "up":
+        return "up"
+    builder = lab.state.get("builder")
+    alive = isinstance(builder, int) and Path(f"/proc/{builder}").exists()
+    where = f"being built ({lab.phase}) by process {builder}" if alive else \
+        f"its build (process {builder}) stopped while {lab.phase}"
+    return f"{where}; `ambientlab lab down --prefix {lab.prefix}` removes what it has"
 
 
 # Started by a short-lived intermediate interpreter, so that the program is nobody's child here
@@ -219,11 +296,15 @@ print(proc.pid)
 """
 
 
-def _start(lab: Lab, host: str, name: str, *args: str) -> None:
-    argv = ["ip", "netns", "exec", lab.full(host), sys.executable, "-m", "ambientlab.live.lab.standin", *args]
-    done = subprocess.run([sys.executable, "-c", _SPAWN, str(lab.folder / f"{name}.log"), *argv],
-                          capture_output=True, text=True, check=True)
-    lab.state["processes"][name] = {"host": host, "pid": int(done.stdout), "args": list(args)}
+def _start(lab: Lab, guard: Interrupts, host: str, name: str, *args: str) -> None:
+    """Start a stand-in program in ``host`` and record its pid in the state file before a
+    signal may stop the build."""
+    argv = ["ip", "netns", "exec", lab.full(host), sys.executable, "-m", STANDIN, *args, "--lab", lab.prefix]
+    with guard.held():
+        done = subprocess.run([sys.executable, "-c", _SPAWN, str(lab.folder / f"{name}.log"), *argv],
+                              capture_output=True, text=True, check=True, **NEW_SESSION)
+        lab.state["processes"][name] = {"host": host, "pid": int(done.stdout), "args": list(args)}
+        lab.save()
 
 
 def _wait_ready(lab: Lab, timeout: float = 10.0) -> None:
@@ -241,6 +322,8 @@ def _wait_ready(lab: Lab, timeout: float = 10.0) -> None:
 
 def _workloads(plan_pods: dict[str, str], node_of: dict[str, str]) -> dict[str, dict[str, str]]:
     """Return {pod IP: name, node, service account, SPIFFE ID} of a two-node lab's pods."""
+    from ambientlab.live.lab.pki import service_account, spiffe_id  # cryptography: 0.2 s to import
+
     out = {}
     for host, ip in plan_pods.items():
         account = service_account(host)
@@ -264,6 +347,8 @@ def _node_names(*captures: Capture) -> list[str]:
 def _hbone_setup(lab: Lab, plan: Plan, captures: tuple[Capture, Capture]) -> dict[str, str]:
     """Create the lab CA and the workloads' certificates, and one HBONE configuration per
     ztunnel; return {ztunnel host: its configuration file}."""
+    from ambientlab.live.lab.pki import service_account, write_pki  # cryptography: 0.2 s to import
+
     names = _node_names(*captures)
     node_of = {host: names[1] if host.startswith(SECOND) else names[0] for host in plan.pods}
     pki = lab.folder / "pki"
@@ -310,6 +395,44 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
     problem = netns_problem(f"{prefix}-probe")  # the probes' namespaces are under the lab's prefix too
     if problem:
         raise LabError(f"the live lab {problem}")
+    lab = Lab(prefix, {"prefix": prefix, "phase": "starting", "builder": os.getpid(), "capture": capture,
+                       "hosts": [], "namespaces": [], "processes": {}, "breaks": []})
+    claimed = False
+    with Interrupts() as guard:
+        try:
+            with guard.held():  # the folder is this build's (and so to be removed) once it is made
+                try:
+                    lab.folder.mkdir(parents=True)
+                except FileExistsError:
+                    raise LabError(f"a lab with prefix {prefix!r} exists: `ambientlab lab down --prefix {prefix}` "
+                                   "first") from None
+                claimed = True
+                lab.save()
+            _build(lab, guard, capture, tunnel, behaviour, nodes, design)
+        except BaseException:
+            if claimed:
+                try:  # noqa: SIM105 (a signal inside suppress's own __enter__ would not be suppressed)
+                    guard.teardown()
+                except Interrupted:
+                    pass  # the signal came first; its handler has switched to the teardown itself
+                _roll_back(lab)
+            raise
+    return lab
+
+
+def _roll_back(lab: Lab) -> None:
+    """Say in the state file that the build is being undone, and remove the lab."""
+    lab.state["phase"] = "rolling back"
+    with contextlib.suppress(OSError):
+        lab.save()
+    remove(lab.prefix)
+
+
+def _build(lab: Lab, guard: Interrupts, capture: str, tunnel: str | None, behaviour: str, nodes: int,
+           design: str) -> None:
+    """Probe the kernel, make the lab's namespaces, apply the plan's steps, start the programs
+    and wait until they are ready, recording each namespace and program in the state file."""
+    prefix = lab.prefix
     features = probe_features(prefix)
     missing = missing_required(features)
     if missing:
@@ -327,37 +450,34 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
     second = load_capture(SECOND_CAPTURE) if nodes == 2 else None
     plan = (build_cluster_plan(cap, second, chosen, lambda h: f"{prefix}-{h}") if second else
             build_plan(cap, chosen, lambda h: f"{prefix}-{h}"))
-    lab = Lab(prefix, {"prefix": prefix, "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
-                       "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
-                       "ztunnel_ip": plan.ztunnel_ip, "ztunnels": plan.ztunnels, "processes": {}, "breaks": [],
-                       "features": {f.name: f.ok for f in features},
-                       "second_capture": second.name if second else None, "design": design, "inpod": plan.inpod})
+    lab.state.update({"phase": "building", "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
+                      "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
+                      "ztunnel_ip": plan.ztunnel_ip, "ztunnels": plan.ztunnels,
+                      "features": {f.name: f.ok for f in features},
+                      "second_capture": second.name if second else None, "design": design, "inpod": plan.inpod})
+    lab.save()
     started = time.monotonic()
-    try:
-        lab.folder.mkdir(parents=True)
-        lab.save()
-        ns = NamespaceSet(prefix)
-        for host, sysctls in plan.hosts.items():
+    ns = NamespaceSet(prefix)
+    for host, sysctls in plan.hosts.items():
+        with guard.held():  # recorded before it is made, made whole before a signal may stop the build
+            lab.state["namespaces"].append(ns.full(host))
+            lab.save()
             ns.add(host, sysctls)
-        for step in plan.steps:
-            done = subprocess.run(ns.command(step.host, step.argv), input=step.stdin, capture_output=True, text=True)
-            if done.returncode != 0:
-                source = second.name if second and step.host.startswith(SECOND) else cap.name
-                raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {source}/{step.why}) failed: "
-                               f"{done.stderr.strip() or done.stdout.strip()}")
-        configs = _hbone_setup(lab, plan, (cap, second)) if second else {}
-        for host in plan.ztunnels:
-            extra = ["--hbone", configs[host]] if host in configs else []
-            _start(lab, host, host, "ztunnel", "--behaviour", behaviour, *extra)
-        for host in plan.inpod:  # in-pod: ztunnel's listeners inside each meshed pod's namespace
-            _start(lab, host, f"ztunnel-{host}", "ztunnel", "--behaviour", "inpod")
-        for host in [*plan.pods, PEER]:
-            _start(lab, host, host, "app", "--name", host, "--port", str(APP_PORT))
-        _wait_ready(lab)
-        lab.state["build_seconds"] = round(time.monotonic() - started, 2)
-        lab.save()
-    except BaseException:
-        remove(prefix)
-        raise
-    return lab
-
+    for step in plan.steps:
+        done = subprocess.run(ns.command(step.host, step.argv), input=step.stdin, capture_output=True, text=True)
+        if done.returncode != 0:
+            source = second.name if second and step.host.startswith(SECOND) else cap.name
+            raise LabError(f"{step.host}: `{' '.join(step.argv)}` (from {source}/{step.why}) failed: "
+                           f"{done.stderr.strip() or done.stdout.strip()}")
+    configs = _hbone_setup(lab, plan, (cap, second)) if second else {}
+    for host in plan.ztunnels:
+        extra = ["--hbone", configs[host]] if host in configs else []
+        _start(lab, guard, host, host, "ztunnel", "--behaviour", behaviour, *extra)
+    for host in plan.inpod:  # in-pod: ztunnel's listeners inside each meshed pod's namespace
+        _start(lab, guard, host, f"ztunnel-{host}", "ztunnel", "--behaviour", "inpod")
+    for host in [*plan.pods, PEER]:
+        _start(lab, guard, host, host, "app", "--name", host, "--port", str(APP_PORT))
+    _wait_ready(lab)
+    lab.state["build_seconds"] = round(time.monotonic() - started, 2)
+    lab.state["phase"] = "up"
+    lab.save()

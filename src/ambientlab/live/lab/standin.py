@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("app")
     a.add_argument("--name", required=True)
     a.add_argument("--port", type=int, default=9080)
+    for server in (z, a):  # a label only: `lab down` finds a lab's programs by it, in any namespace
+        server.add_argument("--lab", metavar="PREFIX", help="the lab this server belongs to")
     c = sub.add_parser("client")
     c.add_argument("host")
     c.add_argument("port", type=int)

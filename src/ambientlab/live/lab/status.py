@@ -10,7 +10,7 @@ from ambientlab.core.capture import load_capture
 from ambientlab.core.recordings import verdict
 from ambientlab.live.lab.plan import SECOND
 from ambientlab.live.lab.record import commands
-from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix
+from ambientlab.live.lab.runtime import Lab, describe_phase, namespaces_with_prefix
 from ambientlab.live.outputs import clean_output, netnsid_names
 
 
@@ -38,18 +38,22 @@ def differences(lab: Lab) -> dict[str, str]:
 
 
 def status(lab: Lab) -> dict[str, Any]:
-    """Return the lab's description: prefix, capture, tunnel, behaviour, namespaces, processes
-    (alive or not), broken pieces, build time, and :func:`differences`."""
+    """Return the lab's description: prefix, phase (``up``, or what became of its build),
+    capture, tunnel, behaviour, namespaces, processes (alive or not), broken pieces, build time,
+    and :func:`differences` (only for a lab that is up). A lab whose build has not finished
+    shows what exists so far: the namespaces the kernel has, the programs its state records."""
+    up = lab.phase == "up"
+    second = lab.state.get("second_capture")
     return {
         "prefix": lab.prefix,
-        "capture": lab.state["capture"] + (f" + {lab.state['second_capture']} (hosts {SECOND}…)"
-                                           if lab.state.get("second_capture") else ""),
-        "tunnel": lab.state["tunnel"],
-        "ztunnel stand-in": lab.state["behaviour"],
+        "phase": describe_phase(lab),
+        "capture": lab.state["capture"] + (f" + {second} (hosts {SECOND}…)" if second else ""),
+        "tunnel": lab.state.get("tunnel", "(not chosen yet)"),
+        "ztunnel stand-in": lab.state.get("behaviour", "(not chosen yet)"),
         "namespaces": namespaces_with_prefix(lab.prefix),
         "processes": {name: ("running" if _alive(p["pid"]) else "stopped") for name, p in
                       lab.state["processes"].items()},
         "broken": [b["piece"] for b in lab.state["breaks"]],
         "build seconds": lab.state.get("build_seconds"),
-        "compared with the capture": differences(lab),
+        "compared with the capture": differences(lab) if up else {},
     }
