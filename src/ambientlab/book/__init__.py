@@ -14,6 +14,9 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :func:`ip_text`.
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`.
+- Reading the rules: :func:`hook_paths` and :func:`draw_hooks` (the netfilter hooks and routing
+  decisions, as the tracer passes them), :func:`mark_sheet` (the mark cheat sheet),
+  :func:`pod_set` (an ipset as a ``netaddr.IPSet``).
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
   :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
@@ -30,9 +33,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ambientlab import __version__
+from ambientlab.book.addresses import pod_set
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.hooks import draw_hooks, hook_paths
+from ambientlab.book.marks import mark_sheet
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
@@ -187,17 +193,21 @@ __all__ = [
     "compact",
     "compare_designs",
     "draw_cluster",
+    "draw_hooks",
     "draw_node",
     "draw_walk",
+    "hook_paths",
     "hops",
     "ip",
     "ip_text",
     "jsonl",
     "lab_network",
+    "mark_sheet",
     "node",
     "outcomes",
     "packets",
     "plaintext_hits",
+    "pod_set",
     "predict",
     "predict_hbone",
     "provenance",
