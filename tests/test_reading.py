@@ -147,3 +147,16 @@ def test_the_ipset_as_a_netaddr_set() -> None:
     assert "10.244.2.3" in members and "10.244.2.10" not in members
     with pytest.raises(KeyError, match="no ipset"):
         pod_set(DEMO, name="nope")
+
+
+def test_the_layout_puts_each_route_on_its_own_cells() -> None:
+    pos = hooks.layout([list("abcde"), ["a", "b", "x", "y"], ["y", "p", "q", "r", "d"]])
+    assert pos == {"a": (0, 0), "b": (1, 0), "c": (2, 0), "d": (3, 0), "e": (4, 0), "x": (1, -1), "y": (1, -2),
+                   "p": (2, -2), "q": (3, -2), "r": (3, -1)}
+    paths = hooks.hook_paths()
+    cells = hooks.layout([list(paths.loc[kind, "stage"]) for kind in hooks.PATHS])
+    assert len(set(cells.values())) == len(cells) == 11
+    with pytest.raises(ValueError, match="starts with a stage"):
+        hooks.layout([["a"], ["z", "a"]])
+    with pytest.raises(ValueError, match="share cell"):
+        hooks.layout([["a", "b"], ["a", "x"], ["a", "y"]])

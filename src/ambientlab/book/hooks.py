@@ -128,29 +128,59 @@ def hook_paths() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["packet", "step"])
 
 
-def _graph(paths: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]], dict[str, str]]:
-    nodes: list[str] = []
+def _graph(paths: pd.DataFrame) -> tuple[list[list[str]], list[tuple[str, str]], dict[str, str]]:
+    routes: list[list[str]] = []
     edges: list[tuple[str, str]] = []
     tables: dict[str, str] = {}
     for kind in PATHS:
         stages = list(paths.loc[kind, "stage"])
+        routes.append(stages)
         for stage, table in zip(stages, paths.loc[kind, "tables"], strict=True):
-            if stage not in nodes:
-                nodes.append(stage)
             if table:
                 tables[stage] = table
         edges += [(a, b) for a, b in itertools.pairwise(stages) if (a, b) not in edges]
-    return nodes, edges, tables
+    return routes, edges, tables
 
 
-def _layout(nodes: list[str], edges: list[tuple[str, str]], first_row: list[str]) -> dict[str, tuple[float, float]]:
-    """Return a position for every node: x = its longest distance from a start, y = 0 for the
-    stages of the forwarded packet and -1 for the others."""
-    depth = {n: 0 for n in nodes}
-    for _ in nodes:  # longest path in a graph without cycles: relax |nodes| times
-        for a, b in edges:
-            depth[b] = max(depth[b], depth[a] + 1)
-    return {n: (float(depth[n]), 0.0 if n in first_row else -1.0) for n in nodes}
+def _between(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
+    """Return the grid cells strictly between ``a`` and ``b`` on a path that goes along ``a``'s
+    row first, then along ``b``'s column."""
+    (xa, ya), (xb, yb) = a, b
+    step_x, step_y = (1 if xb > xa else -1), (1 if yb > ya else -1)
+    cells = [(x, ya) for x in range(xa + step_x, xb + step_x, step_x)] if xa != xb else []
+    cells += [(xb, y) for y in range(ya + step_y, yb + step_y, step_y)] if ya != yb else []
+    return cells[:-1] if cells else cells
+
+
+def layout(routes: list[list[str]]) -> dict[str, tuple[int, int]]:
+    """Return a grid cell (column, row) for every stage of ``routes`` (lists of stages): the
+    first route along row 0; each later route's new stages between the stages already placed
+    that it leaves from and returns to (along a row, then up a column), or, when it does not
+    return, in a column below the stage it left from. Raise ValueError if two stages would share
+    a cell."""
+    pos: dict[str, tuple[int, int]] = {stage: (i, 0) for i, stage in enumerate(routes[0])}
+    for route in routes[1:]:
+        i = 0
+        while i < len(route):
+            if route[i] in pos:
+                i += 1
+                continue
+            j = i
+            while j < len(route) and route[j] not in pos:
+                j += 1
+            new = route[i:j]
+            if i == 0:
+                raise ValueError(f"route {route} starts with a stage that no earlier route placed")
+            ax, ay = pos[route[i - 1]]
+            cells = _between((ax, ay), pos[route[j]]) if j < len(route) else []
+            if len(cells) != len(new):
+                cells = [(ax, ay - k) for k in range(1, len(new) + 1)]
+            for stage, cell in zip(new, cells, strict=True):
+                if cell in pos.values():
+                    raise ValueError(f"stages {stage!r} and another would share cell {cell}")
+                pos[stage] = cell
+            i = j
+    return pos
 
 
 def draw_hooks(ax: Axes | None = None) -> Axes:
@@ -161,35 +191,38 @@ def draw_hooks(ax: Axes | None = None) -> Axes:
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     paths = hook_paths()
-    nodes, edges, tables = _graph(paths)
-    pos = _layout(nodes, edges, list(paths.loc["forwarded", "stage"]))
+    routes, edges, tables = _graph(paths)
+    pos = layout(routes)
     if ax is None:
-        _, ax = plt.subplots(figsize=(15, 4.2))
-    sx, sy = 1.8, 1.9  # spacing of the grid
-    w, h = 1.55, 1.35
+        _, ax = plt.subplots(figsize=(10, 5.6))
+    sx, sy = 1.8, 1.75  # spacing of the grid
+    w, h = 1.5, 1.3
     for name, (x, y) in pos.items():
         cx, cy = x * sx, y * sy
         color = "#dbe8f6" if name in HOOK_TABLES else "#fbeec1" if name.startswith("routing") else "#eeeeee"
         ax.add_patch(FancyBboxPatch((cx - w / 2, cy - h / 2), w, h, boxstyle="round,pad=0.04", fc=color, ec="#444", lw=1))
         if name in HOOK_TABLES:  # the hook, then its tables in the order they run
-            ax.text(cx, cy + h / 2 - 0.12, name, ha="center", va="top", fontsize=8.5, weight="bold")
-            ax.text(cx, cy - 0.12, "\n".join(tables.get(name, "").split(" > ")), ha="center", va="center", fontsize=8.5)
+            ax.text(cx, cy + h / 2 - 0.12, name, ha="center", va="top", fontsize=9, weight="bold")
+            ax.text(cx, cy - 0.12, "\n".join(tables.get(name, "").split(" > ")), ha="center", va="center", fontsize=9)
         else:
-            ax.text(cx, cy, "\n".join(_wrap(name, 14)), ha="center", va="center", fontsize=8.5)
+            ax.text(cx, cy, "\n".join(_wrap(name, 14)), ha="center", va="center", fontsize=9)
     for a, b in edges:
         (xa, ya), (xb, yb) = pos[a], pos[b]
-        if ya == yb:  # right side to left side
-            start, end = (xa * sx + w / 2, ya * sy), (xb * sx - w / 2, yb * sy)
-        else:  # bottom to top, or top to bottom
+        if ya == yb:  # along a row: side to side
+            side = w / 2 if xb > xa else -w / 2
+            start, end = (xa * sx + side, ya * sy), (xb * sx - side, yb * sy)
+        else:  # along a column (or across): top to bottom, or bottom to top
             side = h / 2 if ya > yb else -h / 2
             start, end = (xa * sx, ya * sy - side), (xb * sx, yb * sy + side)
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1.2, color="#333"))
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, lw=1.3, color="#333"))
     xs = [p[0] * sx for p in pos.values()]
-    ax.set_xlim(min(xs) - w, max(xs) + w)
-    ax.set_ylim(-sy - h, h)
+    ys = [p[1] * sy for p in pos.values()]
+    ax.set_xlim(min(xs) - w / 2 - 0.1, max(xs) + w / 2 + 0.1)
+    ax.set_ylim(min(ys) - h / 2 - 0.1, max(ys) + h / 2 + 0.1)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title("Netfilter hooks (blue, with their tables in order) and routing decisions (yellow), as the tracer passes them",
+    ax.set_title("Netfilter hooks (blue, tables in the order they run) and routing decisions (yellow),\n"
+                 "as the tracer passes them: forwarded along the top row, for the host down, sent by the host up",
                  fontsize=10)
     return ax
 
