@@ -160,3 +160,30 @@ def test_the_layout_puts_each_route_on_its_own_cells() -> None:
         hooks.layout([["a"], ["z", "a"]])
     with pytest.raises(ValueError, match="share cell"):
         hooks.layout([["a", "b"], ["a", "x"], ["a", "y"]])
+
+
+# -- reading rules aloud ----------------------------------------------------------------------------
+def test_a_rule_is_read_part_by_part() -> None:
+    from ambientlab.book.reading import read_rule
+
+    parts = read_rule(DEMO, "mangle PRE-10")
+    assert list(parts["mangle PRE-10: part"]) == ["-A ztunnel-PREROUTING", "! -s 10.244.2.10/32", "-i veth6cc9a213",
+                                                  "-j MARK --set-xmark 0x210/0x210"]
+    assert parts["reads as"].iloc[1] == "NOT: the source address is in 10.244.2.10/32"
+    assert read_rule(DEMO, "nat PREROUTING-2")["reads as"].iloc[-1].startswith("jump to the chain KUBE-SERVICES")
+    assert read_rule(DEMO, "mangle PRE-15")["reads as"].iloc[3] == "the source address is in the ipset ztunnel-pods-ips"
+    with pytest.raises(KeyError, match="no rule"):
+        read_rule(DEMO, "mangle PRE-99")
+
+
+@pytest.mark.parametrize(("capture", "host"), _hosts())
+def test_every_rule_of_every_capture_can_be_read(capture: str, host: str) -> None:
+    from ambientlab.book.reading import named_rules, read_rule
+
+    opened = load_capture(capture)
+    rules = named_rules(opened, host)
+    assert rules["name"].is_unique
+    for name, rule in zip(rules["name"], rules["text"], strict=True):
+        parts = read_rule(opened, name, host)
+        # the parts give the rule's text back (quotes aside: the parser keeps a quoted argument's words)
+        assert " ".join(parts.iloc[1:, 0]).split() == rule.replace('"', "").split(), name

@@ -15,7 +15,8 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`.
 - Reading the rules: :func:`hook_paths` and :func:`draw_hooks` (the netfilter hooks and routing
-  decisions, as the tracer passes them), :func:`mark_sheet` (the mark cheat sheet),
+  decisions, as the tracer passes them), :func:`named_rules` and :func:`read_rule` (a rule's book name, and its parts put into words),
+  :func:`mark_sheet` (the mark cheat sheet),
   :func:`pod_set` (an ipset as a ``netaddr.IPSet``).
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
@@ -39,6 +40,7 @@ from ambientlab.book.check import answer
 from ambientlab.book.display import hops, provenance, show
 from ambientlab.book.hooks import draw_hooks, hook_paths
 from ambientlab.book.marks import mark_sheet
+from ambientlab.book.reading import named_rules, read_rule
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
@@ -203,6 +205,7 @@ __all__ = [
     "jsonl",
     "lab_network",
     "mark_sheet",
+    "named_rules",
     "node",
     "outcomes",
     "packets",
@@ -211,6 +214,7 @@ __all__ = [
     "predict",
     "predict_hbone",
     "provenance",
+    "read_rule",
     "recorded_trace",
     "recorded_traces",
     "records",
