@@ -12,12 +12,16 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :data:`WORLD`.
 - One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
   :func:`ip_text`.
-- A walk as a story (issue 17): :func:`story` (a :class:`Story`: the numbered :func:`steps`, each
+- A walk as a story: :func:`story` (a :class:`Story`: the numbered :func:`steps`, each
   a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
   connection as a sequence diagram), :func:`who_connects` (who connects to whom from which address).
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`, :func:`hint`; one packet of your own, walked by the tracer:
   :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`.
+- Reading the rules: :func:`hook_paths` and :func:`draw_hooks` (the netfilter hooks and routing
+  decisions, as the tracer passes them), :func:`named_rules` and :func:`read_rule` (a rule's book name, and its parts put into words),
+  :func:`mark_sheet` (the mark cheat sheet),
+  :func:`pod_set` (an ipset as a ``netaddr.IPSet``).
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
   :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
@@ -34,10 +38,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ambientlab import __version__
+from ambientlab.book.addresses import pod_set
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.hooks import draw_hooks, hook_paths
+from ambientlab.book.marks import mark_sheet
 from ambientlab.book.packet import decision, devices, ending, send
+from ambientlab.book.reading import named_rules, read_rule
 from ambientlab.book.story import Step, Story, draw_connection, steps, story, who_connects
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
@@ -198,22 +206,28 @@ __all__ = [
     "devices",
     "draw_cluster",
     "draw_connection",
+    "draw_hooks",
     "draw_node",
     "draw_walk",
     "ending",
     "hint",
+    "hook_paths",
     "hops",
     "ip",
     "ip_text",
     "jsonl",
     "lab_network",
+    "mark_sheet",
+    "named_rules",
     "node",
     "outcomes",
     "packets",
     "plaintext_hits",
+    "pod_set",
     "predict",
     "predict_hbone",
     "provenance",
+    "read_rule",
     "recorded_trace",
     "recorded_traces",
     "records",
