@@ -71,10 +71,13 @@ def _all_missing(dtype: str, n: int) -> ExtensionArray | np.ndarray:
     return pd.array([None] * n, dtype=dtype)
 
 
+_STRING = pd.StringDtype()  # the "string" dtype, resolved once (a lookup by name costs more than a small column)
+
+
 def string_column(values: Sequence[str | None]) -> ExtensionArray:
     """Return ``values`` as a ``string`` column, None as ``<NA>`` (a value that is not a str
     becomes its str, as pandas casts it)."""
-    return pd.array(np.fromiter(values, dtype=object, count=len(values)), dtype="string", copy=False)
+    return pd.array(np.fromiter(values, dtype=object, count=len(values)), dtype=_STRING, copy=False)
 
 
 def frame_from_columns(
