@@ -106,8 +106,11 @@ def frame_from_columns(
     missing: dict[str, Any] = {}  # one all-missing column per dtype, copied for the next ones
     for col in schema:
         values = columns.get(col.name)
-        if values is not None and not isinstance(values, ExtensionArray | np.ndarray) and len(values) != length:
-            raise ValueError(f"column {col.name}: {len(values)} values for {length} rows")
+        if values is not None and not isinstance(values, ExtensionArray | np.ndarray):
+            if len(values) != length:
+                raise ValueError(f"column {col.name}: {len(values)} values for {length} rows")
+            if col.dtype == "string" and not any(values) and set(values) <= {None}:  # all missing: no str to check
+                values = None
         if values is None:
             data[col.name] = missing[col.dtype].copy() if col.dtype in missing else \
                 missing.setdefault(col.dtype, _all_missing(col.dtype, length))

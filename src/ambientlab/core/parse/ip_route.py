@@ -4,6 +4,7 @@ answers, as records with iproute2's ``-j`` keys."""
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -333,7 +334,7 @@ def _read_routes(text: str, source: str, allow_errors: bool, cut: bool, fast: bo
     every line with the token loop (the tests compare both)."""
     if fast and text.endswith("\n"):
         rows = [m.groups() for m in FAST_TEXT.finditer(text)]
-        if len(rows) == text.count("\n") and not any(_flags_repeat(f) for f in {row[-1] for row in rows}):
+        if len(rows) == text.count("\n") and not any(_flags_repeat(f) for f in set(map(itemgetter(-1), rows))):
             return _Routes(rows, {}, range(1, len(rows) + 1))
     rows = []
     slow: dict[int, dict[str, Any]] = {}
