@@ -290,6 +290,15 @@ def _flags_repeat(flags: str | None) -> bool:
     return len(set(words)) != len(words)
 
 
+def _fast_fields(line: str) -> tuple[str | None, ...] | None:
+    """Return the fields (:data:`FAST_COLUMNS`) of a line that the fast path reads, or None for
+    a line the token loop must read (no match, or a flag repeated: the token loop's error)."""
+    found = FAST_LINE.fullmatch(line)
+    if found is None or _flags_repeat(found[10]):
+        return None
+    return found.groups()
+
+
 class _Routes:
     """The routes of a text: one row per route, gathered column-wise.
 
@@ -350,11 +359,10 @@ def _read_routes(text: str, source: str, allow_errors: bool, cut: bool, fast: bo
             rows[pos] = _NO_ROW
         return slow[pos]
 
-    match = FAST_LINE.fullmatch if fast else lambda _: None
     for line in lines_of(text, source, cut):
-        found = match(line.text)
-        if found is not None and not _flags_repeat(found[10]):
-            rows.append(found.groups())
+        fields = _fast_fields(line.text) if fast else None
+        if fields is not None:
+            rows.append(fields)
             numbers.append(line.number)
             continue
         if is_blank(line.text):
