@@ -22,7 +22,7 @@ from ambientlab.core.parse import parse
 from ambientlab.live.netns import NamespaceSet
 
 SIZES = {"ip-route": (1_000, 10_000, 100_000), "ip-rule": (1_000, 10_000, 30_000),
-         "ipset": (1_000, 10_000, 65_536), "iptables-save": (1_000, 5_000, 10_000)}
+         "ipset": (1_000, 10_000, 65_536), "iptables-save": (1_000, 5_000, 10_000, 20_000)}
 
 
 def _net(rng: random.Random, i: int) -> str:

@@ -9,11 +9,14 @@ inverts it exactly, so ``--json`` output and DataFrames never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
+from pandas.arrays import IntegerArray, StringArray
 
 
 @dataclass(frozen=True)
@@ -46,27 +49,82 @@ def frame_from_records(
     ``index`` (the source line numbers, usually) becomes the index, named ``line``. A record key
     that is not in the schema raises KeyError: the schema is the contract.
     """
-    names = [c.name for c in schema]
-    known = set(names)
+    known = {c.name for c in schema}
     for rec in records:
-        extra = set(rec) - known
-        if extra:
-            raise KeyError(f"record has keys outside the schema: {sorted(extra)}")
-    idx = pd.Index(list(index) if index is not None else range(len(records)), name="line")
-    # one C-level pass builds every column (a missing key becomes NaN); each column is then cast
-    raw = pd.DataFrame.from_records(list(records), columns=names) if records else pd.DataFrame(columns=names)
-    raw.index = idx
-    data: dict[str, pd.Series] = {}
+        if not known.issuperset(rec):
+            raise KeyError(f"record has keys outside the schema: {sorted(set(rec) - known)}")
+    columns: dict[str, Sequence[Any]] = {}
     for col in schema:
-        if col.presence:
-            data[col.name] = pd.Series([col.name in rec for rec in records], index=idx, dtype=col.dtype)
-            continue
-        series = raw[col.name]
-        if col.dtype == "object":
-            data[col.name] = series.astype("object").where(series.notna(), None)
+        name = col.name
+        columns[name] = [name in rec for rec in records] if col.presence else [rec.get(name) for rec in records]
+    return frame_from_columns(columns, schema, len(records), index)
+
+
+def _all_missing(dtype: str, n: int) -> ExtensionArray | np.ndarray:
+    """Return a column of ``n`` missing values of ``dtype`` (None in an object column, else ``<NA>``)."""
+    if dtype == "object":
+        return np.full(n, None, dtype=object)
+    if dtype == "string":
+        return StringArray(np.full(n, pd.NA, dtype=object))
+    if dtype == "Int64":
+        return IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    return pd.array([None] * n, dtype=dtype)
+
+
+_STRING = pd.StringDtype()  # the "string" dtype, resolved once (a lookup by name costs more than a small column)
+
+
+def string_column(values: Sequence[str | None]) -> ExtensionArray:
+    """Return ``values`` as a ``string`` column, None as ``<NA>`` (a value that is not a str
+    becomes its str, as pandas casts it)."""
+    return pd.array(np.fromiter(values, dtype=object, count=len(values)), dtype=_STRING, copy=False)
+
+
+def frame_from_columns(
+    columns: Mapping[str, Sequence[Any] | ExtensionArray | np.ndarray], schema: Sequence[Column], length: int,
+    index: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Return a DataFrame with exactly the schema's columns and dtypes from ``columns``, each a
+    sequence of ``length`` values (None for a missing value; a presence column holds booleans) or an
+    array already of the column's dtype. A column absent from ``columns`` is all missing.
+
+    This is the one place where parsed values become typed columns: :func:`frame_from_records`
+    uses it, and a parser that gathers its values column by column (``ip route``) calls it
+    directly. A name in ``columns`` that is not in the schema raises KeyError.
+    """
+    extra = set(columns) - {c.name for c in schema}
+    if extra:
+        raise KeyError(f"columns outside the schema: {sorted(extra)}")
+    if index is None:
+        idx = pd.Index(range(length), name="line")
+    else:
+        numbers = np.fromiter(index, dtype=np.int64)
+        idx = pd.Index(numbers if len(numbers) else [], name="line")
+    if len(idx) != length:
+        raise ValueError(f"{len(idx)} index values for {length} rows")
+    data: dict[str, Any] = {}
+    missing: dict[str, Any] = {}  # one all-missing column per dtype, copied for the next ones
+    for col in schema:
+        values = columns.get(col.name)
+        if values is not None and not isinstance(values, ExtensionArray | np.ndarray):
+            if len(values) != length:
+                raise ValueError(f"column {col.name}: {len(values)} values for {length} rows")
+            if col.dtype == "string" and not any(values) and set(values) <= {None}:  # all missing: no str to check
+                values = None
+        if values is None:
+            data[col.name] = missing[col.dtype].copy() if col.dtype in missing else \
+                missing.setdefault(col.dtype, _all_missing(col.dtype, length))
+        elif isinstance(values, ExtensionArray | np.ndarray):
+            if str(values.dtype) != col.dtype or len(values) != length:
+                raise ValueError(f"column {col.name}: {values.dtype} x {len(values)} where {col.dtype} x {length} was expected")
+            data[col.name] = values
+        elif col.dtype == "object":
+            data[col.name] = np.fromiter(values, dtype=object, count=length)
+        elif col.dtype == "string":
+            data[col.name] = string_column(values)
         else:
-            data[col.name] = series.astype("object").where(series.notna(), pd.NA).astype(col.dtype)
-    return pd.DataFrame(data, index=idx, columns=names)
+            data[col.name] = pd.array(values, dtype=col.dtype)
+    return pd.DataFrame(data, index=idx, columns=[c.name for c in schema], copy=False)
 
 
 def _is_missing(value: Any) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ambientlab.core.gcpause import collector_paused
 from ambientlab.core.parse import ip_addr, ip_route, ip_rule, logs, nft_trace, sysctl
 from ambientlab.core.parse.ip_addr import addresses, parse_ip_addr, parse_ip_link
 from ambientlab.core.parse.ip_route import parse_ip_route, parse_route_get, render_route
@@ -71,7 +72,9 @@ def parse(kind: str, text: str, source: str = "<text>", **options: Any) -> Parse
     unknown = set(options) - set(spec.options) - {"cut"}
     if unknown:
         raise TypeError(f"{kind} takes no option(s) {sorted(unknown)}")
-    return spec.parser(text, source, **options)
+    with collector_paused():
+        return spec.parser(text, source, **options)
+
 
 
 # What an empty file means, per kind (each parser's docstring says why).

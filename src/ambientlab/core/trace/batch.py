@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ambientlab.core.errors import ParseError
+from ambientlab.core.gcpause import collector_paused
 from ambientlab.core.parse.common import address_family, check_name
 from ambientlab.core.parse.lexer import TokenCursor
 from ambientlab.core.trace.fib import PROTOCOLS
@@ -123,5 +124,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def answer_all(host: Host, queries: list[Query]) -> list[dict[str, Any]]:
-    """Return the public answer records of ``queries``, in order."""
-    return [answer(host, q, detail=False) for q in queries]
+    """Return the public answer records of ``queries``, in order (the garbage collector paused:
+    see :func:`~ambientlab.core.gcpause.collector_paused`)."""
+    with collector_paused():
+        return [answer(host, q, detail=False) for q in queries]

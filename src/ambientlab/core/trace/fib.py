@@ -8,6 +8,7 @@ metric order; error route types; ``throw``; next hops restricted by ``oif``).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -172,7 +173,11 @@ class Table:
     routes: list[Route] = field(default_factory=list)
     by_length: dict[int, dict[int, list[Route]]] = field(default_factory=dict)
     levels: list[tuple[int, dict[int, list[Route]]]] = field(default_factory=list)
-    memo: dict[int, tuple[Route, Nexthop] | Errno] = field(default_factory=dict, repr=False)
+    # The table as a step function of the destination (for lookups without TOS and oif): the
+    # sorted starts of the address ranges inside which every address lies in the same prefixes,
+    # and each range's answer. Built on the first such lookup after a change.
+    starts: list[int] | None = field(default=None, repr=False)
+    answers: list[tuple[Route, Nexthop] | Errno] = field(default_factory=list, repr=False)
 
     def add(self, route: Route) -> None:
         """Add ``route`` keeping each prefix's routes in kernel order (TOS high first, then metric)."""
@@ -181,21 +186,33 @@ class Table:
         group.append(route)
         group.sort(key=lambda r: (-r.table, -r.tos, r.metric))  # a merged table: local's routes first
         self.levels = [(MASKS[n], self.by_length[n]) for n in sorted(self.by_length, reverse=True)]
-        self.memo.clear()
+        self.starts = None
+
+    def bounds(self) -> set[int]:
+        """Return the first address of every prefix of the table and the address after its end."""
+        found = {0}
+        for length, groups in self.by_length.items():
+            size = 1 << (32 - length)
+            for network in groups:
+                found.add(network)
+                if network + size <= 0xFFFFFFFF:
+                    found.add(network + size)
+        return found
 
     def lookup(self, flow: Flow) -> tuple[Route, Nexthop] | Errno:
         """Return (route, first usable next hop), or the error of an error-type route, or EAGAIN.
 
-        Without TOS and ``oif`` the answer depends on the destination alone and is memoized.
+        Without TOS and ``oif`` the answer depends on the destination alone: it is read from the
+        table's step function (one binary search), built on first use.
         """
         if flow.tos or flow.oif is not None:
             return self._scan(flow.dst, flow.tos, flow.oif)
-        found = self.memo.get(flow.dst)
-        if found is None:
-            if len(self.memo) > 1 << 16:
-                self.memo.clear()
-            found = self.memo[flow.dst] = self._scan(flow.dst, 0, None)
-        return found
+        starts = self.starts
+        if starts is None:
+            starts = sorted(self.bounds())
+            self.answers = [self._scan(start, 0, None) for start in starts]
+            self.starts = starts
+        return self.answers[bisect_right(starts, flow.dst) - 1]
 
     def _scan(self, dst: int, tos: int, oif: str | None) -> tuple[Route, Nexthop] | Errno:
         for mask, groups in self.levels:
@@ -250,7 +267,10 @@ class Fib:
         for rule in self.rules:
             self.mark_bits |= rule.markmask
         self.plans: dict[int, tuple[tuple[Rule, Rule | None], ...]] = {}
-        self.results: dict[tuple[int, int], FibResult | Errno] = {}
+        # For mark-only rules: per selected mark bits, the answers over the ranges of ``starts``
+        # (None until a lookup lands in the range); see lookup().
+        self.results: dict[int, list[FibResult | Errno | None]] = {}
+        self.starts: list[int] | None = None
         self.tables = tables
         for rule in self.rules:
             if rule.action == "goto":
@@ -310,12 +330,25 @@ class Fib:
         are kept. Tables are not changed after the Fib is built.
         """
         if self.mark_only and not flow.tos and flow.oif is None:
-            key = (flow.mark & self.mark_bits, flow.dst)
-            result = self.results.get(key)
-            if result is None:
-                if len(self.results) > 1 << 16:
+            # The answer is then a step function of the destination, per selected mark bits: it
+            # changes only at the bounds of the tables' prefixes. One binary search finds the
+            # range; its answer is computed once and kept.
+            starts = self.starts
+            if starts is None:
+                bounds = {0}
+                for table in (*self.tables.values(), *((self.merged,) if self.merged else ())):
+                    bounds |= table.bounds()
+                starts = self.starts = sorted(bounds)
+            bits = flow.mark & self.mark_bits
+            answers = self.results.get(bits)
+            if answers is None:
+                if len(self.results) >= 1 << 12:  # random marks under a wide mask: keep memory bounded
                     self.results.clear()
-                result = self.results[key] = self._lookup(flow)
+                answers = self.results[bits] = [None] * len(starts)
+            at = bisect_right(starts, flow.dst) - 1
+            result = answers[at]
+            if result is None:
+                result = answers[at] = self._lookup(flow)
             return result
         return self._lookup(flow)
 

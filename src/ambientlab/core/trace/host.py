@@ -145,7 +145,7 @@ class Host:
         tables are merged, the local table's lookup walks main's routes too)."""
         if addr in self.local_addrs:
             return True
-        table = self.fib.merged or self.fib.tables.get(ipv4.TABLES["local"])
+        table = self._fib.merged or self._fib.tables.get(ipv4.TABLES["local"])
         found = table.lookup(Flow(dst=addr)) if table else Errno.EAGAIN
         return not isinstance(found, Errno) and found[0].type == "local"
 
@@ -159,7 +159,7 @@ class Host:
         When every rule selects on the mark alone and the flow has no TOS, the answer depends on
         (src, oif, iif, the selected mark bits) only, and is kept.
         """
-        fib = self.fib
+        fib = self._fib
         if not (fib.mark_only and not flow.tos):
             return self._validate_source(src, dst, oif, iif, flow)
         key = (src, oif, iif, flow.mark & fib.mark_bits if self.sysctls.device(iif)["src_valid_mark"] else 0)
@@ -174,12 +174,12 @@ class Host:
         if not rpf and (iif != oif or not conf["send_redirects"]):
             if conf["accept_local"]:
                 return False
-            if not (self.fib.custom_local_routes or self.fib.custom_rules):
+            if not (self._fib.custom_local_routes or self._fib.custom_rules):
                 return Errno.EINVAL if src in self.local_addrs else False
         back = Flow(dst=src, src=dst, iif=oif or self.loopback,
                     mark=flow.mark if conf["src_valid_mark"] else 0,
                     tos=flow.tos, proto=flow.proto, sport=flow.dport, dport=flow.sport)
-        found = self.fib.lookup(back)
+        found = self._fib.lookup(back)
         device = self.devices[iif]
         if isinstance(found, Errno):
             return Errno.EINVAL if rpf else False
@@ -193,7 +193,7 @@ class Host:
         if rpf == 1:
             return Errno.EINVAL
         back.oif = iif
-        again = self.fib.lookup(back)
+        again = self._fib.lookup(back)
         return not isinstance(again, Errno) and again.route.type == "unicast" and again.nexthop.gateway is None
 
     # -- ip route get ---------------------------------------------------------------------------
@@ -262,19 +262,20 @@ class Host:
 
     def _input(self, flow: Flow) -> Answer | Errno:
         src, dst, iif = flow.src, flow.dst, flow.iif
-        if ipv4.is_multicast(src) or ipv4.is_lbcast(src):
+        # The address class tests of ipv4 (is_multicast, is_lbcast, is_zeronet, is_loopback),
+        # written out: this runs for every forwarded query.
+        if (src & 0xF0000000) == 0xE0000000 or src == 0xFFFFFFFF:
             return Errno.EINVAL
-        if ipv4.is_lbcast(dst) or (src == 0 and dst == 0):
+        if dst == 0xFFFFFFFF or (src == 0 and dst == 0):
             return self._broadcast_input(flow, None)
-        if ipv4.is_zeronet(src) or ipv4.is_zeronet(dst):
+        if not src & 0xFF000000 or not dst & 0xFF000000:
             return Errno.EINVAL
         conf = self.sysctls.device(iif)
-        localnet = conf["route_localnet"]
-        if (ipv4.is_loopback(dst) or ipv4.is_loopback(src)) and not localnet:
+        if ((dst & 0xFF000000) == 0x7F000000 or (src & 0xFF000000) == 0x7F000000) and not conf["route_localnet"]:
             return Errno.EINVAL
-        if ipv4.is_multicast(dst):
+        if (dst & 0xF0000000) == 0xE0000000:
             raise NotImplementedError("multicast input is not modelled")
-        found = self.fib.lookup(flow)
+        found = self._fib.lookup(flow)
         forwarding = conf["forwarding"]
         if isinstance(found, Errno):
             return found if forwarding else Errno.EHOSTUNREACH
@@ -318,7 +319,7 @@ class Host:
                 return self._make_output(flow, "unicast", owner, None, src)
         if not dst:
             raise NotImplementedError("route get 0.0.0.0 is not modelled")
-        found = self.fib.lookup(flow)
+        found = self._fib.lookup(flow)
         if isinstance(found, Errno):
             return found
         route = found.route
