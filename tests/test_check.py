@@ -109,7 +109,8 @@ EXPECTED: dict[str, tuple[Any, Any, Any]] = {
     "12-kebe-ztunnel": ("10.244.1.2", "10.244.2.3", "10.244.1.1"),
     # kind-2022-kebe/node/ip-addr-istioout-excerpt.txt: `mtu 1450`.
     "12-kebe-mtu": (1450, 1500, "1400"),
-    # W2/ztunnel/ip-rule.txt: 0x4d2 & 0xfff matches none of 0x400, 0x401, 0x402, 0x4d3 -> 32766 main.
+    # lab-2026-11-ambient-worker2/ztunnel/ip-rule.txt: 0x4d2 & 0xfff matches none of 0x400, 0x401, 0x402, 0x4d3
+    # -> 32766 main (the lab keeps reviews-v1 at 10.244.2.7, the layout of the recorded node files).
     "13-onward-table": ("main", "100", "101"),
     # lab-2026-11-ambient-worker2/session/breaks-no-marks.jsonl: the one ConnectionResetError row.
     "13-reset-piece": ("node-mark-0x210", "node-ip-rule-102", "ztunnel-ip-rule-20000"),

@@ -5,7 +5,14 @@ Two kinds of exercise: look-ups and computations on the chapter's data, and "pre
 the reader states the path of a packet that the chapter did not walk (the devices it crosses,
 the ip rule and table that decide, or where it ends), and the check walks that packet with the
 tracer (:mod:`ambientlab.book.packet`). Every exercise has layered hints, from a gentle one to
-nearly the answer: the n-th wrong answer gets hint n, and :func:`hint` shows any of them.
+nearly the answer: the n-th wrong answer gets hint n, and :func:`hint` shows any of them. The first
+hint points to where to look; it does not state the reasoning that is the answer.
+
+Conventions of the answers: the deciding ip rule is the one whose action sends the packet to a
+table, so after a ``goto`` it is the goto rule ("ip rule 100 (goto 32766) → table main"); when
+that rule is removed, whichever rule then sends the packet to a table with a route decides. A
+device that several network namespaces have (``eth0``, ``lo``) is written ``NAMESPACE/DEVICE``
+when the path crosses more than one of them; a bare name is accepted where it is unambiguous.
 """
 
 from __future__ import annotations
@@ -422,8 +429,8 @@ EXERCISES: dict[str, Exercise] = {
         ("`ip addr` prints each device's MTU.",
          "Read the istioout line of the second capture: the number after `mtu`.")),
     "13-onward-table": Exercise(
-        lambda: host_from_capture(_capture(DEMO), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
-        ("ztunnel's rules compare the mark with a mask of 0xfff.",
+        lambda: host_from_capture(_capture(LAB), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
+        ("Read the lab ztunnel's `ip rule` from priority 0 with the mark 0x4d2.",
          "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of ip rules 20000-20003. If none matches, "
          "which rule comes next, and which table does it look up? Give the table's name or number as a string.")),
     "13-reset-piece": Exercise(
@@ -434,7 +441,8 @@ EXERCISES: dict[str, Exercise] = {
     "14-far-table": Exercise(
         lambda: host_from_capture(_capture(WORKER), "node").route_get("10.244.1.23", src="10.244.2.10",
                                                                       iif="eth0").get("table", "main"),
-        ("ambient-worker's rules are the same as this node's; the SYN arrives there with no mark.",
+        ("Follow the SYN on ambient-worker as on this node: its marking rules, then its `ip rule` from priority 0 "
+         "(book.node(book.capture(\"kind-2022-ambient-worker\")) has its tables).",
          "The SYN carries no mark on ambient-worker: which rule matches every packet, and which table does it "
          "look up? Ask book.node(worker).route_get(...). Give the table as a string.")),
     "14-far-source": Exercise(
