@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ambientlab.book.check import EXERCISES, answer, forget_tries, hint, tries
+from ambientlab.book.check import EXERCISES, answer, forget_tries, hint, solution, tries
 
 W2 = "data/kind-2022-ambient-worker2"
 
@@ -246,3 +246,13 @@ def test_an_expected_wrong_answer_is_told_what_it_overlooks() -> None:
     assert "Table 100 does have a /32 route for 10.244.2.5" in said and "Hint 1 of 3" in said
     said = answer("09-walk-no-rule-100", "103 100")
     assert "table 100 has no route for 10.244.1.23" in said
+
+
+def test_a_decision_prints_the_goto_rule_as_the_deciding_one() -> None:
+    """W2/node/ip-rule.txt: 100 `fwmark 0x200/0x200 goto 32766` matches UDP's 0x220 (04-walk-dns); without it,
+    ip rule 32766 itself decides (09-walk-no-rule-100). Both unpack and compare as plain pairs."""
+    assert str(solution("04-walk-dns")) == "ip rule 100 (goto 32766) → table main"
+    assert solution("04-walk-dns") == (100, "main")
+    assert str(solution("09-walk-no-rule-100")) == "ip rule 32766 → table main"
+    rule, table = solution("10-walk-reply-v3")
+    assert (rule, table) == (102, "102") and str(solution("10-walk-reply-v3")) == "ip rule 102 → table 102"
