@@ -163,3 +163,17 @@ def test_the_prose_is_spelled_right(tmp_path: Path) -> None:
                            "README.md", "book", "src/ambientlab", "tests", "benchmarks", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_a_first_guess_is_a_placeholder(chapter: Path) -> None:
+    """The cell under an exercise (not its solution) answers ``...``: it shows the form of the answer
+    and the first, gentle hint, and no wrong guess whose feedback would state the reasoning."""
+    cells = nbformat.read(chapter, 4).cells
+    start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Exercises" in c.source), len(cells))
+    for cell in cells[start:]:
+        if cell.cell_type != "code" or "solution" in cell.metadata.get("tags", []) or "book.answer(" not in cell.source:
+            continue
+        assert re.search(r"^(prediction|your_answer) = \.\.\.  #", cell.source, re.M), cell.source
+        printed = "".join(o.get("text", "") for o in cell.get("outputs", []))
+        assert printed.startswith("No answer yet"), printed

@@ -5,11 +5,19 @@ Two kinds of exercise: look-ups and computations on the chapter's data, and "pre
 the reader states the path of a packet that the chapter did not walk (the devices it crosses,
 the ip rule and table that decide, or where it ends), and the check walks that packet with the
 tracer (:mod:`ambientlab.book.packet`). Every exercise has layered hints, from a gentle one to
-nearly the answer: the n-th wrong answer gets hint n, and :func:`hint` shows any of them.
+nearly the answer: the n-th wrong answer gets hint n, and :func:`hint` shows any of them. The first
+hint points to where to look; it does not state the reasoning that is the answer.
+
+Conventions of the answers: the deciding ip rule is the one whose action sends the packet to a
+table, so after a ``goto`` it is the goto rule ("ip rule 100 (goto 32766) → table main"); when
+that rule is removed, whichever rule then sends the packet to a table with a route decides. A
+device that several network namespaces have (``eth0``, ``lo``) is written ``NAMESPACE/DEVICE``
+when the path crosses more than one of them; a bare name is accepted where it is unambiguous.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +90,26 @@ def _table_of(scenario: str, packet: int, host: str = "node") -> str:
 
 
 
+def _mark_out_of_set(pod: str, dst: str, dport: int) -> int:
+    """Return the mark a TCP SYN from ``pod`` (on its veth) carries after the node's PREROUTING
+    when ``pod``'s address has left the ipset (its namespace left the mesh)."""
+    cap = _capture(DEMO)
+    members = {int(ipaddress.ip_address(ip)) for ip in cap.parse("node/ipset-list.txt").members["elem"]}
+    members.discard(int(ipaddress.ip_address(pod)))
+    rules = Ruleset(cap.text("node/iptables-save.txt"), "node/iptables-save.txt", {"ztunnel-pods-ips": members})
+    (veth,) = [r["dev"] for r in cap.records("node/ip-route-table-main.txt") if r["dst"] == pod]
+    packet = Packet(src=int(ipaddress.ip_address(pod)), dst=int(ipaddress.ip_address(dst)), proto=6, sport=40000,
+                    dport=dport, iif=veth)
+    rules.run("PREROUTING", packet, nat=False)
+    return packet.mark
+
+
+def _reply_mark(frame: pd.DataFrame) -> int:
+    """Return the mark of packet 2 (the answer) of hop table ``frame`` after the node's PREROUTING."""
+    rows = frame[frame["packet"].str.startswith("2 ") & frame["host"].eq("node") & frame["hook"].eq("PREROUTING")]
+    return int(rows["mark_after"].iloc[-1], 16)
+
+
 def _tunnel_vni(folder: str, dev: str) -> int:
 
     (rec,) = _capture(DEMO).records(f"{folder}/ip-d-link-{dev}.txt")
@@ -92,9 +120,9 @@ def _tunnel_vni(folder: str, dev: str) -> int:
 
 
 
-def _ctmark(scenario: str, packet: int) -> int:
-    rows = _packet(scenario, packet)
-    return int(rows[rows["host"] == "node"]["ctmark"].dropna().iloc[-1], 16)
+def _ctmark_of(frame: pd.DataFrame) -> int:
+    """Return the last connection mark the node's hops of hop table ``frame`` show."""
+    return int(frame[frame["host"] == "node"]["ctmark"].dropna().iloc[-1], 16)
 
 
 def _breaks_only_remote() -> str:
@@ -156,7 +184,8 @@ def _lab_reset_piece() -> str:
 
 REVIEWS_VIP = "10.96.183.192"  # the reviews service (recorded in Zhao's part 3)
 DNS_POD = "10.244.0.2"  # a DNS pod on the control-plane node: address assumed (not in the capture)
-DETAILS = "10.244.1.40"  # details-v1 on ambient-worker, outside the mesh: address assumed
+DETAILS = "10.244.1.9"  # details-v1 on ambient-worker, outside the mesh (not in any ipset): address assumed
+OUTSIDE_CLIENT = DETAILS  # a plaintext client outside the mesh: the one case where ztunnel borrows its address
 REMOTE_ZTUNNEL = "10.244.1.19"  # ztunnel-w59fl on ambient-worker (recorded)
 
 
@@ -183,8 +212,10 @@ class Exercise:
 
 
 FORMS = {
-    "devices": 'Give the devices in order, as a list or a string ("vethA, istioout, …").',
-    "decision": 'Answer "ip rule P, table T" (or a tuple (P, T)).',
+    "devices": 'Give the devices in order, as a list or a string ("devA, devB, …"); write a name that several '
+               'namespaces have as NAMESPACE/DEVICE ("node/eth0").',
+    "decision": 'Answer "ip rule P, table T" (or a tuple (P, T)); after a goto, P is the rule that matched and '
+                'jumped ("ip rule P (goto Q), table T").',
     "ending": 'Answer "ztunnel PORT" (a listener), "pod NAME", "eth0" (it leaves the node), "reset" or "dropped".',
 }
 
@@ -197,30 +228,35 @@ EXERCISES: dict[str, Exercise] = {
     "01-rule-for-0x300": Exercise(
         lambda: decision(host_from_capture(_capture(DEMO), "node").route_get("10.244.2.5", "10.244.2.3",
                                                                               "vethproductpage", 0x300)),
-        ("Read `ip rule` from the top, as LARTC does: ip rule 0 (table local) only knows the node's own addresses. Which of "
-         "ambient's rules is the first whose fwmark/mask matches 0x300?",
-         "A rule `fwmark V/M` matches when (mark AND M) equals V: 0x300 AND 0x200 is 0x200. A `goto` jumps to "
-         "the rule it names, and that rule's table decides.",
-         "ip rule 100 matches (0x300 has bit 0x200) and jumps to 32766, which looks up main. "
-         'Answer "ip rule 100, table main".'),
+        ("Read the node's `ip rule` above from priority 0 down, as LARTC does, with the mark 0x300 in mind.",
+         "A rule `fwmark V/M` matches when (mark AND M) equals V: 0x300 AND 0x200 is 0x200. The first rule that "
+         "matches decides; if its action is `goto`, the lookup goes on at the rule it names, but the goto rule "
+         "is still the deciding one.",
+         "ip rule 100 matches (0x300 has bit 0x200) and jumps to 32766, which looks up main: "
+         '"ip rule 100 (goto 32766) → table main". Answer "ip rule 100, table main".'),
         "decision",
         {"101 101": "0x300 has bit 0x100 too, so ip rule 101 would match, but the kernel tries a lower "
-                    "priority first."}),
+                    "priority first.",
+         "32766 main": "The lookup does end in main by ip rule 32766, but the book counts the rule that matched "
+                       "the packet and sent it there with its goto."}),
     "02-xmark": Exercise(
-        lambda: _xmark(0x210, "0x40/0x40"),
-        ("--set-xmark V/M changes only the bits of M.",
-         "--set-xmark V/M first clears the bits of M, then XORs V: (0x210 AND NOT 0x40) XOR 0x40.")),
+        lambda: _xmark(0x220, "0x10/0x30"),
+        ("The paragraph on setting a mark in this chapter gives the formula; apply it bit by bit.",
+         "new = (old AND NOT M) XOR V: (0x220 AND NOT 0x30) XOR 0x10. Which bits does NOT 0x30 clear?"),
+        traps={"560": "That is 0x220 XOR 0x10: the mask 0x30 clears bits first."}),
     "02-xmark-full": Exercise(
-        lambda: _xmark(0x100, "0x220/0xffffffff"),
-        ("Which bits does a mask of 0xffffffff clear?",
-         "A mask of 0xffffffff clears every bit before the XOR: the old mark does not survive.")),
+        lambda: _xmark(0x250, "0x100/0xffffffff"),
+        ("The same formula as in exercise 1, with a mask that covers every bit.",
+         "(0x250 AND NOT 0xffffffff) XOR 0x100: what is left of 0x250 after the AND?"),
+        traps={"848": "That is 0x250 OR 0x100: a mask of 0xffffffff clears every bit before the XOR."}),
     "03-members": Exercise(
         lambda: len(_capture(DEMO).parse("node/ipset-list.txt").members),
         ("The members are listed one a line.",
          "Count the lines under `Members:` (or the rows of the members table).")),
     "03-walk-egress": Exercise(
         lambda: ending(_sent(DEMO, "productpage-v1", "93.184.216.34", 443)),
-        ("Is productpage in the set, and is the packet TCP? The destination appears nowhere in the marking rule.",
+        ("Go through the node's marking rules (mangle ztunnel-PREROUTING) from the top with this packet's "
+         "source, protocol and device; which of them look at the destination?",
          "mangle PRE-15 marks it 0x100 whatever its destination, and ip rule 101 sends every 0x100 packet to "
          "table 101, whose default route goes into the tunnel istioout.",
          "Out of the tunnel, in ztunnel's pod, the packet arrives on pistioout: the TPROXY rule for pistioout "
@@ -229,35 +265,41 @@ EXERCISES: dict[str, Exercise] = {
         {"eth0": "The destination is outside the cluster, but which rule marks productpage's TCP, and where does "
                  "that mark send it?"}),
     "04-syn-mark": Exercise(
-        lambda: _mark_after_prerouting("same-node-vip", 1),
-        ("productpage is in the ipset, and the SYN is TCP.",
-         "Follow ztunnel-PREROUTING from the top for a TCP packet from productpage (in the ipset) that "
-         "comes in on its veth: which MARK rule is the first to match?")),
+        lambda: _mark_out_of_set("10.244.2.2", REVIEWS_VIP, 9080),
+        ("Go through ztunnel-PREROUTING from the top (the table under \"Every rule, in order\") with this SYN: "
+         "its source, protocol and device.",
+         "Rules 1-14 look at tunnels, UDP, connmarks and ztunnel's veth. PRE-15 needs the source in the set: is "
+         "10.244.2.2 still there?"),
+        traps={"256": "PRE-15 marks TCP whose source is in the set; this exercise removed ratings from it."}),
     "04-reply-mark": Exercise(
-        lambda: _mark_after_prerouting("same-node-vip", 5),
-        ("The answer belongs to a connection ztunnel opened: look at the connection's mark, not the packet's.",
-         "The connection was opened by ztunnel, so FORWARD saved connmark 0x220. Which rule looks at "
-         "the connmark, and what does it set?")),
+        lambda: _reply_mark(_sent(DEMO, "ztunnel", "10.244.2.2", 9080, sport=41000, mark=0x4D2, reply=True)),
+        ("Two packets: first find the mark of ztunnel's SYN and what ztunnel-FORWARD saves of it, then go "
+         "through ztunnel-PREROUTING with the SYN-ACK.",
+         "The SYN comes in by ztunnel's veth from ztunnel's own address: PRE-12 gives it 0x220, and FWD-1 saves "
+         "connmark 0x220. Which rule reads that connmark, before PRE-15 is reached?"),
+        traps={"256": "ratings is in the set and the SYN-ACK is TCP, but does the chain get as far as PRE-15?"}),
     "04-walk-dns": Exercise(
         lambda: decision(_sent(DEMO, "productpage-v1", DNS_POD, 53, proto="udp")),
-        ("The marking rule for the mesh's pods (mangle PRE-15) says `-p tcp`. Does an earlier rule of "
-         "ztunnel-PREROUTING match a UDP packet?",
+        ("Go through the node's ztunnel-PREROUTING from the top with a UDP packet from productpage's veth, "
+         "then read `ip rule` from priority 0 with the mark it got.",
          "mangle PRE-13 marks every UDP packet that got that far 0x220, and PRE-14 returns. Which ip rule "
-         "matches bit 0x200?",
+         "matches bit 0x200? If its action is `goto`, it is still the deciding rule.",
          "ip rule 100 (fwmark 0x200/0x200) jumps to 32766, which looks up main: the query leaves by eth0 and "
-         'never meets ztunnel. Answer "ip rule 100, table main".'),
+         'never meets ztunnel: "ip rule 100 (goto 32766) → table main". Answer "ip rule 100, table main".'),
         "decision",
-        {"101 101": "Only TCP from the set gets 0x100: mangle PRE-15 says -p tcp.",
+        {"101 101": "Which rule gives a packet 0x100, and does it match UDP?",
          "103 100": "Table 100 has no route for 10.244.0.2, and the query is marked before the rules are read: "
-                    "which mark does UDP get?"}),
+                    "which mark does UDP get?",
+         "32766 main": "The lookup does end in main by ip rule 32766, but the book counts the rule that matched "
+                       "the packet and sent it there with its goto."}),
     "05-outer-device": Exercise(
         lambda: host_from_capture(_capture(DEMO), "node").route_get("10.244.2.10", mark=0x100)["dev"],
         ("The outer packet goes to 10.244.2.10, ztunnel's address, and still carries mark 0x100.",
          "Table 101 has a default route and a /32 for 10.244.2.10: the longest prefix wins.")),
     "05-walk-pod-ip": Exercise(
         lambda: decision(_sent(DEMO, "productpage-v1", "10.244.2.5")),
-        ("First the mark: what does ztunnel-PREROUTING set for productpage's TCP? The destination is not in "
-         "that rule.",
+        ("First the mark: go through ztunnel-PREROUTING with productpage's SYN (chapter 4). Then read `ip rule` "
+         "from priority 0 with that mark.",
          "The packet is marked 0x100. Go down `ip rule` from priority 0: which rule is the first whose "
          "fwmark/mask matches, and does its table have a route for 10.244.2.5?",
          'ip rule 101 matches 0x100, and table 101 has a default route. Answer "ip rule 101, table 101".'),
@@ -280,13 +322,14 @@ EXERCISES: dict[str, Exercise] = {
         ("`ip -d link show istioout` prints the tunnel's details.",
          "Read `ip -d link show istioout`: the number after `geneve id`.")),
     "06-walk-ratings-vip": Exercise(
-        lambda: devices(_sent(DEMO, "ratings-v1", REVIEWS_VIP)),
-        ("Start where the packet enters the node: ratings' veth (its name is in the node's main table). Then: "
-         "which device does table 101's default route use?",
-         "istioout is a geneve tunnel: its outer UDP packet goes to 10.244.2.10. Which device leads there, on "
-         "which device does it arrive in ztunnel's pod, and which device there is the tunnel's other end?",
-         "vethratings, istioout, then the outer packet: veth6cc9a213 and ztunnel's eth0; the inner packet comes "
-         "out of the geneve device of ztunnel's pod with VNI 1001."),
+        lambda: devices(_sent(DEMO, "ratings-v1", REVIEWS_VIP), hosts=True),
+        ("Start where the packet enters the node (the node's main table names each pod's veth), then follow "
+         "the mark it gets to an ip rule and a table.",
+         "The SYN is marked 0x100, and table 101's default route goes into istioout, a geneve tunnel: its outer "
+         "UDP packet goes to 10.244.2.10. Which device leads there, on which device does it arrive in ztunnel's "
+         "pod, and which device there is the tunnel's other end?",
+         "node/vethratings, node/istioout, then the outer packet: node/veth6cc9a213 and ztunnel/eth0; the inner "
+         "packet comes out of the geneve device of ztunnel's pod with VNI 1001."),
         "devices"),
     "07-rule-0x4d3": Exercise(
         lambda: _rule_for(0x4D3, "ztunnel"),
@@ -294,58 +337,68 @@ EXERCISES: dict[str, Exercise] = {
          "In the ztunnel pod, which ip rule selects fwmark 0x4d3/0xfff? Give its priority.")),
     "07-walk-details": Exercise(
         lambda: ending(_sent(DEMO, "world", "10.244.2.3", src=DETAILS)),
-        ("The SYN comes in on eth0 with no mark, from an address that is not in the set: does any marking rule "
-         "match? Then which ip rule decides?",
-         "No mark: ip rule 103 sends it to table 100, whose route for 10.244.2.3 goes into istioin. In "
-         "ztunnel's pod, the tunnel's other end is pistioin.",
+        ("Follow the SYN as the chapters do: the node's marking rules, then `ip rule` from priority 0, then the "
+         "table's route; if it goes into a tunnel, ztunnel's own mangle rules.",
+         "No marking rule matches (the source is not in the set, the device is eth0): ip rule 103 sends it to "
+         "table 100, whose route for 10.244.2.3 goes into istioin. In ztunnel's pod, the tunnel's other end is "
+         "pistioin.",
          "Read the TPROXY rules of ztunnel's mangle PREROUTING for `-i pistioin`: port 9080 is not 15008. "
          'Answer "ztunnel PORT".'),
         "ending",
-        {"pod productpage-v1": "main would deliver it, but ip rule 103 comes before 32766 and matches every packet.",
+        {"pod productpage-v1": "main would deliver it, but is ip rule 32766 the first rule that matches?",
          "ztunnel 15008": "15008 is the HBONE port; this SYN is plain TCP to port 9080."}),
     "08-walk-synack-ratings": Exercise(
-        lambda: devices(_zt_synack("10.244.2.2")),
-        ("Start in ztunnel's pod: which ip rule matches the socket mark 0x401, and which device does its "
-         "table's default route use?",
-         "pistioout is a tunnel: its outer packet goes to 10.244.2.1 by ztunnel's eth0 and arrives on the node "
-         "by ztunnel's veth. Where does the node take the inner packet out of the tunnel?",
-         "Out of istioout the packet is marked 0x200 (mangle PRE-3), so ip rule 100 sends it to main: "
-         "pistioout, eth0, veth6cc9a213, istioout, and which veth leads to ratings?"),
+        lambda: devices(_zt_synack("10.244.2.2"), hosts=True),
+        ("Start in ztunnel's pod: read its `ip rule` with the socket mark 0x401, then the table it picks.",
+         "Rule 20001 sends 0x401 to ztunnel's table 101, whose default route goes into pistioout: its outer "
+         "packet goes to 10.244.2.1 by ztunnel's eth0 and arrives on the node by ztunnel's veth. Where does the "
+         "node take the inner packet out of the tunnel?",
+         "Out of istioout the packet is marked 0x200 (mangle PRE-3), so ip rule 100 (goto 32766) sends it to "
+         "main: ztunnel/pistioout, ztunnel/eth0, node/veth6cc9a213, node/istioout, and which veth leads to "
+         "ratings?"),
         "devices"),
     "09-inbound-table": Exercise(
-        lambda: int(_table_of("inbound-remote", 1)),
-        ("The SYN from the other node carries no mark.",
-         "The SYN from the other node has no mark. Which rule catches a packet with no mark at all?")),
+        lambda: int(decision(_sent(DEMO, "world", "10.244.2.5", 15008, src=REMOTE_ZTUNNEL, sport=50000))[1]),
+        ("Follow the SYN from the other node as the chapter did: the node's marking rules first, then `ip rule` "
+         "from priority 0.",
+         "The SYN from the other node gets no mark. Which ip rule matches a packet with no mark at all, and "
+         "does its table have a route for 10.244.2.5?")),
     "09-walk-no-rule-100": Exercise(
         lambda: decision(_sent(DEMO, "ztunnel", "10.244.1.23", 15008, sport=43000, without="node-ip-rule-100")),
-        ("Which of the node's ip rules are left, and which match mark 0x220?",
+        ("Read the node's `ip rule` from priority 0 without ip rule 100, with the mark 0x220, and look at each "
+         "table a matching rule names.",
          "ip rule 103 matches every packet. Does table 100 have a route that covers 10.244.1.23? When a table "
-         "has none, the kernel goes on to the next rule.",
+         "has none, the kernel goes on to the next rule, and the rule whose table has the route decides.",
          "Table 100 only holds /32 routes for this node's pods: the lookup falls through to ip rule 32766 and "
-         "main (10.244.1.0/24 via 172.18.0.4). Removing ip rule 100 changes nothing for this packet."),
+         "main (10.244.1.0/24 via 172.18.0.4). With ip rule 100 the route was the same, but ip rule 100 (goto "
+         "32766) decided; now ip rule 32766 does."),
         "decision",
         {"103 100": "ip rule 103 is tried, but table 100 has no route for 10.244.1.23: the kernel goes on to the "
                     "next rule.",
          "103 main": "ip rule 103 looks up table 100 only; when table 100 has no route, the next rule decides.",
          "100 main": "ip rule 100 is the one removed in this exercise."}),
     "10-connmark": Exercise(
-        lambda: _ctmark("borrowed-source", 1),
-        ("The connection mark is saved in FORWARD.",
-         "ztunnel's SYN with a borrowed source is marked 0x210; which FORWARD rule saves it, and with which "
-         "mask?")),
+        lambda: _ctmark_of(_sent(DEMO, "ztunnel", "10.244.2.8", 9080, src=OUTSIDE_CLIENT, sport=45000, mark=0x4D2,
+                                 transparent=True)),
+        ("Find the SYN's mark in the node's ztunnel-PREROUTING first, then read ztunnel-FORWARD.",
+         "The SYN comes in by ztunnel's veth from an address that is not ztunnel's: PRE-10 marks it 0x210. "
+         "Which FORWARD rule saves it, and with which mask?")),
     "10-walk-reply-v3": Exercise(
-        lambda: decision(_sent(DEMO, "ztunnel", "10.244.2.8", 9080, src="10.244.2.2", sport=46000, mark=0x4D2,
+        lambda: decision(_sent(DEMO, "ztunnel", "10.244.2.8", 9080, src=OUTSIDE_CLIENT, sport=45000, mark=0x4D2,
                                transparent=True, reply=True), iif="vethreviewsv3"),
-        ("The reply belongs to the connection ztunnel opened as ratings. What did ztunnel-FORWARD save in that "
-         "connection's mark (its SYN was marked 0x210)?",
-         "mangle PRE-8 turns connmark 0x210 into mark 0x40 for a packet that does not come from ztunnel's "
-         "veth, and PRE-9 returns. Which ip rule selects 0x40?",
+        ("Two packets: find what ztunnel-FORWARD saved in the connection's mark when ztunnel's SYN passed, then "
+         "go through ztunnel-PREROUTING with reviews-v3's SYN-ACK, then `ip rule`.",
+         "The SYN had a borrowed source, so PRE-10 marked it 0x210 and FWD-2 saved connmark 0x210. mangle PRE-8 "
+         "turns connmark 0x210 into mark 0x40 for a packet that does not come from ztunnel's veth, and PRE-9 "
+         "returns. Which ip rule selects 0x40?",
          "ip rule 102 looks up table 102, whose default route goes to ztunnel (10.244.2.10, onlink). "
          'Answer "ip rule 102, table 102".'),
         "decision",
-        {"101 101": "reviews-v3 is in the set, but mangle PRE-9 returns before PRE-15 could mark it 0x100.",
-         "100 main": "main would send it straight to ratings, which never opened this connection: which mark "
-                     "does the connection give the answer?"}),
+        {"101 101": "reviews-v3 is in the set, but does ztunnel-PREROUTING get as far as PRE-15 for this packet?",
+         "100 main": "main would send it to eth0, toward 10.244.1.9, which never opened this connection: which "
+                     "mark does the connection give the answer?",
+         "32766 main": "main would send it to eth0, toward 10.244.1.9, which never opened this connection: which "
+                       "mark does the connection give the answer?"}),
     "11-only-remote": Exercise(
         _breaks_only_remote,
         ("Look for a piece whose row changes in one outcome table and not in the other.",
@@ -359,8 +412,8 @@ EXERCISES: dict[str, Exercise] = {
     "11-walk-no-rule-103": Exercise(
         lambda: ending(_sent(DEMO, "world", "10.244.2.5", 15008, src=REMOTE_ZTUNNEL, sport=50000,
                              without="node-ip-rule-103")),
-        ("Which ip rule sent the inbound HBONE SYN to ztunnel in the walk across nodes? Without it, what is "
-         "left for a packet with no mark?",
+        ("Follow the SYN as in the walk across nodes: the node's marking rules, then `ip rule` from priority 0, "
+         "now without ip rule 103.",
          "With no mark and no ip rule 103, the lookup reaches ip rule 32766: what does main say for 10.244.2.5?",
          "main's route `10.244.2.5 dev vethreviewsv2` delivers it straight into the pod, past ztunnel. "
          'Answer "pod NAME".'),
@@ -376,8 +429,8 @@ EXERCISES: dict[str, Exercise] = {
         ("`ip addr` prints each device's MTU.",
          "Read the istioout line of the second capture: the number after `mtu`.")),
     "13-onward-table": Exercise(
-        lambda: host_from_capture(_capture(DEMO), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
-        ("ztunnel's rules compare the mark with a mask of 0xfff.",
+        lambda: host_from_capture(_capture(LAB), "ztunnel").route_get("10.244.2.7", mark=0x4D2).get("table", "main"),
+        ("Read the lab ztunnel's `ip rule` from priority 0 with the mark 0x4d2.",
          "0x4d2 AND 0xfff is 0x4d2: compare it with the fwmarks of ip rules 20000-20003. If none matches, "
          "which rule comes next, and which table does it look up? Give the table's name or number as a string.")),
     "13-reset-piece": Exercise(
@@ -388,7 +441,8 @@ EXERCISES: dict[str, Exercise] = {
     "14-far-table": Exercise(
         lambda: host_from_capture(_capture(WORKER), "node").route_get("10.244.1.23", src="10.244.2.10",
                                                                       iif="eth0").get("table", "main"),
-        ("ambient-worker's rules are the same as this node's; the SYN arrives there with no mark.",
+        ("Follow the SYN on ambient-worker as on this node: its marking rules, then its `ip rule` from priority 0 "
+         "(book.node(book.capture(\"kind-2022-ambient-worker\")) has its tables).",
          "The SYN carries no mark on ambient-worker: which rule matches every packet, and which table does it "
          "look up? Ask book.node(worker).route_get(...). Give the table as a string.")),
     "14-far-source": Exercise(
@@ -407,13 +461,13 @@ EXERCISES: dict[str, Exercise] = {
          "Find the SNAT rule in the node's nat table (ISTIO_POSTRT): the address after --to-source, as a "
          "string.")),
     "15-walk-inpod-dns": Exercise(
-        lambda: devices(_sent(INPOD, "productpage-v1", DNS_POD, 53, proto="udp")),
-        ("In the in-pod design the rules are in productpage's own namespace. Which of its nat OUTPUT rules "
-         "could redirect a UDP packet?",
+        lambda: devices(_sent(INPOD, "productpage-v1", DNS_POD, 53, proto="udp"), hosts=True),
+        ("In the in-pod design the rules are in productpage's own namespace: read its nat OUTPUT rules with a "
+         "UDP packet in mind.",
          "The REDIRECT to 15001 says `-p tcp`: the query leaves the pod by its eth0 like any packet. Which "
          "device does it enter the node by, and which route of the node's main table covers 10.244.0.2?",
-         "The pod's eth0, the node's end of productpage's veth, and the device of the route "
-         "`10.244.0.0/24 via 172.18.0.3`."),
+         "productpage-v1/eth0, the node's end of productpage's veth, and the device of the node's route "
+         "`10.244.0.0/24 via 172.18.0.3`. Name the namespace of each eth0 (HOST/DEV)."),
         "devices",
         {"lo": "That is the path of productpage's TCP (REDIRECT to 15001); this is UDP."}),
 }
@@ -443,16 +497,47 @@ def _text(given: Any) -> str:
     return str(given)
 
 
-def _devices(given: Any) -> list[str]:
-    """Return a device list from a list or a string with commas, arrows or spaces; ``ztunnel/eth0``
-    and ``ztunnel:eth0`` count as ``eth0``."""
+def _qualified(given: Any) -> list[tuple[str, str]]:
+    """Return a device list as (namespace, device) pairs from a list or a string with commas, arrows
+    or spaces between the names; ``ztunnel/eth0`` and ``ztunnel:eth0`` are ``("ztunnel", "eth0")``,
+    a bare name has namespace ``""``."""
     parts = re.split(r"\s*(?:->|→|=>|>|,|;|\|)\s*|\s+", _text(given).strip().lower())
-    return [p.rsplit("/", 1)[-1].rsplit(":", 1)[-1].strip("'\"[]()") for p in parts if p.strip("'\"[]()")]
+    out = []
+    for part in (p.strip("'\"[]()") for p in parts):
+        if part:
+            host, _, dev = part.rpartition("/") if "/" in part else part.rpartition(":")
+            out.append((host, dev))
+    return out
+
+
+def _devices(given: Any) -> list[str]:
+    """Return a device list's bare names (``ztunnel/eth0`` and ``ztunnel:eth0`` count as ``eth0``)."""
+    return [dev for _, dev in _qualified(given)]
+
+
+def _ambiguous(right: Any) -> set[str]:
+    """Return the bare device names that stand for devices of more than one namespace in ``right``."""
+    hosts: dict[str, set[str]] = {}
+    for host, dev in _qualified(right):
+        hosts.setdefault(dev, set()).add(host)
+    return {dev for dev, where in hosts.items() if len(where) > 1}
+
+
+def _same_device(given: tuple[str, str], right: tuple[str, str], ambiguous: set[str]) -> bool:
+    """Return whether device ``given`` names device ``right``: the same name, and the same namespace
+    when ``given`` names one (``productpage`` for ``productpage-v1`` too) or the name is ambiguous."""
+    (host, dev), (right_host, right_dev) = given, right
+    if dev != right_dev:
+        return False
+    if not host:
+        return dev not in ambiguous or not right_host
+    return host == right_host or right_host.startswith(f"{host}-")
 
 
 def _decision(given: Any) -> list[str]:
     """Return [priority, table] from ``"ip rule 100, table main"``, ``(100, "main")`` or ``"100 main"``."""
-    tokens = re.findall(r"0x[0-9a-f]+|\d+|main|local|default", _text(given).lower())
+    text = re.sub(r"\(?\s*goto\s+\d+\s*\)?", " ", _text(given).lower())  # "ip rule 100 (goto 32766)" is rule 100
+    tokens = re.findall(r"0x[0-9a-f]+|\d+|main|local|default", text)
     return [str(int(t, 0)) if t[0].isdigit() else t for t in tokens]
 
 
@@ -473,6 +558,9 @@ def _key(kind: str, value: Any) -> str:
 
 
 def _same(kind: str, given: Any, right: Any) -> bool:
+    if kind == "devices":
+        got, want, ambiguous = _qualified(given), _qualified(right), _ambiguous(right)
+        return len(got) == len(want) and all(_same_device(g, w, ambiguous) for g, w in zip(got, want, strict=True))
     if kind == "ending":
         want, got = _ending(right), _ending(given)
         return got == want or (want[:1] == ["ztunnel"] and got == want[1:])  # "15001" for "ztunnel 15001"
@@ -484,8 +572,15 @@ def _same(kind: str, given: Any, right: Any) -> bool:
 def _progress(kind: str, given: Any, right: Any) -> str:
     """Return what a wrong answer already has right (empty if nothing can be said)."""
     if kind == "devices":
-        got, want = _devices(given), _devices(right)
-        same = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w), min(len(got), len(want)))
+        got, want, ambiguous = _qualified(given), _qualified(right), _ambiguous(right)
+        if len(got) == len(want) and [d for _, d in got] == [d for _, d in want]:
+            unsaid = sorted({d for h, d in got if not h and d in ambiguous})
+            if unsaid:
+                return (f"The device names are right, but {', '.join(unsaid)} names devices of more than one "
+                        "network namespace here: write each as NAMESPACE/DEVICE (node/eth0, ztunnel/eth0, a pod's name).")
+            return "The device names are right, but a namespace is not: which host does each device belong to?"
+        same = next((i for i, (g, w) in enumerate(zip(got, want, strict=False)) if not _same_device(g, w, ambiguous)),
+                    min(len(got), len(want)))
         if same == len(got) < len(want):
             return f"Your {same} devices are right, but the packet crosses more."
         if same == len(want) < len(got):
@@ -543,13 +638,21 @@ def answer(exercise: str, given: Any) -> str:
 
     Numbers may be given as ints or as strings (``"0x250"`` or ``"592"``); device lists as lists or
     strings (commas, arrows or spaces between the names); decisions as ``"ip rule 101, table 101"``
-    or ``(101, 101)``; endings as ``"ztunnel 15001"``, ``"pod reviews-v2"``, ``"eth0"``. Case does
-    not matter.
+    or ``(101, 101)`` (after a ``goto``, the goto rule: ``"ip rule 100 (goto 32766), table main"``
+    is rule 100); endings as ``"ztunnel 15001"``, ``"pod reviews-v2"``, ``"eth0"``. Case does
+    not matter. A device that several network namespaces have (``eth0``, ``lo``) needs its
+    namespace when the path crosses more than one of them: ``"productpage-v1/eth0"``. ``None`` or
+    ``...`` (no answer yet) gets the form of the answer and hint 1, and does not count as a try.
     """
     spec = EXERCISES[exercise]
+    if given is None or given is Ellipsis:
+        form = FORMS.get(spec.kind, "Give a number or a name.")
+        return f"No answer yet: replace ... with yours. {form} Where to look: {hint(exercise, 1)}"
     right = solution(exercise)
     if _same(spec.kind, given, right):
         return "Correct."
+    if spec.kind == "devices" and _devices(given) == _devices(right):  # only a namespace is missing or wrong
+        return f"Not yet. {_progress(spec.kind, given, right)}"
     _TRIES[exercise] = tries(exercise) + 1
     level = min(tries(exercise), len(spec.hints))
     said = [spec.traps.get(_key(spec.kind, given), "") or _progress(spec.kind, given, right), hint(exercise, level)]

@@ -3,7 +3,7 @@
 :func:`send` plays one packet (a SYN, a DNS query…) on a capture's node, as the book's named
 walks do, and returns its hop table. Three short readings of a hop table answer the questions
 a reader predicts: :func:`devices` (the devices the packet crosses, in order), :func:`decision`
-(the ip rule and the routing table that decide on one host) and :func:`ending` (where it ends).
+(the ip rule and the routing table that decide on one host: after a ``goto``, the goto rule) and :func:`ending` (where it ends).
 """
 
 from __future__ import annotations
@@ -97,21 +97,27 @@ def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str
     return pd.concat([first, second], ignore_index=True).rename_axis("hop")
 
 
-def devices(frame: pd.DataFrame) -> list[str]:
+def devices(frame: pd.DataFrame, hosts: bool = False) -> list[str]:
     """Return the devices a packet of hop table ``frame`` crosses, in order: the device it enters
     a host by, a tunnel it is sent into, the device the tunnel's outer packet leaves by, the
-    device it comes out of a tunnel on, and the last device it leaves by (a pod's veth, ``eth0``)."""
+    device it comes out of a tunnel on, and the last device it leaves by (a pod's veth, ``eth0``).
+
+    With ``hosts``, each name is qualified with the network namespace it belongs to
+    (``"productpage-v1/eth0"``, ``"node/vethproductpage"``, ``"ztunnel/pistioout"``): several
+    namespaces have an ``eth0`` and a ``lo``."""
     out: list[str] = []
-    for hook, where in zip(frame["hook"], frame["where"], strict=True):
+    for host, hook, where in zip(frame["host"], frame["hook"], frame["where"], strict=True):
         text = str(where)
         if hook == "wire" and text.startswith("into "):  # sent by a pod or the rest of the cluster
-            out.append(text.rsplit("/", 1)[1])
+            out.append(text.removeprefix("into "))
         elif hook == "wire" and text.startswith("veth "):  # veth DEV -> HOST/DEV
-            out += [text.split()[1], text.rsplit("/", 1)[1]]
+            out += [f"{host}/{text.split()[1]}", text.split(" -> ", 1)[1]]
         elif hook in ("wire", "deliver") and text.startswith("tunnel "):
-            out.append(text.split()[1])
+            out.append(f"{host}/{text.split()[1]}")
         elif hook == "wire":  # the last device: a pod's veth, eth0, lo
-            out.append(text)
+            out.append(f"{host}/{text}")
+    if not hosts:
+        out = [d.rsplit("/", 1)[-1] for d in out]
     return [d for i, d in enumerate(out) if i == 0 or d != out[i - 1]]
 
 
@@ -134,19 +140,47 @@ def ending(frame: pd.DataFrame) -> str:
     return "dropped"
 
 
-def decision(found: pd.DataFrame | dict[str, Any], host: str = "node", iif: str | None = None) -> tuple[int, str]:
-    """Return (ip rule priority, table) of the first routing decision on ``host`` (for a packet
-    that came in on ``iif``, if given) in hop table ``found``, or of an answer of
-    ``Host.route_get``. The rule is the first one that matched the packet: a ``goto`` counts
-    (``ip rule 100`` jumps to 32766, whose table decides)."""
+class Decision(tuple):  # type: ignore[type-arg]
+    """The ip rule and the table that decide a route: a pair ``(priority, table)`` that unpacks
+    and compares as a tuple, and prints in the book's wording. The deciding rule is the rule
+    whose action sends the packet to the table: after a ``goto`` it is the goto rule
+    (``ip rule 100 (goto 32766) → table main``); ``goto`` holds the rule where the lookup went on."""
+
+    goto: int | None
+
+    def __new__(cls, rule: int, table: str, goto: int | None = None) -> Decision:
+        """Return the pair (rule, table), with the goto target kept aside."""
+        made = super().__new__(cls, (rule, table))
+        made.goto = goto
+        return made
+
+    def __repr__(self) -> str:
+        rule, table = self
+        via = f" (goto {self.goto})" if self.goto is not None else ""
+        return f"ip rule {rule}{via} → table {table}"
+
+    __str__ = __repr__
+
+
+def decision(found: pd.DataFrame | dict[str, Any], host: str = "node", iif: str | None = None) -> Decision:
+    """Return the :class:`Decision` (ip rule priority, table) of the first routing decision on
+    ``host`` (for a packet that came in on ``iif``, if given) in hop table ``found``, or of an
+    answer of ``Host.route_get``. The deciding rule is the first one that matched the packet and
+    sent it to a table: a ``goto`` rule counts (``ip rule 100 (goto 32766) → table main``); a rule
+    whose table had no route does not (the lookup went on to the next rule, which decides)."""
     if isinstance(found, dict):
-        rule = found.get("_via") or found["_rule"]
-        return int(rule.priority), ipv4.table_name(found["_route"].table)
+        via = found.get("_via")
+        rule = via or found["_rule"]
+        goto = int(found["_rule"].priority) if via else None
+        return Decision(int(rule.priority), ipv4.table_name(found["_route"].table), goto)
     rows = found[(found["host"] == host) & (found["hook"] == "routing")]
     if iif is not None:
         rows = rows[rows["iif"] == iif]
-    rules = rows[rows["where"] == "ip rule"]["matched"]
+    rules = rows[rows["where"] == "ip rule"]["matched"].astype(str)
     tables = rows[rows["where"].str.startswith("table ")]["where"]
     if rules.empty or tables.empty:
         raise ValueError(f"no routing decision on {host!r}{f' for packets from {iif}' if iif else ''} in this hop table")
-    return int(str(rules.iloc[0]).split(":")[0]), str(tables.iloc[0]).removeprefix("table ")
+    first = rules.iloc[0]
+    jump = re.search(r"\bgoto (\d+)", first)
+    return Decision(int(first.split(":")[0]), str(tables.iloc[0]).removeprefix("table "),
+                    int(jump.group(1)) if jump else None)

@@ -30,7 +30,8 @@ def stub_for(source: str) -> str:
     message = (f"exercise {', '.join(ids)}. Hint: {hints}" if ids else "exercise: write your own solution")
     if any(i in EXERCISES and EXERCISES[i].kind != "value" for i in ids):
         message += (" To check your prediction, walk the packet: book.send(demo, origin, dst, dport, …), then "
-                    "book.devices, book.decision or book.ending.")
+                    "book.devices (hosts=True names each device's namespace), book.decision (after a goto, the goto rule "
+                    "decides) or book.ending.")
     return STUB.format(message=message.replace("\\", "\\\\").replace('"', '\\"'))
 
 
