@@ -98,9 +98,25 @@ def test_the_node_sheet_names_its_setters_and_routes() -> None:
 
 def test_the_ztunnel_sheet_has_the_socket_marks_that_no_rule_sets() -> None:
     sheet = marks.mark_sheet(DEMO, "ztunnel").set_index("mark")
-    assert sheet.loc["0x401/0xfff", "set by"] == "" and sheet.loc["0x401/0xfff", "routed by"] == "ip rule 20001 → table 101"
+    assert sheet.loc["0x401/0xfff", "set by"] == marks.SOCKET and sheet.loc["0x401/0xfff", "routed by"] == "ip rule 20001 → table 101"
     assert sheet.loc["0x400/0xfff", "set by"] == "mangle PREROUTING-2, mangle PREROUTING-3, mangle PREROUTING-4"
     assert sheet.loc["0x4d3/0xfff", "table's default"] == "local default dev lo scope host"
+    # 0x4d2: no rule sets or reads it, yet ztunnel's onward sockets carry it; no ip rule selects it
+    assert sheet.loc["0x4d2/0xfff", "set by"] == marks.SOCKET
+    assert sheet.loc["0x4d2/0xfff", "routed by"] == "no ip rule selects it: routed as an unmarked packet"
+    assert "0x4d2/0xfff" not in set(marks.mark_sheet(DEMO, "node")["mark"])
+
+
+def test_a_mark_set_in_output_is_read_only_on_its_later_path() -> None:
+    """mangle OUT-1 sets 0x220 in OUTPUT: the PREROUTING, INPUT and FORWARD rules that read 0x220
+    see it only on a packet looped back through lo, and FORWARD never."""
+    sheet = marks.mark_sheet(DEMO, "node").set_index(["kind", "mark"])
+    readers = sheet.loc[(marks.PACKET, "0x220/0xffffffff"), "read by"].split(", ")
+    assert readers and all(r.endswith(marks.LOOPED) for r in readers)
+    assert not any("FWD" in r for r in readers)
+    assert "mangle FWD-1" in sheet.loc[(marks.PACKET, "0x220/0x220"), "read by"].split(", ")
+    hooks_of = marks.hooks_of(DEMO.parse("node/iptables-save.txt").rules)
+    assert hooks_of["ztunnel-PREROUTING"] == {"PREROUTING"} and hooks_of["ztunnel-FORWARD"] == {"FORWARD"}
 
 
 def test_the_inpod_sheet_has_restore_and_connmark() -> None:
@@ -108,7 +124,8 @@ def test_the_inpod_sheet_has_restore_and_connmark() -> None:
     assert sheet.loc[(marks.PACKET, "0x111/0xfff"), "set by"] == "mangle OUT-1 (restores), mangle PRE-4, mangle PRE-6"
     assert sheet.loc[(marks.CONN, "0x111/0xfff"), "set by"] == "mangle PRE-1"
     assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "routed by"] == "no ip rule selects it: routed as an unmarked packet"
-    assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "read by"].startswith("mangle PRE-1, not mangle PRE-4")
+    assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "read by"].startswith(
+        f"mangle PRE-1{marks.LOOPED}, not mangle PRE-4{marks.LOOPED}")
 
 
 @pytest.mark.parametrize("host", ["node", "ztunnel"])
