@@ -204,3 +204,19 @@ def test_every_rule_of_every_capture_can_be_read(capture: str, host: str) -> Non
         parts = read_rule(opened, name, host)
         # the parts give the rule's text back (quotes aside: the parser keeps a quoted argument's words)
         assert " ".join(parts.iloc[1:, 0]).split() == rule.replace('"', "").split(), name
+
+
+def test_route_tables_put_the_two_hosts_side_by_side() -> None:
+    from ambientlab.book.addresses import route_tables, veth_owners
+
+    tables = route_tables(DEMO)
+    assert list(tables.columns) == ["node", "ztunnel"]
+    assert tables.loc[(100, 1), "ztunnel"] == "local default dev lo scope host"
+    assert tables.loc[(100, 2), "ztunnel"] == ""
+    assert tables.loc[(101, 1), "node"] == "default via 192.168.127.2 dev istioout"
+    assert tables.loc[(101, 1), "ztunnel"] == "default via 192.168.127.1 dev pistioout"
+    assert len(tables.loc[100]) == len(DEMO.text("node/ip-route-table-100.txt").strip().splitlines())
+    assert route_tables(DEMO, (7,), ("node",)).loc[(7, 1), "node"] == "(no such file)"
+    owners = veth_owners(DEMO)
+    assert owners["veth6cc9a213"] == "ztunnel-gzlxs (10.244.2.10)"
+    assert owners["vethproductpage"].startswith("productpage-v1") and "eth0" not in owners
