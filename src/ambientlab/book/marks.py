@@ -155,8 +155,10 @@ def _bits(value: int) -> str:
 
 
 def _routing(rules: list[Rule], tables: dict[int, Any], value: int) -> tuple[str, str]:
-    """Return (the ip rules that decide for a packet whose mark is exactly ``value``, the
-    deciding table's default route or why it has none)."""
+    """Return (the ip rule that decides for a packet whose mark is exactly ``value`` and the
+    table it leads to, as "ip rule 101 → table 101" or, after a ``goto``, "ip rule 100 (goto
+    32766) → table main": the goto rule decides, the lookup continues at its target; and that
+    table's default route or why it has none)."""
     flow = Flow(dst=0, mark=value)
     steps: list[str] = []
     i = next((k for k, r in enumerate(rules) if r.priority > 0 and r.markmask and r.matches(flow)), None)
@@ -172,7 +174,8 @@ def _routing(rules: list[Rule], tables: dict[int, Any], value: int) -> tuple[str
             steps.append(f"ip rule {rule.priority} ({rule.action})")
             return " → ".join(steps), ""
         table = ipv4.table_name(rule.table)
-        steps.append(f"ip rule {rule.priority} → table {table}")
+        # after a goto, the goto rule decided; the lookup only continues at this rule
+        steps.append(f"table {table}" if steps else f"ip rule {rule.priority} → table {table}")
         routes = tables[rule.table].routes if rule.table in tables else []
         default = next((r for r in routes if r.length == 0), None)
         if default is None:
