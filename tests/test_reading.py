@@ -103,6 +103,7 @@ def test_the_ztunnel_sheet_has_the_socket_marks_that_no_rule_sets() -> None:
     assert sheet.loc["0x4d3/0xfff", "table's default"] == "local default dev lo scope host"
     # 0x4d2: no rule sets or reads it, yet ztunnel's onward sockets carry it; no ip rule selects it
     assert sheet.loc["0x4d2/0xfff", "set by"] == marks.SOCKET
+    assert sheet.loc["0x4d2/0xfff", "bits"] == "the number 1234 (mask 0xfff)"
     assert sheet.loc["0x4d2/0xfff", "routed by"] == "no ip rule selects it: routed as an unmarked packet"
     assert "0x4d2/0xfff" not in set(marks.mark_sheet(DEMO, "node")["mark"])
 

@@ -150,7 +150,12 @@ def marks_set(rule: dict[str, Any]) -> list[tuple[str, int, int, str]]:
     return []
 
 
-def _bits(value: int) -> str:
+def _bits(value: int, mask: int) -> str:
+    """Return the bits of ``value``, or, when the rules compare it under a mask that is neither the
+    value itself nor all ones (the ztunnel pod's ``0xfff``), the whole number: there it is a value,
+    not a set of flags."""
+    if mask not in (value, 0xFFFFFFFF):
+        return f"the number {value} (mask {mask:#x})"
     return " + ".join(f"{1 << b:#x}" for b in range(31, -1, -1) if value >> b & 1) or "none"
 
 
@@ -233,7 +238,8 @@ def _readers(rules: pd.DataFrame, names: dict[int, str], mark: _Mark, after: set
 def mark_sheet(capture: Capture, host: str = "node") -> pd.DataFrame:
     """Return the mark cheat sheet of folder ``host`` of ``capture`` (``"node"``, ``"ztunnel"``,
     or an in-pod capture's pod folder): one row per mark (``kind``: packet mark or connmark,
-    ``mark`` as VALUE/MASK, its ``bits``), with the iptables rules that set it (``set by``,
+    ``mark`` as VALUE/MASK, its ``bits``, or the whole number when the mask is
+    neither the value nor all ones), with the iptables rules that set it (``set by``,
     named like ``mangle PRE-15``), the rules that match it (``read by``; ``not`` for a negated
     match; for a packet mark only rules at the hooks the packet can still pass after the hook that
     set it, :data:`LATER`, and those it passes only when looped back through ``lo``, labelled
@@ -276,7 +282,7 @@ def mark_sheet(capture: Capture, host: str = "node") -> pd.DataFrame:
         meaning, source = MEANINGS.get((mark.kind, mark.text), (NO_MEANING, ""))
         routed, default = _routing(fib.rules, fib.tables, mark.value) if mark.kind == PACKET else ("", "")
         after = None if mark.kind == CONN else set_at.get(mark, set()) | ({"socket"} if not by else set())
-        rows.append({"kind": mark.kind, "mark": mark.text, "bits": _bits(mark.value),
+        rows.append({"kind": mark.kind, "mark": mark.text, "bits": _bits(mark.value, mark.mask),
                      "set by": ", ".join(by) or (SOCKET if mark.kind == PACKET else ""),
                      "read by": ", ".join(_readers(rules, names, mark, after, hooks)), "meaning": meaning,
                      "routed by": routed, "table's default": default, "source": source})
