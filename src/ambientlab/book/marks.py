@@ -56,8 +56,9 @@ MEANINGS: dict[tuple[str, str], tuple[str, str]] = {
                               "somebody else's address; table 100 delivers it locally to ztunnel's transparent "
                               "socket. Node rules (ip rule 102's 0x40/0x40) do not apply here: another host", _ZT),
     (PACKET, "0x4d2/0xfff"): ("set by no rule: the number 1234, the mark Envoy's original_src filter puts on every "
-                              "onward connection ztunnel opens from the downstream peer's address (ztunnel's own "
-                              "10.244.2.10 for HBONE; a client's only for plaintext from outside the mesh). It exists "
+                              "onward connection ztunnel opens from the downstream peer's address (its own when it "
+                              "serves a mesh pod of its node itself; the other node's ztunnel's for HBONE from there; "
+                              "a client's for plaintext from outside the mesh). It exists "
                               "so that a rule could route such connections' replies back to ztunnel, but no rule or "
                               "ip rule here selects it (the 2022 script defines PROXY_ORG_SRC_MARK=0x4d2/0xfff and "
                               "never uses it): main routes it out eth0, and 0x4d3 catches the replies instead", _ZTGEN),
