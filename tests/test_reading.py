@@ -88,7 +88,7 @@ def test_the_node_sheet_names_its_setters_and_routes() -> None:
     row = sheet.loc[(marks.PACKET, "0x100/0x100")]
     assert row["set by"] == "mangle PRE-15" and row["routed by"] == "ip rule 101 → table 101"
     assert row["table's default"] == "default via 192.168.127.2 dev istioout"
-    assert sheet.loc[(marks.PACKET, "0x210/0x210"), "routed by"] == "ip rule 100 (goto 32766) → ip rule 32766 → table main"
+    assert sheet.loc[(marks.PACKET, "0x210/0x210"), "routed by"] == "ip rule 100 (goto 32766) → table main"
     assert sheet.loc[(marks.PACKET, "0x200/0x200"), "set by"] == "mangle PRE-1, mangle PRE-3, mangle PRE-6"
     assert sheet.loc[(marks.CONN, "0x220/0x220"), "set by"] == "mangle FWD-1 (saves), mangle IN-1 (saves)"
     assert sheet.loc[(marks.CONN, "0x220/0x220"), "read by"] == "mangle PRE-6"
@@ -98,9 +98,26 @@ def test_the_node_sheet_names_its_setters_and_routes() -> None:
 
 def test_the_ztunnel_sheet_has_the_socket_marks_that_no_rule_sets() -> None:
     sheet = marks.mark_sheet(DEMO, "ztunnel").set_index("mark")
-    assert sheet.loc["0x401/0xfff", "set by"] == "" and sheet.loc["0x401/0xfff", "routed by"] == "ip rule 20001 → table 101"
+    assert sheet.loc["0x401/0xfff", "set by"] == marks.SOCKET and sheet.loc["0x401/0xfff", "routed by"] == "ip rule 20001 → table 101"
     assert sheet.loc["0x400/0xfff", "set by"] == "mangle PREROUTING-2, mangle PREROUTING-3, mangle PREROUTING-4"
     assert sheet.loc["0x4d3/0xfff", "table's default"] == "local default dev lo scope host"
+    # 0x4d2: no rule sets or reads it, yet ztunnel's onward sockets carry it; no ip rule selects it
+    assert sheet.loc["0x4d2/0xfff", "set by"] == marks.SOCKET
+    assert sheet.loc["0x4d2/0xfff", "bits"] == "the number 1234 (mask 0xfff)"
+    assert sheet.loc["0x4d2/0xfff", "routed by"] == "no ip rule selects it: routed as an unmarked packet"
+    assert "0x4d2/0xfff" not in set(marks.mark_sheet(DEMO, "node")["mark"])
+
+
+def test_a_mark_set_in_output_is_read_only_on_its_later_path() -> None:
+    """mangle OUT-1 sets 0x220 in OUTPUT: the PREROUTING, INPUT and FORWARD rules that read 0x220
+    see it only on a packet looped back through lo, and FORWARD never."""
+    sheet = marks.mark_sheet(DEMO, "node").set_index(["kind", "mark"])
+    readers = sheet.loc[(marks.PACKET, "0x220/0xffffffff"), "read by"].split(", ")
+    assert readers and all(r.endswith(marks.LOOPED) for r in readers)
+    assert not any("FWD" in r for r in readers)
+    assert "mangle FWD-1" in sheet.loc[(marks.PACKET, "0x220/0x220"), "read by"].split(", ")
+    hooks_of = marks.hooks_of(DEMO.parse("node/iptables-save.txt").rules)
+    assert hooks_of["ztunnel-PREROUTING"] == {"PREROUTING"} and hooks_of["ztunnel-FORWARD"] == {"FORWARD"}
 
 
 def test_the_inpod_sheet_has_restore_and_connmark() -> None:
@@ -108,7 +125,8 @@ def test_the_inpod_sheet_has_restore_and_connmark() -> None:
     assert sheet.loc[(marks.PACKET, "0x111/0xfff"), "set by"] == "mangle OUT-1 (restores), mangle PRE-4, mangle PRE-6"
     assert sheet.loc[(marks.CONN, "0x111/0xfff"), "set by"] == "mangle PRE-1"
     assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "routed by"] == "no ip rule selects it: routed as an unmarked packet"
-    assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "read by"].startswith("mangle PRE-1, not mangle PRE-4")
+    assert sheet.loc[(marks.PACKET, "0x539/0xfff"), "read by"].startswith(
+        f"mangle PRE-1{marks.LOOPED}, not mangle PRE-4{marks.LOOPED}")
 
 
 @pytest.mark.parametrize("host", ["node", "ztunnel"])
@@ -121,8 +139,10 @@ def test_the_routing_column_agrees_with_route_get(host: str) -> None:
             continue
         value = int(row["mark"].split("/")[0], 16)
         answer = model.route_get("10.96.183.192", mark=value)
-        last = row["routed by"].rsplit("ip rule ", 1)[1].split(" ")[0]
-        assert answer["_rule"].priority == int(last), (row["mark"], answer)
+        deciding = int(row["routed by"].split("ip rule ", 1)[1].split(" ")[0])
+        assert (answer.get("_via") or answer["_rule"]).priority == deciding, (row["mark"], answer)
+        if "(goto " in row["routed by"]:
+            assert answer["_rule"].priority == int(row["routed by"].split("(goto ")[1].split(")")[0])
 
 
 def test_marks_set_reads_each_target() -> None:
@@ -187,3 +207,19 @@ def test_every_rule_of_every_capture_can_be_read(capture: str, host: str) -> Non
         parts = read_rule(opened, name, host)
         # the parts give the rule's text back (quotes aside: the parser keeps a quoted argument's words)
         assert " ".join(parts.iloc[1:, 0]).split() == rule.replace('"', "").split(), name
+
+
+def test_route_tables_put_the_two_hosts_side_by_side() -> None:
+    from ambientlab.book.addresses import route_tables, veth_owners
+
+    tables = route_tables(DEMO)
+    assert list(tables.columns) == ["node", "ztunnel"]
+    assert tables.loc[(100, 1), "ztunnel"] == "local default dev lo scope host"
+    assert tables.loc[(100, 2), "ztunnel"] == ""
+    assert tables.loc[(101, 1), "node"] == "default via 192.168.127.2 dev istioout"
+    assert tables.loc[(101, 1), "ztunnel"] == "default via 192.168.127.1 dev pistioout"
+    assert len(tables.loc[100]) == len(DEMO.text("node/ip-route-table-100.txt").strip().splitlines())
+    assert route_tables(DEMO, (7,), ("node",)).loc[(7, 1), "node"] == "(no such file)"
+    owners = veth_owners(DEMO)
+    assert owners["veth6cc9a213"] == "ztunnel-gzlxs (10.244.2.10)"
+    assert owners["vethproductpage"].startswith("productpage-v1") and "eth0" not in owners

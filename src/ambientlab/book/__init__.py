@@ -21,7 +21,8 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
 - Reading the rules: :func:`hook_paths` and :func:`draw_hooks` (the netfilter hooks and routing
   decisions, as the tracer passes them), :func:`named_rules` and :func:`read_rule` (a rule's book name, and its parts put into words),
   :func:`mark_sheet` (the mark cheat sheet),
-  :func:`pod_set` (an ipset as a ``netaddr.IPSet``).
+  :func:`pod_set` (an ipset as a ``netaddr.IPSet``), :func:`route_tables` (tables 100-102 of two hosts side
+  by side), :func:`veth_owners` (which pod is behind each veth).
 - The live lab's recordings: :func:`recorded_traces`, :func:`recorded_trace` (a
   :class:`RecordedTrace`), :func:`verdict`, :class:`Connection`, :class:`HboneConnection`,
   :func:`predict`, :func:`predict_hbone` (a :class:`Prediction`), :func:`lab_network`,
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ambientlab import __version__
-from ambientlab.book.addresses import pod_set
+from ambientlab.book.addresses import pod_set, route_tables, veth_owners
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
@@ -233,6 +234,7 @@ __all__ = [
     "records",
     "render_route",
     "route_get",
+    "route_tables",
     "send",
     "show",
     "split_at_underlay",
@@ -240,6 +242,7 @@ __all__ = [
     "story",
     "tls_records",
     "verdict",
+    "veth_owners",
     "walk",
     "who_connects",
 ]

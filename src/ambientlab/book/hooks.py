@@ -85,7 +85,7 @@ def _routing_label(previous: str | None) -> str:
     if previous is None:
         return "routing decision: which device, which source?"
     if previous == "OUTPUT":
-        return "routing again (OUTPUT changed the mark)"
+        return "routing again, if OUTPUT changed mark or destination"
     return "routing decision: for this host, or forward?"
 
 
