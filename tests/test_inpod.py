@@ -38,7 +38,7 @@ def test_outbound_is_redirected_to_15001_inside_the_pod_and_hbone_leaves_untouch
     assert _ends("inpod-outbound") == {
         "1": "productpage-v1: socket ztunnel 15001 (outbound)",
         "2": "node: leaves for the rest of the cluster (eth0)",
-        "3": "productpage-v1: socket ztunnel HBONE to reviews-v1",
+        "3": "productpage-v1: socket ztunnel HBONE to the remote pod",
     }
     hops = walk(INPOD, "inpod-outbound")
     first = packet_hops(hops, 1)
