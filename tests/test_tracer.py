@@ -9,8 +9,8 @@ import pytest
 from ambientlab import load_capture
 from ambientlab.cli.main import main
 from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts, ipv4
-from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.batch import parse_query
+from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.netfilter import Packet, Ruleset, UnsupportedRule
 from ambientlab.core.trace.walks import NODE_LEVEL, WALKS, packet_hops, walk
 from tests.conftest import DATA

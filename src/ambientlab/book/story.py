@@ -238,7 +238,8 @@ def _route_step(rows: pd.DataFrame, i: int) -> tuple[Step | None, int]:
                     "no route: the packet is lost here", tuple(used)), end
     route = f"{host} {route_row['where']}: {route_row['matched']}"
     local_route = str(route_row["where"]) == "table local" or str(route_row["matched"]).startswith("local ")
-    if str(route_row["where"]) == "table local" and not _local_first(rules):  # the local table is ip rule 0's: it comes before every other rule
+    # the local table is ip rule 0's: it comes before every other rule
+    if str(route_row["where"]) == "table local" and not _local_first(rules):
         rules = ["0: from all lookup local"]
         names = _rule_chain(rules)
     body = " ".join(_IPRULE.match(r).group(2) if _IPRULE.match(r) else r for r in rules)  # type: ignore[union-attr]
