@@ -63,7 +63,7 @@ def test_a_story_renders_steps_and_folds_the_hop_table() -> None:
 def test_legs_follow_the_packet_between_namespaces_and_through_the_tunnel() -> None:
     found, ending = legs(packet_hops(walk(CAPTURE, "same-node-vip"), 1))
     assert [(x.start, x.end, x.tunnel) for x in found] == [("productpage-v1", "node", False), ("node", "ztunnel", True)]
-    assert found[1].via == "istioout (geneve, over veth6cc9a213)" and ending == "socket"
+    assert found[1].via == "istioout (geneve, over node/veth6cc9a213)" and ending == "socket"
     found, ending = legs(packet_hops(walk(CAPTURE, "cross-node-hbone"), 2))
     assert found[-1].end == "the rest of the cluster (eth0)" and ending == "world"
 

@@ -469,7 +469,7 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
         elif where.startswith("veth "):
             a, b = where.removeprefix("veth ").split(" -> ")
             machine = b.split("/", 1)[0]
-            via = f"{tunnel} (geneve, over {a})" if tunnel else a
+            via = f"{tunnel} (geneve, over {host}/{a})" if tunnel else f"{host}/{a} → {b}"  # both ends, named by namespace
             out.append(Leg(host, machine, via, tunnel is not None))
             current = machine
         elif row["hook"] == "deliver" and where.startswith("tunnel "):
