@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ambientlab import load_capture
-from ambientlab.book.story import legs, rule_label, steps, story, who_connects
+from ambientlab.book.story import STAND_IN, legs, rule_label, steps, story, who_connects
 from ambientlab.core.trace.walks import packet_hops, walk
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -120,3 +120,11 @@ def test_a_socket_sent_packet_starts_with_its_headers_and_the_first_crossing_war
     assert "node table 100 is not ztunnel table 100" in crossing.why
     told = steps(walk(CAPTURE, "same-node-vip"), 1)
     assert sum("table 100 is not" in s.why for s in told) == 1
+
+
+def test_who_connects_labels_a_stand_in_walk_as_the_labs_simplification() -> None:
+    frames = {"lab": walk(CAPTURE, "borrowed-source"), "same": walk(CAPTURE, "same-node-vip")}
+    table = who_connects(frames, stand_ins={"lab"})
+    onward = table[table["downstream peer"] != ""]
+    assert onward.loc["lab", "basis"].tolist() == [STAND_IN]
+    assert onward.loc["same", "basis"].str.startswith("derived (2022 code)").all()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -399,7 +400,11 @@ def _sender(rows: pd.DataFrame) -> str:
     return str(first["host"])
 
 
-def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
+STAND_IN = ("the lab's simplification: its stand-in ztunnel passes the connection straight through with the "
+            "client's address (not 2022 behaviour)")
+
+
+def who_connects(walks: dict[str, pd.DataFrame], stand_ins: Collection[str] = ()) -> pd.DataFrame:
     """Return one row per SYN of ``walks`` (name → hop table, in order): who sends it, from which
     address to which, where it ends, and — for a SYN that a ztunnel sends to an app port — the
     downstream peer of the connection it passes on (the source of the last SYN delivered to that
@@ -407,7 +412,8 @@ def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     The "basis" column says what each source address rests on: an app's own address, or the
     ztunnel socket's source, *derived* from the 2022 code (the walk's script sets it; the tracer
-    computes the path)."""
+    computes the path), or, for the walks named in ``stand_ins``, the lab's stand-in ztunnel,
+    which passes connections straight through (:data:`STAND_IN`)."""
     rows = []
     delivered: dict[str, str] = {}  # ztunnel host -> source of the last SYN delivered to its socket
     for name, frame in walks.items():
@@ -428,7 +434,8 @@ def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "ends at": end,
                 "downstream peer": peer,
                 "source = peer": (peer == src.rsplit(":", 1)[0]) if peer else "",
-                "basis": ("derived (2022 code): original_src, the downstream peer" if onward
+                "basis": (STAND_IN if onward and name in stand_ins
+                          else "derived (2022 code): original_src, the downstream peer" if onward
                           else "derived (2022 code): HBONE from the ztunnel's own address"
                           if hbone else "the app's own address"),
             })
