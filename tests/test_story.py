@@ -66,6 +66,7 @@ def test_legs_follow_the_packet_between_namespaces_and_through_the_tunnel() -> N
     assert found[1].via == "istioout (geneve, over node/veth6cc9a213)" and ending == "socket"
     found, ending = legs(packet_hops(walk(CAPTURE, "cross-node-hbone"), 2))
     assert found[-1].end == "the rest of the cluster (eth0)" and ending == "world"
+    assert found[-1].via == "node/eth0" and found[0].via == "ztunnel/eth0 → node/veth6cc9a213"
 
 
 def test_who_connects_checks_each_onward_source_against_its_downstream_peer() -> None:

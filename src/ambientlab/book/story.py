@@ -469,7 +469,7 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
             continue
         if where.startswith("into "):
             machine, dev = where.removeprefix("into ").split("/", 1)
-            out.append(Leg(host, machine, dev, False))
+            out.append(Leg(host, machine, f"{machine}/{dev}", False))
             current = machine
         elif where.startswith("tunnel ") and matched.startswith("encapsulated"):
             tunnel = where.removeprefix("tunnel ")
@@ -482,10 +482,10 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
         elif row["hook"] == "deliver" and where.startswith("tunnel "):
             tunnel = None
         elif matched.startswith("arrives in pod "):
-            out.append(Leg(current, matched.removeprefix("arrives in pod "), where, False))
+            out.append(Leg(current, matched.removeprefix("arrives in pod "), f"{host}/{where}", False))
             return out, "pod"
         elif matched.startswith("leaves for"):
-            out.append(Leg(current, matched.removeprefix("leaves for "), where, False))
+            out.append(Leg(current, matched.removeprefix("leaves for "), f"{host}/{where}", False))
             return out, "world"
         elif matched.startswith("dropped"):
             return out, "lost"
