@@ -199,24 +199,30 @@ def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None
             _, y = points.get(f"{machine}/{feed}", points[machine])
             y -= 0.45 if feed == "eth0" else 0  # below eth0's label
             zx, _, zw, _ = ZTUNNEL_BOX
-            points[key] = (zx + zw - 0.6, y)
-            ax.add_patch(FancyBboxPatch((zx + zw - 1.1, y - 0.16), 1.0, 0.32, boxstyle="round,pad=0.02", fc="#fff",
+            points[key] = (zx + zw - 0.65, y)
+            ax.add_patch(FancyBboxPatch((zx + zw - 1.2, y - 0.16), 1.1, 0.32, boxstyle="round,pad=0.02", fc="#fff",
                                         ec="#1565c0", zorder=5))
-            ax.text(zx + zw - 0.6, y, f"socket {port}", ha="center", va="center", fontsize=6, zorder=6)
+            ax.text(zx + zw - 0.65, y, f"socket {port}", ha="center", va="center", fontsize=6, zorder=6)
             steps[k] = (key, kind)
 
     def anchor(key: str) -> tuple[float, float]:
         x, y = points[key]
         if key.startswith("socket:"):
-            return (x - 0.5, y)  # a socket's box is entered from its left edge
+            return (x - 0.55, y)  # a socket's box is entered from its left edge
         return (x + 0.9, y) if key.startswith("pod:") else (x, y)  # a pod's box is entered from its right edge
 
     for (a, _), (b, kind) in itertools.pairwise(steps):
         (x0, y0), (x1, y1) = anchor(a), anchor(b)
         style = "--" if kind == "tunnel" else "-"
+        # two devices on the same side edge of a box (the node's tunnels and veth, ztunnel's): bow the
+        # arrow to the left, clear of the dots and labels between them (into the node's box, or into
+        # the gap beside ztunnel's)
+        edge = "/" in a and "/" in b and a.split("/")[0] == b.split("/")[0] and abs(x0 - x1) < 1e-9 \
+            and x0 in (NODE_BOX[0] + NODE_BOX[2], ZTUNNEL_BOX[0]) and abs(y0 - y1) > 0.9
+        bend = f"arc3,rad={0.45 if y1 < y0 else -0.45}" if edge else "arc3,rad=0"
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
                     arrowprops={"arrowstyle": "-|>", "color": "#1565c0", "lw": 2, "ls": style,
-                                "shrinkA": 4, "shrinkB": 4})
+                                "shrinkA": 4, "shrinkB": 4, "connectionstyle": bend})
     return ax
 
 
