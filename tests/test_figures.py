@@ -18,6 +18,8 @@ CAPTURE = load_capture("kind-2022-ambient-worker2")
 
 def test_the_pod_the_walks_place_on_the_other_node_is_read_from_its_pod_list() -> None:
     assert moved_pods(demo_network(CAPTURE)) == {"reviews-v1": "ambient-worker"}
+    worker = demo_network(load_capture("kind-2022-ambient-worker"))
+    assert moved_pods(worker, "ambient-worker") == {}
 
 
 def test_a_path_ends_at_the_socket_its_tproxy_rule_named() -> None:

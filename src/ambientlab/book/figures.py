@@ -23,17 +23,17 @@ OTHER_NODE = ("kind-2022-ambient-worker", "cluster/kubectl-get-pods-ambient-work
 SOCKET_ROWS = {15001: "pistioout", 15006: "pistioin", 15008: "pistioin"}  # the device each listener is fed by
 
 
-def moved_pods(net: Network) -> dict[str, str]:
-    """Return {pod: node} for the pods of ``net``'s node that the walks place on the other node
-    (read from that node's recorded pod list, e.g. reviews-v1 on ambient-worker): the node's
-    recorded files still wire them here."""
+def moved_pods(net: Network, node: str = "ambient-worker2") -> dict[str, str]:
+    """Return {pod: node} for the pods of ``net`` (the node named ``node``) that the walks place on
+    another node (read from that node's recorded pod list, e.g. reviews-v1 on ambient-worker): the
+    node's recorded files still wire them here. Empty when ``node`` is that other node."""
     capture_name, path = OTHER_NODE
     try:
         listed = load_capture(capture_name).parse(path)
     except (FileNotFoundError, KeyError, ValueError):
         return {}
     there = {str(name).rsplit("-", 2)[0]: str(node) for name, node in zip(listed["NAME"], listed["NODE"], strict=True)}
-    return {pod: there[pod] for pod in net.entries if pod in there and not pod.startswith(SECOND)}
+    return {pod: there[pod] for pod in net.entries if pod in there and there[pod] != node and not pod.startswith(SECOND)}
 
 
 def _box(ax: Axes, xywh: tuple[float, float, float, float], label: str, color: str) -> None:
@@ -85,7 +85,7 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
     _box(ax, ZTUNNEL_BOX, "ztunnel pod", "#fdf1e3")
     _box(ax, WORLD_BOX, "", "#f0f0f0")
     ax.text(*points["world"], WORLD, ha="center", va="center", fontsize=9)
-    moved = moved_pods(net)
+    moved = moved_pods(net, node)
     for key, (x, y) in points.items():
         if key.startswith("pod:") and key[4:] in moved:  # recorded here, elsewhere in the walks: say so
             ax.add_patch(FancyBboxPatch((x - 1.25, y - 0.3), 2.5, 0.6, boxstyle="round,pad=0.03", fc="#f4f4f4",
