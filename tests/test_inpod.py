@@ -90,6 +90,7 @@ def test_the_comparison_is_computed_for_every_job_and_design() -> None:
     assert outbound.loc["1.22 in-pod", "namespaces"] == "productpage-v1"
     assert outbound.loc["1.22 in-pod", "marks set"] == "none" and outbound.loc["1.22 in-pod", "tunnels"] == "none"
     assert outbound.loc["2022 node-level", "tunnels"] == "istioout, pistioout"
+    assert outbound.loc["2022 node-level", "routing tables"] == "node 101, node main, ztunnel local, ztunnel 100"
     answer = table.loc["the app's answer to that source returns to ztunnel"]
     assert answer.loc["1.22 in-pod", "marks set"] == "0x111"
     assert answer.loc["2022 node-level", "marks set"] == "0x40, 0x4d3"
