@@ -118,9 +118,10 @@ def test_a_socket_sent_packet_starts_with_its_headers_and_the_first_crossing_war
     assert found[0].matched == "a socket sends `10.244.1.9:45000 > 10.244.2.5:9080 tcp [S]`"
     assert found[0].changed == "socket mark 0x4d2"
     crossing = next(s for s in found if s.matched.startswith("leaves by veth"))
-    assert "node table 100 is not ztunnel table 100" in crossing.why
+    assert "the rules and routing tables are node's own: a table or rule number now names node's, " \
+        "not ztunnel's" in crossing.why
     told = steps(walk(CAPTURE, "same-node-vip"), 1)
-    assert sum("table 100 is not" in s.why for s in told) == 1
+    assert sum("from here on" in s.why for s in told) == 1
 
 
 def test_who_connects_labels_a_stand_in_walk_as_the_labs_simplification() -> None:

@@ -292,8 +292,8 @@ def _wire_step(rows: pd.DataFrame, i: int, warned: set[tuple[str, str]] | None =
 def _crossing_warning(host: str, other: str) -> str:
     """Return the warning for a packet crossing from ``host`` into ``other``, two namespaces with
     rules and routing tables of their own."""
-    return (f"; from here on, the rules and routing tables are {other}'s own: {other} table 100 is not "
-            f"{host} table 100")
+    return (f"; from here on, the rules and routing tables are {other}'s own: a table or rule number now "
+            f"names {other}'s, not {host}'s")
 
 
 def _deliver_step(rows: pd.DataFrame, i: int) -> Step:
