@@ -38,7 +38,7 @@ def test_outbound_is_redirected_to_15001_inside_the_pod_and_hbone_leaves_untouch
     assert _ends("inpod-outbound") == {
         "1": "productpage-v1: socket ztunnel 15001 (outbound)",
         "2": "node: leaves for the rest of the cluster (eth0)",
-        "3": "productpage-v1: socket ztunnel HBONE to reviews-v1",
+        "3": "productpage-v1: socket ztunnel HBONE to the remote pod",
     }
     hops = walk(INPOD, "inpod-outbound")
     first = packet_hops(hops, 1)
@@ -90,6 +90,7 @@ def test_the_comparison_is_computed_for_every_job_and_design() -> None:
     assert outbound.loc["1.22 in-pod", "namespaces"] == "productpage-v1"
     assert outbound.loc["1.22 in-pod", "marks set"] == "none" and outbound.loc["1.22 in-pod", "tunnels"] == "none"
     assert outbound.loc["2022 node-level", "tunnels"] == "istioout, pistioout"
+    assert outbound.loc["2022 node-level", "routing tables"] == "node 101, node main, ztunnel local, ztunnel 100"
     answer = table.loc["the app's answer to that source returns to ztunnel"]
     assert answer.loc["1.22 in-pod", "marks set"] == "0x111"
     assert answer.loc["2022 node-level", "marks set"] == "0x40, 0x4d3"

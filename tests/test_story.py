@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ambientlab import load_capture
-from ambientlab.book.story import legs, rule_label, steps, story, who_connects
+from ambientlab.book.story import STAND_IN, legs, rule_label, steps, story, who_connects
 from ambientlab.core.trace.walks import packet_hops, walk
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -25,7 +25,7 @@ def test_the_syn_story_names_the_capture_rule_the_ip_rule_and_the_tunnel() -> No
     mark = next(s for s in found if s.matched.startswith("mangle PRE-15 "))
     assert mark.changed == "mark 0x100 (was 0x0)"
     assert "src in ipset ztunnel-pods-ips" in mark.why
-    assert "mark 0x100 selects ip rule 101 (from all fwmark 0x100/0x100 lookup 101) → table 101" in mark.why
+    assert "mark 0x100 selects ip rule 101 (from all fwmark 0x100/0x100 lookup 101) → node table 101" in mark.why
     assert any(t.startswith("node: enters tunnel istioout") for t in texts)
     assert found[-1].matched == "delivered to socket accepted from productpage"
     assert not any("-j LOG" in t or "-j ztunnel-PREROUTING`" in t for t in texts)  # no silent rules
@@ -63,16 +63,17 @@ def test_a_story_renders_steps_and_folds_the_hop_table() -> None:
 def test_legs_follow_the_packet_between_namespaces_and_through_the_tunnel() -> None:
     found, ending = legs(packet_hops(walk(CAPTURE, "same-node-vip"), 1))
     assert [(x.start, x.end, x.tunnel) for x in found] == [("productpage-v1", "node", False), ("node", "ztunnel", True)]
-    assert found[1].via == "istioout (geneve, over veth6cc9a213)" and ending == "socket"
+    assert found[1].via == "istioout (geneve, over node/veth6cc9a213)" and ending == "socket"
     found, ending = legs(packet_hops(walk(CAPTURE, "cross-node-hbone"), 2))
     assert found[-1].end == "the rest of the cluster (eth0)" and ending == "world"
+    assert found[-1].via == "node/eth0" and found[0].via == "ztunnel/eth0 → node/veth6cc9a213"
 
 
 def test_who_connects_checks_each_onward_source_against_its_downstream_peer() -> None:
     table = who_connects({n: walk(CAPTURE, n) for n in ("same-node-vip", "inbound-remote", "pod-not-in-ipset",
                                                         "borrowed-source")})
     onward = table[table["downstream peer"] != ""]
-    assert onward["source"].tolist() == ["10.244.2.10", "10.244.1.19", "10.244.2.2"]
+    assert onward["source"].tolist() == ["10.244.2.10", "10.244.1.19", "10.244.1.9"]
     assert (onward["source = peer"] == True).all()  # noqa: E712
     assert onward["basis"].str.startswith("derived").all()
     apps = table[table["sender"].isin(["productpage-v1", "ratings-v1"])]
@@ -89,3 +90,43 @@ def test_the_folded_hop_table_hides_the_same_silent_rows_in_both_designs() -> No
     assert (inpod["matched"] == "-j ISTIO_PRERT").any()  # they are in the walk, only not shown
     used = {h for label in inpod["packet"].drop_duplicates() for s in steps(inpod, label) for h in s.hops}
     assert used <= set(shown.index)  # every step stands for rows the folded table shows
+
+
+def test_the_why_of_a_local_destination_names_ip_rule_0_not_a_missing_fwmark() -> None:
+    answer = steps(walk(CAPTURE, "kubelet"), 2)
+    marked = next(s for s in answer if "MARK --set-xmark 0x100/0x100" in s.matched)
+    assert "no ip rule selects" not in marked.why
+    assert marked.why.startswith("src in ipset ztunnel-pods-ips; ip rule 0 (lookup local) comes first")
+    route = next(s for s in answer if s.matched.startswith("routing:"))
+    assert route.matched.startswith("routing: ip rule 0 (from all lookup local) → node table local: local 10.244.2.1")
+    assert route.why.startswith("ip rule 0 (lookup local) comes first")
+
+
+def test_a_route_from_the_local_table_is_told_as_ip_rule_0s_and_tables_carry_their_host() -> None:
+    for name in ("same-node-vip", "borrowed-source", "kubelet", "inbound-remote"):
+        frame = walk(CAPTURE, name)
+        for label in frame["packet"].drop_duplicates():
+            for s in steps(frame, label):
+                if "table local:" in s.matched:
+                    assert s.matched.startswith("routing: ip rule 0 (from all lookup local) → "), s.matched
+                if s.matched.startswith("routing:") and " table " in s.matched:
+                    assert f"→ {s.host} table " in s.matched, s.matched
+
+
+def test_a_socket_sent_packet_starts_with_its_headers_and_the_first_crossing_warns() -> None:
+    found = steps(walk(CAPTURE, "borrowed-source"), 1)
+    assert found[0].matched == "a socket sends `10.244.1.9:45000 > 10.244.2.5:9080 tcp [S]`"
+    assert found[0].changed == "socket mark 0x4d2"
+    crossing = next(s for s in found if s.matched.startswith("leaves by veth"))
+    assert "the rules and routing tables are node's own: a table or rule number now names node's, " \
+        "not ztunnel's" in crossing.why
+    told = steps(walk(CAPTURE, "same-node-vip"), 1)
+    assert sum("from here on" in s.why for s in told) == 1
+
+
+def test_who_connects_labels_a_stand_in_walk_as_the_labs_simplification() -> None:
+    frames = {"lab": walk(CAPTURE, "borrowed-source"), "same": walk(CAPTURE, "same-node-vip")}
+    table = who_connects(frames, stand_ins={"lab"})
+    onward = table[table["downstream peer"] != ""]
+    assert onward.loc["lab", "basis"].tolist() == [STAND_IN]
+    assert onward.loc["same", "basis"].str.startswith("derived (2022 code)").all()

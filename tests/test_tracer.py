@@ -8,8 +8,9 @@ import pytest
 
 from ambientlab import load_capture
 from ambientlab.cli.main import main
-from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts
+from ambientlab.core.trace import UnsupportedRoute, host_from_capture, host_from_texts, ipv4
 from ambientlab.core.trace.batch import parse_query
+from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.netfilter import Packet, Ruleset, UnsupportedRule
 from ambientlab.core.trace.walks import NODE_LEVEL, WALKS, packet_hops, walk
 from tests.conftest import DATA
@@ -85,7 +86,7 @@ def test_walk_borrowed_source_replies_use_table_102_and_0x4d3() -> None:
     reply = packet_hops(frame, 2)
     assert "102: from all fwmark 0x40/0x40 lookup 102" in set(reply["matched"])
     assert "0x4d3" in set(reply["mark_after"])
-    assert reply.iloc[-1]["matched"] == "socket to reviews-v2 (source: the client pod, ratings)"
+    assert reply.iloc[-1]["matched"] == "socket to reviews-v2 (source: the client outside the mesh)"
     out = packet_hops(frame, 1)
     assert out[out["where"] == "mangle ztunnel-FORWARD"]["ctmark"].tolist() == ["0x210"]
 
@@ -109,6 +110,24 @@ def test_a_veth_crossing_row_shows_the_mark_the_packet_arrives_with() -> None:
         assert frame.loc[index + 1, "mark_before"] == "0x0"
 
 
+def test_a_packet_that_arrives_in_a_pod_or_leaves_the_node_arrives_without_its_mark() -> None:
+    frame = walk(CAPTURE, "same-node-vip")
+    arrivals = frame[frame["matched"].str.startswith("arrives in pod ")]
+    assert "0x220" in set(arrivals["mark_before"]) and (arrivals["mark_after"] == "0x0").all()
+    out = walk(CAPTURE, "cross-node-hbone")
+    leaving = out[out["matched"].str.startswith("leaves for ")]
+    assert len(leaving) and (leaving["mark_after"] == "0x0").all()
+
+
+def test_the_borrowed_source_client_is_outside_the_mesh_and_arrives_on_15006() -> None:
+    frame = walk(CAPTURE, "borrowed-source")
+    first = packet_hops(frame, 0)
+    assert first.iloc[0]["host"] == "the rest of the cluster (eth0)"
+    assert first.iloc[-1]["matched"] == "socket ztunnel_inbound_plaintext (15006)"
+    assert "10.244.1.9" not in {ipv4.to_text(m) for m in demo_network(CAPTURE).machines["node"].rules.ipsets[
+        "ztunnel-pods-ips"]}
+
+
 def test_the_walks_use_one_pod_layout_and_dial_from_the_downstream_peer() -> None:
     syns = {name: walk(CAPTURE, name) for name in ("same-node-vip", "inbound-remote", "borrowed-source",
                                                    "pod-not-in-ipset", "ztunnel-own", "no-socket-marks")}
@@ -118,7 +137,7 @@ def test_the_walks_use_one_pod_layout_and_dial_from_the_downstream_peer() -> Non
                for name, frame in ((n, packet_hops(f, p)) for n, f, p in (
                    ("same-node-vip", syns["same-node-vip"], 4), ("inbound-remote", syns["inbound-remote"], 3),
                    ("borrowed-source", syns["borrowed-source"], 1)))}
-    assert sources == {"same-node-vip": "10.244.2.10", "inbound-remote": "10.244.1.19", "borrowed-source": "10.244.2.2"}
+    assert sources == {"same-node-vip": "10.244.2.10", "inbound-remote": "10.244.1.19", "borrowed-source": "10.244.1.9"}
 
 
 def test_pod_outside_the_ipset_reaches_15006_via_table_100() -> None:

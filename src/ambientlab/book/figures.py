@@ -11,13 +11,29 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
+from ambientlab.core.capture import load_capture
 from ambientlab.core.trace.demo import SECOND, WORLD
 from ambientlab.core.trace.network import Exit, Network
 from ambientlab.core.trace.walks import packet_hops
 
 NODE_BOX = (3.2, 0.6, 3.6, 6.4)  # x, y, width, height
-ZTUNNEL_BOX = (8.6, 2.6, 2.2, 3.0)
+ZTUNNEL_BOX = (8.6, 2.2, 2.2, 3.4)
 WORLD_BOX = (3.2, -1.6, 3.6, 0.9)
+OTHER_NODE = ("kind-2022-ambient-worker", "cluster/kubectl-get-pods-ambient-worker.txt")  # the walks' other node
+SOCKET_ROWS = {15001: "pistioout", 15006: "pistioin", 15008: "pistioin"}  # the device each listener is fed by
+
+
+def moved_pods(net: Network, node: str = "ambient-worker2") -> dict[str, str]:
+    """Return {pod: node} for the pods of ``net`` (the node named ``node``) that the walks place on
+    another node (read from that node's recorded pod list, e.g. reviews-v1 on ambient-worker): the
+    node's recorded files still wire them here. Empty when ``node`` is that other node."""
+    capture_name, path = OTHER_NODE
+    try:
+        listed = load_capture(capture_name).parse(path)
+    except (FileNotFoundError, KeyError, ValueError):
+        return {}
+    there = {str(name).rsplit("-", 2)[0]: str(node) for name, node in zip(listed["NAME"], listed["NODE"], strict=True)}
+    return {pod: there[pod] for pod in net.entries if pod in there and there[pod] != node and not pod.startswith(SECOND)}
 
 
 def _box(ax: Axes, xywh: tuple[float, float, float, float], label: str, color: str) -> None:
@@ -40,7 +56,7 @@ def layout(net: Network) -> dict[str, tuple[float, float]]:
     for i, name in enumerate(pods):
         y = ny + nh - 1.0 - i * (nh - 1.4) / max(len(pods) - 1, 1)
         machine, dev = net.entries[name]
-        points[f"pod:{name}"] = (1.0, y)
+        points[f"pod:{name}"] = (0.1, y)
         points[f"{machine}/{dev}"] = (nx, y)
     ztunnel_side = [end for end, peer in net.wires.items() if isinstance(peer, tuple)]
     node_tunnels = sorted(net.machines["node"].tunnels)
@@ -69,8 +85,14 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
     _box(ax, ZTUNNEL_BOX, "ztunnel pod", "#fdf1e3")
     _box(ax, WORLD_BOX, "", "#f0f0f0")
     ax.text(*points["world"], WORLD, ha="center", va="center", fontsize=9)
+    moved = moved_pods(net, node)
     for key, (x, y) in points.items():
-        if key.startswith("pod:"):
+        if key.startswith("pod:") and key[4:] in moved:  # recorded here, elsewhere in the walks: say so
+            ax.add_patch(FancyBboxPatch((x - 1.25, y - 0.3), 2.5, 0.6, boxstyle="round,pad=0.03", fc="#f4f4f4",
+                                        ec="#999", ls="--"))
+            ax.text(x, y, f"{key[4:]} (recorded here;\nin the walks: {moved[key[4:]]})", ha="center", va="center",
+                    fontsize=6, color="#555")
+        elif key.startswith("pod:"):
             ax.add_patch(FancyBboxPatch((x - 0.9, y - 0.22), 1.8, 0.44, boxstyle="round,pad=0.03", fc="#e8f5e9", ec="#444"))
             ax.text(x, y, key[4:], ha="center", va="center", fontsize=8.5)
     for end, peer in net.wires.items():
@@ -87,16 +109,26 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
         peer = next(d for d, t in net.machines["ztunnel"].tunnels.items() if t.vni == tunnel.vni)
         a, b = points[f"node/{dev}"], points[f"ztunnel/{peer}"]
         ax.plot([a[0], b[0]], [a[1], b[1]], color="#c77", lw=1.5, ls="--", zorder=1)
-        ax.text((a[0] + b[0]) / 2, a[1] + 0.08, f"VNI {tunnel.vni}", ha="center", va="bottom", fontsize=7.5, color="#a55")
+        ax.text((a[0] + b[0]) / 2, a[1] - 0.08, f"VNI {tunnel.vni}", ha="center", va="top", fontsize=7.5, color="#a55")
     ax.plot([points["node/eth0"][0]] * 2, [NODE_BOX[1], WORLD_BOX[1] + WORLD_BOX[3]], color="#888", lw=1.5, zorder=1)
+    shared = {d for m, d in (k.split("/") for k in points if "/" in k) if m == "node"} & \
+        {d for m, d in (k.split("/") for k in points if "/" in k) if m != "node"}
     for key, (x, y) in points.items():
         if "/" in key:
             machine, dev = key.split("/")
             ax.plot(x, y, "o", ms=5, color="#333", zorder=3)
-            right = machine == "ztunnel" or (machine == "node" and x <= NODE_BOX[0])
-            ax.text(x + (0.12 if right else -0.12), y - 0.2, dev, fontsize=7.5, ha="left" if right else "right",
-                    va="top", zorder=3)
-    ax.set_xlim(-0.2, 11.2)
+            label = key if dev in shared else dev  # eth0 on both sides: say whose
+            # each label sits above its wire, where no arrow comes from: inside ztunnel's box for its devices,
+            # in the gap between the boxes for the node's tunnels and veth, on the wire to the pod for a pod's veth
+            if machine == "node" and x <= NODE_BOX[0]:  # on the wire from the pod, outside the node's box
+                ax.text(x - 0.08, y + 0.06, label, fontsize=6.5, ha="right", va="bottom", zorder=3)
+            elif machine == "node" and y <= NODE_BOX[1]:
+                ax.text(x + 0.1, y - 0.06, label, fontsize=7.5, ha="left", va="top", zorder=3)
+            elif machine == "node":
+                ax.text(x + 0.08, y + 0.06, label, fontsize=7.5, ha="left", va="bottom", zorder=3)
+            else:
+                ax.text(x + 0.1, y + 0.06, label, fontsize=7.5, ha="left", va="bottom", zorder=3)
+    ax.set_xlim(-1.3, 11.2)
     ax.set_ylim(-1.9, 7.4)
     ax.set_aspect("equal")
     ax.axis("off")
@@ -114,8 +146,14 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
         if not out or out[-1][0] != key:
             out.append((key, kind))
 
+    port, packet = "", None  # the port a TPROXY or REDIRECT rule handed the packet to
     for row in hops.itertuples():
         where, matched, host = str(row.where), str(row.matched), str(row.host)
+        if row.packet != packet:
+            port, packet = "", row.packet
+        found = re.search(r"-j (?:TPROXY --on-port|REDIRECT --to-ports) (\d+)", matched)
+        if found:
+            port = found.group(1)
         if row.hook == "wire":
             into = re.fullmatch(r"into (\w+)/(\S+)", where)
             if into:
@@ -135,6 +173,10 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
                 add("world", "wire")
         elif row.hook == "deliver" and where.startswith("tunnel "):
             add(f"{host}/{where.split()[1]}", "tunnel")
+        elif row.hook == "deliver" and matched.startswith("socket ") and host == "ztunnel":
+            named = re.search(r"\((\d+)", matched)
+            add(f"socket:{host}:{port or (named.group(1) if named else str(row.headers).split(' > ')[1].split(' ')[0].rsplit(':', 1)[1])}",
+                "deliver")
         elif row.hook == "deliver":
             add(host, "deliver")
     return out
@@ -150,16 +192,37 @@ def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None
     ax = draw_node(net, title, ax, node)
     points = layout(net)
     steps = path_points(net, hops)
+    for k, (key, kind) in enumerate(steps):  # a socket: drawn and labelled with its port
+        if kind == "deliver" and key.startswith("socket:"):
+            machine, port = key.removeprefix("socket:").split(":")
+            feed = SOCKET_ROWS.get(int(port), "eth0") if port.isdigit() else "eth0"
+            _, y = points.get(f"{machine}/{feed}", points[machine])
+            y -= 0.45 if feed == "eth0" else 0  # below eth0's label
+            zx, _, zw, _ = ZTUNNEL_BOX
+            points[key] = (zx + zw - 0.65, y)
+            ax.add_patch(FancyBboxPatch((zx + zw - 1.2, y - 0.16), 1.1, 0.32, boxstyle="round,pad=0.02", fc="#fff",
+                                        ec="#1565c0", zorder=5))
+            ax.text(zx + zw - 0.65, y, f"socket {port}", ha="center", va="center", fontsize=6, zorder=6)
+            steps[k] = (key, kind)
+
     def anchor(key: str) -> tuple[float, float]:
         x, y = points[key]
+        if key.startswith("socket:"):
+            return (x - 0.55, y)  # a socket's box is entered from its left edge
         return (x + 0.9, y) if key.startswith("pod:") else (x, y)  # a pod's box is entered from its right edge
 
     for (a, _), (b, kind) in itertools.pairwise(steps):
         (x0, y0), (x1, y1) = anchor(a), anchor(b)
         style = "--" if kind == "tunnel" else "-"
+        # two devices on the same side edge of a box (the node's tunnels and veth, ztunnel's): bow the
+        # arrow to the left, clear of the dots and labels between them (into the node's box, or into
+        # the gap beside ztunnel's)
+        edge = "/" in a and "/" in b and a.split("/")[0] == b.split("/")[0] and abs(x0 - x1) < 1e-9 \
+            and x0 in (NODE_BOX[0] + NODE_BOX[2], ZTUNNEL_BOX[0]) and abs(y0 - y1) > 0.9
+        bend = f"arc3,rad={0.45 if y1 < y0 else -0.45}" if edge else "arc3,rad=0"
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
                     arrowprops={"arrowstyle": "-|>", "color": "#1565c0", "lw": 2, "ls": style,
-                                "shrinkA": 4, "shrinkB": 4})
+                                "shrinkA": 4, "shrinkB": 4, "connectionstyle": bend})
     return ax
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -117,7 +118,7 @@ def _next_route(rows: pd.DataFrame, start: int, host: str) -> tuple[list[str], s
         if row["hook"] == "routing" and row["where"] == "ip rule":
             rules.append(str(row["matched"]))
         elif row["hook"] == "routing" and str(row["where"]).startswith("table ") and rules:
-            return rules, f"{row['where']}: {row['matched']}"
+            return rules, f"{host} {row['where']}: {row['matched']}"
     return None
 
 
@@ -136,14 +137,23 @@ def _rule_chain(rules: list[str]) -> str:
     return " → ".join(parts)
 
 
+def _local_first(rules: list[str]) -> bool:
+    """Return True if the deciding ip rule is priority 0 (lookup local): a local destination."""
+    m = _IPRULE.match(rules[0]) if rules else None
+    return bool(m and m.group(1) == "0")
+
+
 def _why_mark(rows: pd.DataFrame, i: int, host: str, mark: str) -> str:
     found = _next_route(rows, i, host)
     if found is None:
         return f"{host} takes no routing decision after this: the mark matters only to its rules"
     rules, route = found
+    if _local_first(rules):
+        return (f"ip rule 0 (lookup local) comes first: the destination is an address of this namespace ({host}), so mark {mark} "
+                f"does not choose the route → {route}")
     if "fwmark" in rules[0]:
         return f"mark {mark} selects {_rule_chain(rules)} → {route}"
-    return f"no ip rule selects mark {mark}: {_rule_chain(rules)} → {route}"
+    return f"no ip rule before {_ip_rule_name(rules[0])} selects mark {mark}: {_rule_chain(rules)} → {route}"
 
 
 def _rule_step(rows: pd.DataFrame, i: int) -> Step | None:
@@ -227,23 +237,31 @@ def _route_step(rows: pd.DataFrame, i: int) -> tuple[Step | None, int]:
     if route_row["where"] == "error":
         return Step(host, f"routing: {names}" if names else "routing", f"fails: {route_row['matched']}",
                     "no route: the packet is lost here", tuple(used)), end
-    route = f"{route_row['where']}: {route_row['matched']}"
+    route = f"{host} {route_row['where']}: {route_row['matched']}"
+    local_route = str(route_row["where"]) == "table local" or str(route_row["matched"]).startswith("local ")
+    # the local table is ip rule 0's: it comes before every other rule
+    if str(route_row["where"]) == "table local" and not _local_first(rules):
+        rules = ["0: from all lookup local"]
+        names = _rule_chain(rules)
     body = " ".join(_IPRULE.match(r).group(2) if _IPRULE.match(r) else r for r in rules)  # type: ignore[union-attr]
     if "fwmark" in body:
         why = f"mark {mark} matches the fwmark"
-    elif rules and _IPRULE.match(rules[0]) and _IPRULE.match(rules[0]).group(1) == "0":  # type: ignore[union-attr]
-        why = "the destination is an address of this host (the local table comes first)"
+    elif _local_first(rules):
+        why = f"ip rule 0 (lookup local) comes first: the destination is an address of this namespace ({host})"
     else:
-        why = f"no ip rule before it selects mark {mark}" if _mark_value(mark) else "the packet has no mark"
+        why = (f"no ip rule before {_ip_rule_name(rules[0])} selects mark {mark}" if _mark_value(mark) and rules
+               else "the packet has no mark")
     dev = route_row["oif"]
     changed = f"out by {dev}" if isinstance(dev, str) and dev else ""
-    if "type local" in route or str(route_row["matched"]).startswith("local "):
-        changed = "delivered locally (to this host's sockets)"
+    if "type local" in route or local_route:
+        changed = "delivered locally (to this host's sockets, by lo: a local route's dev does not matter)"
     matched = f"routing: {names} → {route}" if names else f"routing: {route}"
     return Step(host, matched, changed, why, tuple(used)), end
 
 
-def _wire_step(rows: pd.DataFrame, i: int) -> Step | None:
+def _wire_step(rows: pd.DataFrame, i: int, warned: set[tuple[str, str]] | None = None) -> Step | None:
+    """Return the step of wire row ``i``; a crossing from one modelled host into another warns
+    that their table numbers are their own, once per pair of hosts in ``warned``."""
     row = rows.iloc[i]
     host, where, matched = str(row["host"]), str(row["where"]), str(row["matched"])
     hop = (int(rows.index[i]),)
@@ -254,8 +272,13 @@ def _wire_step(rows: pd.DataFrame, i: int) -> Step | None:
         if a == "eth0" and b.endswith("/eth0"):  # two nodes: the underlay, reduced to one wire
             return Step(host, f"leaves by {a}", f"arrives in {b} with mark {row['mark_after']} (was {row['mark_before']})",
                         "the underlay between the nodes (kind's docker network, one wire here): marks stay behind", hop)
+        why = "a veth joins two network namespaces: the mark and the conntrack entry stay behind"
+        other = b.split("/", 1)[0]
+        if warned is not None and (host, other) not in warned:
+            warned.add((host, other))
+            why += _crossing_warning(host, other)
         return Step(host, f"leaves by veth {a}", f"arrives in {b} with mark {row['mark_after']} (was {row['mark_before']})",
-                    "a veth joins two network namespaces: the mark and the conntrack entry stay behind", hop)
+                    why, hop)
     if where.startswith("tunnel ") and matched.startswith("encapsulated"):
         return Step(host, f"enters tunnel {where.removeprefix('tunnel ')}", matched.replace("encapsulated: ", "wrapped in "),
                     "the outer packet is routed on its own, and keeps the inner packet's mark for that lookup", hop)
@@ -264,6 +287,13 @@ def _wire_step(rows: pd.DataFrame, i: int) -> Step | None:
     if where == "lo" or matched.startswith("looped back"):
         return Step(host, "leaves by lo", "received again on lo, with its route and conntrack entry", "", hop)
     return Step(host, f"leaves by {where}", matched, "", hop)
+
+
+def _crossing_warning(host: str, other: str) -> str:
+    """Return the warning for a packet crossing from ``host`` into ``other``, two namespaces with
+    rules and routing tables of their own."""
+    return (f"; from here on, the rules and routing tables are {other}'s own: a table or rule number now "
+            f"names {other}'s, not {host}'s")
 
 
 def _deliver_step(rows: pd.DataFrame, i: int) -> Step:
@@ -284,6 +314,12 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
     frame's only packet if None): one :class:`Step` per decision, in order."""
     rows = packet_hops(frame, packet) if packet is not None else frame
     out: list[Step] = []
+    first = rows.iloc[0] if len(rows) else None
+    if first is not None and first["hook"] != "wire":  # sent by a socket of this host: say what it sends
+        mark = str(first["mark_before"])
+        out.append(Step(str(first["host"]), f"a socket sends `{first['headers']}`",
+                        f"socket mark {mark}" if _mark_value(mark) else "no socket mark", "", ()))  # no hop of its own
+    warned: set[tuple[str, str]] = set()
     i = 0
     while i < len(rows):
         row = rows.iloc[i]
@@ -294,7 +330,7 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
                 out.append(step)
             continue
         if hook == "wire":
-            step = _wire_step(rows, i)
+            step = _wire_step(rows, i, warned)
         elif hook == "deliver":
             step = _deliver_step(rows, i)
         elif row["where"] == "verdict":
@@ -335,7 +371,7 @@ class Story:
                 line += f" → {_md(s.changed)}"
             if s.why:
                 line += f"<br><i>why:</i> {_md(s.why)}"
-            items.append(f"<li>{line} <small>(hop {hops})</small></li>")
+            items.append(f"<li>{line} <small>(hop {hops})</small></li>" if hops else f"<li>{line}</li>")
         table = self.table.to_html(escape=True)
         return (f"<p><b>{html.escape(self.label)}</b></p><ol>{''.join(items)}</ol>"
                 f"<details><summary>The full hop table ({len(self.table)} rows shown)</summary>{table}</details>")
@@ -364,7 +400,11 @@ def _sender(rows: pd.DataFrame) -> str:
     return str(first["host"])
 
 
-def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
+STAND_IN = ("the lab's simplification: its stand-in ztunnel passes the connection straight through with the "
+            "client's address (not 2022 behaviour)")
+
+
+def who_connects(walks: dict[str, pd.DataFrame], stand_ins: Collection[str] = ()) -> pd.DataFrame:
     """Return one row per SYN of ``walks`` (name → hop table, in order): who sends it, from which
     address to which, where it ends, and — for a SYN that a ztunnel sends to an app port — the
     downstream peer of the connection it passes on (the source of the last SYN delivered to that
@@ -372,7 +412,8 @@ def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     The "basis" column says what each source address rests on: an app's own address, or the
     ztunnel socket's source, *derived* from the 2022 code (the walk's script sets it; the tracer
-    computes the path)."""
+    computes the path), or, for the walks named in ``stand_ins``, the lab's stand-in ztunnel,
+    which passes connections straight through (:data:`STAND_IN`)."""
     rows = []
     delivered: dict[str, str] = {}  # ztunnel host -> source of the last SYN delivered to its socket
     for name, frame in walks.items():
@@ -393,7 +434,8 @@ def who_connects(walks: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "ends at": end,
                 "downstream peer": peer,
                 "source = peer": (peer == src.rsplit(":", 1)[0]) if peer else "",
-                "basis": ("derived (2022 code): original_src, the downstream peer" if onward
+                "basis": (STAND_IN if onward and name in stand_ins
+                          else "derived (2022 code): original_src, the downstream peer" if onward
                           else "derived (2022 code): HBONE from the ztunnel's own address"
                           if hbone else "the app's own address"),
             })
@@ -427,23 +469,23 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
             continue
         if where.startswith("into "):
             machine, dev = where.removeprefix("into ").split("/", 1)
-            out.append(Leg(host, machine, dev, False))
+            out.append(Leg(host, machine, f"{machine}/{dev}", False))
             current = machine
         elif where.startswith("tunnel ") and matched.startswith("encapsulated"):
             tunnel = where.removeprefix("tunnel ")
         elif where.startswith("veth "):
             a, b = where.removeprefix("veth ").split(" -> ")
             machine = b.split("/", 1)[0]
-            via = f"{tunnel} (geneve, over {a})" if tunnel else a
+            via = f"{tunnel} (geneve, over {host}/{a})" if tunnel else f"{host}/{a} → {b}"  # both ends, named by namespace
             out.append(Leg(host, machine, via, tunnel is not None))
             current = machine
         elif row["hook"] == "deliver" and where.startswith("tunnel "):
             tunnel = None
         elif matched.startswith("arrives in pod "):
-            out.append(Leg(current, matched.removeprefix("arrives in pod "), where, False))
+            out.append(Leg(current, matched.removeprefix("arrives in pod "), f"{host}/{where}", False))
             return out, "pod"
         elif matched.startswith("leaves for"):
-            out.append(Leg(current, matched.removeprefix("leaves for "), where, False))
+            out.append(Leg(current, matched.removeprefix("leaves for "), f"{host}/{where}", False))
             return out, "world"
         elif matched.startswith("dropped"):
             return out, "lost"

@@ -23,13 +23,14 @@ NETFILTER_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 def summarize(hops: pd.DataFrame) -> dict[str, object]:
     """Return what one packet's hop table shows: where it ends, the namespaces it crosses, the
-    rules that acted (LOG rules and bare jumps aside), the marks set, the routing tables and
-    the tunnels it used."""
+    rules that acted (LOG rules and bare jumps aside), the marks set, the routing tables (each
+    named with its host: ``node 101``, ``ztunnel 100``) and the tunnels it used."""
     text = hops["matched"].astype(str)
     acting = hops[hops["hook"].isin(NETFILTER_HOOKS) & ~text.str.contains("-j LOG ")
                   & ~text.str.fullmatch(r"-j [\w-]+")]
     marks = [a for b, a in zip(hops["mark_before"], hops["mark_after"], strict=True) if a != b and a != "0x0"]
-    tables = hops[hops["where"].astype(str).str.startswith("table ")]["where"].str.removeprefix("table ")
+    routed = hops[hops["where"].astype(str).str.startswith("table ")]
+    tables = [f"{host} {where.removeprefix('table ')}" for host, where in zip(routed["host"], routed["where"], strict=True)]
     return {
         "ends at": f"{hops['host'].iloc[-1]}: {hops['matched'].iloc[-1]}",
         "namespaces": " -> ".join(dict.fromkeys(h for h in hops["host"] if h != WORLD)),

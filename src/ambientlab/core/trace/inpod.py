@@ -21,8 +21,7 @@ from ambientlab.core.trace.scenarios import Send, tcp
 IP = ipv4.to_int
 INPOD_MARK = 0x539
 PRODUCTPAGE, REVIEWS_V1, HOST_IP = IP("10.244.2.3"), IP("10.244.2.7"), IP("10.244.2.1")
-REMOTE_REVIEWS_V1 = IP("10.244.1.23")  # reviews-v1 on ambient-worker (Zhao's part 3)
-REMOTE_CLIENT = IP("10.244.1.5")  # a mesh pod on another node (an address of that node's pod CIDR)
+REMOTE_POD = IP("10.244.1.5")  # a mesh pod on another node (assumed: an address of that node's pod CIDR)
 PROBE_SOURCE = IP("169.254.7.127")
 
 
@@ -72,14 +71,15 @@ def _connected(net: Network, machine: str, name: str, local: tuple[int, int], re
 
 
 def outbound(net: Network) -> list[Send]:
-    """productpage's app connects to reviews-v1 on another node: REDIRECT to ztunnel's 15001 in
-    productpage's own namespace; ztunnel's HBONE connection (mark 0x539) leaves untouched."""
-    _connected(net, "productpage-v1", "ztunnel HBONE to reviews-v1", (PRODUCTPAGE, 43000), (REMOTE_REVIEWS_V1, 15008))
+    """productpage's app connects to a mesh pod on another node (10.244.1.5, assumed; the in-pod
+    capture keeps reviews-v1 on this node): REDIRECT to ztunnel's 15001 in productpage's own
+    namespace; ztunnel's HBONE connection (mark 0x539) leaves untouched."""
+    _connected(net, "productpage-v1", "ztunnel HBONE to the remote pod", (PRODUCTPAGE, 43000), (REMOTE_POD, 15008))
     return [
-        Send("1 SYN app -> reviews-v1:9080", "productpage-v1", tcp(PRODUCTPAGE, 40000, REMOTE_REVIEWS_V1, 9080, "S")),
-        Send("2 HBONE SYN ztunnel -> reviews-v1:15008", "productpage-v1",
-             tcp(PRODUCTPAGE, 43000, REMOTE_REVIEWS_V1, 15008, "S"), INPOD_MARK),
-        Send("3 HBONE SYN-ACK from ambient-worker", WORLD, tcp(REMOTE_REVIEWS_V1, 15008, PRODUCTPAGE, 43000, "SA")),
+        Send("1 SYN app -> remote pod:9080", "productpage-v1", tcp(PRODUCTPAGE, 40000, REMOTE_POD, 9080, "S")),
+        Send("2 HBONE SYN ztunnel -> remote pod:15008", "productpage-v1",
+             tcp(PRODUCTPAGE, 43000, REMOTE_POD, 15008, "S"), INPOD_MARK),
+        Send("3 HBONE SYN-ACK from ambient-worker", WORLD, tcp(REMOTE_POD, 15008, PRODUCTPAGE, 43000, "SA")),
     ]
 
 
@@ -87,14 +87,14 @@ def inbound(net: Network) -> list[Send]:
     """HBONE from a pod on another node to reviews-v1 here: TPROXY to 15008 inside reviews-v1's
     namespace; ztunnel dials the app with the client's address, and the app's answer goes back
     to ztunnel by the connection mark 0x111."""
-    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (REMOTE_CLIENT, 44000), (REVIEWS_V1, 9080))
+    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (REMOTE_POD, 44000), (REVIEWS_V1, 9080))
     return [
-        Send("1 HBONE SYN remote pod -> reviews-v1:15008", WORLD, tcp(REMOTE_CLIENT, 50000, REVIEWS_V1, 15008, "S")),
-        Send("2 HBONE SYN-ACK ztunnel -> remote pod", "reviews-v1", tcp(REVIEWS_V1, 15008, REMOTE_CLIENT, 50000, "SA"),
+        Send("1 HBONE SYN remote pod -> reviews-v1:15008", WORLD, tcp(REMOTE_POD, 50000, REVIEWS_V1, 15008, "S")),
+        Send("2 HBONE SYN-ACK ztunnel -> remote pod", "reviews-v1", tcp(REVIEWS_V1, 15008, REMOTE_POD, 50000, "SA"),
              INPOD_MARK, True),
-        Send("3 SYN ztunnel (as 10.244.1.5) -> app:9080", "reviews-v1", tcp(REMOTE_CLIENT, 44000, REVIEWS_V1, 9080, "S"),
+        Send("3 SYN ztunnel (as 10.244.1.5) -> app:9080", "reviews-v1", tcp(REMOTE_POD, 44000, REVIEWS_V1, 9080, "S"),
              INPOD_MARK, True),
-        Send("4 SYN-ACK app -> 10.244.1.5", "reviews-v1", tcp(REVIEWS_V1, 9080, REMOTE_CLIENT, 44000, "SA")),
+        Send("4 SYN-ACK app -> 10.244.1.5", "reviews-v1", tcp(REVIEWS_V1, 9080, REMOTE_POD, 44000, "SA")),
     ]
 
 

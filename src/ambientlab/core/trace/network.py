@@ -281,7 +281,10 @@ class Network:
         peer = self.wires.get((machine.name, dev))
         if isinstance(peer, Exit) or peer is None:
             what = arrival(peer) if isinstance(peer, Exit) else "leaves by an unmodelled device"
-            hops.append(self._hop(label, machine.name, "wire", dev, what, None, packet, packet.mark))
+            row = self._hop(label, machine.name, "wire", dev, what, None, packet, packet.mark)
+            if isinstance(peer, Exit):  # into a pod or onto the underlay: a new namespace, the mark stays behind
+                row["mark_after"] = hex(0)
+            hops.append(row)
             return
         other, other_dev = peer
         row = self._hop(label, machine.name, "wire", f"veth {dev} -> {other}/{other_dev}",

@@ -5,8 +5,8 @@ every packet is computed by :class:`~ambientlab.core.trace.network.Network` from
 scenario only plays the applications (the pods and ztunnel's sockets). ztunnel plays the Sept
 2022 Envoy build: listeners marked 0x401 (15001) and 0x402 (15006, 15008), onward connections
 with mark 0x4d2 from the *downstream peer's* address (``original_src``, a transparent socket):
-the client ztunnel's address for HBONE, the client pod's own address only for plaintext
-inbound (15006) and passthrough — except in ``no-socket-marks``, which plays the 2023 Rust
+the client ztunnel's address for HBONE, the client's own address only for plaintext
+inbound (15006, from a client outside the mesh) and passthrough — except in ``no-socket-marks``, which plays the 2023 Rust
 ztunnel (no socket marks).
 
 One pod layout (Zhao's part 3): reviews-v1 runs on ambient-worker (10.244.1.23); the on-node
@@ -31,6 +31,7 @@ ZTUNNEL, HOST_IP = IP("10.244.2.10"), IP("10.244.2.1")
 REVIEWS_VIP = IP("10.96.183.192")  # recorded in Zhao's part 3 (S11)
 REMOTE_REVIEWS_V1 = IP("10.244.1.23")  # reviews-v1 after it moved to ambient-worker (part 3, S11)
 REMOTE_ZTUNNEL = IP("10.244.1.19")  # ztunnel-w59fl on ambient-worker (recorded)
+OUTSIDE_CLIENT = IP("10.244.1.9")  # a pod on ambient-worker outside the mesh (assumed: in no ipset)
 TCP, UDP = 6, 17
 
 
@@ -128,18 +129,21 @@ def pod_not_in_ipset(net: Network) -> list[Send]:
 
 
 def borrowed_source(net: Network) -> list[Send]:
-    """ztunnel passes on ratings' plaintext connection (ratings outside the mesh, accepted on
-    15006) to reviews-v2 with ratings' own address: out with 0x210, replies via 0x40 and table 102."""
-    _outside_mesh(net)
+    """A client outside the mesh on ambient-worker (10.244.1.9, in no ipset: assumed) calls
+    reviews-v2 in plaintext; table 100 brings it to ztunnel's 15006 (packet 0), and ztunnel passes
+    it on with the client's own address: out with 0x210, replies via 0x40 and table 102."""
     _listeners(net)
-    _connected(net, "ztunnel", "to reviews-v2 (source: the client pod, ratings)", (RATINGS, 45000), (REVIEWS_V2, 9080))
+    _connected(net, "ztunnel", "to reviews-v2 (source: the client outside the mesh)", (OUTSIDE_CLIENT, 45000),
+               (REVIEWS_V2, 9080))
     return [
-        Send("1 SYN ztunnel (as ratings) -> reviews-v2", "ztunnel",
-             tcp(RATINGS, 45000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
-        Send("2 SYN-ACK reviews-v2 -> ratings", "reviews-v2", tcp(REVIEWS_V2, 9080, RATINGS, 45000, "SA")),
-        Send("3 ACK ztunnel (as ratings) -> reviews-v2", "ztunnel",
-             tcp(RATINGS, 45000, REVIEWS_V2, 9080, "A"), 0x4D2, True),
-        Send("4 data reviews-v2 -> ratings", "reviews-v2", tcp(REVIEWS_V2, 9080, RATINGS, 45000, "PA")),
+        Send("0 SYN outside client 10.244.1.9 -> reviews-v2:9080 (from ambient-worker)", WORLD,
+             tcp(OUTSIDE_CLIENT, 46000, REVIEWS_V2, 9080, "S")),
+        Send("1 SYN ztunnel (as 10.244.1.9) -> reviews-v2", "ztunnel",
+             tcp(OUTSIDE_CLIENT, 45000, REVIEWS_V2, 9080, "S"), 0x4D2, True),
+        Send("2 SYN-ACK reviews-v2 -> 10.244.1.9", "reviews-v2", tcp(REVIEWS_V2, 9080, OUTSIDE_CLIENT, 45000, "SA")),
+        Send("3 ACK ztunnel (as 10.244.1.9) -> reviews-v2", "ztunnel",
+             tcp(OUTSIDE_CLIENT, 45000, REVIEWS_V2, 9080, "A"), 0x4D2, True),
+        Send("4 data reviews-v2 -> 10.244.1.9", "reviews-v2", tcp(REVIEWS_V2, 9080, OUTSIDE_CLIENT, 45000, "PA")),
     ]
 
 
