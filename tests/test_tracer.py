@@ -188,3 +188,17 @@ def test_rule_names_are_table_chain_and_position() -> None:
     assert len(set(inpod.values())) == len(inpod)
     assert chain_short("ISTIO_OUTPUT") == "OUT" and chain_short("KUBE-SERVICES") == "KUBE-SERVICES"
     assert rule_name("mangle", "ztunnel-FORWARD", 2) == "mangle FWD-2"
+
+
+def test_a_local_route_found_in_the_merged_tables_is_ip_rule_0s() -> None:
+    """With only the default ip rules the kernel looks local's and main's routes up in one trie;
+    a local route found there was reached by ip rule 0 (lookup local), not 32766 (lookup main)."""
+    from ambientlab.core.capture import load_capture
+    from ambientlab.core.constants import INPOD
+    from ambientlab.core.trace import host_from_capture
+
+    node = host_from_capture(load_capture(INPOD), "node")
+    local = node.route_get("10.244.2.1", mark=0)
+    assert local["_rule"].priority == 0 and local["_route"].table == 255
+    remote = node.route_get("10.244.1.5", mark=0)
+    assert remote["_rule"].priority == 32766

@@ -365,7 +365,8 @@ class Fib:
             if isinstance(found, Errno):
                 return found
             route, hop = found
-            return FibResult(by_table.get(number), route, hop, None, reported=number)
+            # the merged trie holds local's routes too: the rule that names the route's own table decided
+            return FibResult(by_table.get(route.table, by_table.get(number)), route, hop, None, reported=number)
         return Errno.ENETUNREACH
 
     def _lookup(self, flow: Flow) -> FibResult | Errno:
