@@ -282,14 +282,15 @@ class Network:
         if isinstance(peer, Exit) or peer is None:
             what = arrival(peer) if isinstance(peer, Exit) else "leaves by an unmodelled device"
             row = self._hop(label, machine.name, "wire", dev, what, None, packet, packet.mark)
-            if isinstance(peer, Exit):  # into a pod or onto the underlay: a new namespace, the mark stays behind
-                row["mark_after"] = hex(0)
+            if isinstance(peer, Exit):  # into a pod or onto the underlay: a new namespace, the mark and the
+                row["mark_after"], row["ctmark"] = hex(0), None  # conntrack entry stay behind
             hops.append(row)
             return
         other, other_dev = peer
         row = self._hop(label, machine.name, "wire", f"veth {dev} -> {other}/{other_dev}",
                         "crosses a veth: mark and conntrack reset", None, packet, packet.mark)
-        row["mark_after"] = hex(0)  # the mark is cleared on the way into the other namespace (what it arrives with)
+        # the mark is cleared on the way into the other namespace, and its conntrack has no entry yet
+        row["mark_after"], row["ctmark"] = hex(0), None
         hops.append(row)
         packet.enter(other_dev)
         self._receive(label, self.machines[other], packet, hops)
