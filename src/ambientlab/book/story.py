@@ -239,10 +239,6 @@ def _route_step(rows: pd.DataFrame, i: int) -> tuple[Step | None, int]:
                     "no route: the packet is lost here", tuple(used)), end
     route = f"{host} {route_row['where']}: {route_row['matched']}"
     local_route = str(route_row["where"]) == "table local" or str(route_row["matched"]).startswith("local ")
-    # the local table is ip rule 0's: it comes before every other rule
-    if str(route_row["where"]) == "table local" and not _local_first(rules):
-        rules = ["0: from all lookup local"]
-        names = _rule_chain(rules)
     body = " ".join(_IPRULE.match(r).group(2) if _IPRULE.match(r) else r for r in rules)  # type: ignore[union-attr]
     if "fwmark" in body:
         why = f"mark {mark} matches the fwmark"
@@ -388,16 +384,9 @@ def story(frame: pd.DataFrame, packet: int | str) -> Story:
 def _ends(rows: pd.DataFrame) -> str:
     last = rows.iloc[-1]
     matched = str(last["matched"])
-    if matched.startswith("socket "):
-        return f"{last['host']}: {matched}"
     if matched.startswith("arrives in pod "):
         return "pod " + matched.removeprefix("arrives in pod ")
     return f"{last['host']}: {matched}"
-
-
-def _sender(rows: pd.DataFrame) -> str:
-    first = rows.iloc[0]
-    return str(first["host"])
 
 
 STAND_IN = ("the lab's simplification: its stand-in ztunnel passes the connection straight through with the "
@@ -423,7 +412,7 @@ def who_connects(walks: dict[str, pd.DataFrame], stand_ins: Collection[str] = ()
             if "[S]" not in first:
                 continue
             src, dst = first.split(" > ")[0], first.split(" > ")[1].split(" ")[0]
-            sender = _sender(hops)
+            sender = str(hops["host"].iloc[0])
             end = _ends(hops)
             dport = int(dst.rsplit(":", 1)[1])
             hbone = dport in (15008, 15088)
