@@ -6,6 +6,7 @@ notebook's execution time in a fresh kernel."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,23 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"make_book_fresh_s": 60.0, "make_book_s": None, "make_test_s": 180.0, "notebooks_total_s": 30.0, "site_mb": 30.0}
+GOALS = {"make_book_fresh_s": 60.0, "make_book_s": None, "make_test_s": 180.0, "notebooks_total_s": 30.0, "site_mb": 30.0,
+         "walk_page_max_mb": 5.0}
+WALK_PAGES = ("08", "09", "10", "11", "12", "13", "14", "15")  # the chapters that walk packets (step-throughs)
+# a local file a page loads: an image, a script, a style sheet or a preload (no scheme: not data:, not http:)
+_REFERENCE = re.compile(r'<(?:img|script|link)\b[^>]*?\b(?:src|href)="([^"#?:]+)["#?]')
+
+
+def page_mb(page: Path) -> float:
+    """Return what a first visit to built page ``page`` loads, in MB: the page (its step-throughs'
+    figures are inside it) and every local file its ``img``, ``script`` and ``link`` elements name
+    (images, scripts, style sheets, fonts preloaded); links to other pages do not count."""
+    files = {page.resolve()}
+    for name in _REFERENCE.findall(page.read_text()):
+        target = (page.parent / name).resolve()
+        if target.is_file():
+            files.add(target)
+    return sum(f.stat().st_size for f in files) / 1e6
 
 
 def _copy(target: Path) -> None:
@@ -51,7 +68,8 @@ def notebook_seconds() -> dict[str, float]:
 
 def measure(with_test: bool = True) -> dict[str, Any]:
     """Return the seconds of make book from a fresh copy (venv included), of make book again and
-    of make test, the site's size (MB) and pages, and per-notebook seconds."""
+    of make test, the site's size (MB) and pages, the walk pages' weights (MB, :func:`page_mb`; the
+    largest against its goal), and per-notebook seconds."""
     with tempfile.TemporaryDirectory(prefix="ambientlab-bench-") as tmp:
         copy = Path(tmp) / "repo"
         _copy(copy)
@@ -61,6 +79,9 @@ def measure(with_test: bool = True) -> dict[str, Any]:
         site = copy / "_build" / "html"
         found["site_mb"] = sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) / 1e6
         found["site_pages"] = sum(1 for p in site.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
+        walks = {p.stem: page_mb(p) for p in sorted((site / "notebooks").glob("*.html")) if p.stem[:2] in WALK_PAGES}
+        found["walk_page_max_mb"] = max(walks.values())
+        found["walk_pages_mb"] = walks
         if with_test:  # timed whether or not it passes; whether it passed is recorded too
             found["make_test_s"], passed = _timed(["make", "test"], copy, must_pass=False)
             found["make_test_passed"] = int(passed)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ambientlab import load_capture
-from ambientlab.book.story import STAND_IN, legs, rule_label, steps, story, who_connects
+from ambientlab.book.player import story
+from ambientlab.book.story import STAND_IN, legs, rule_label, steps, who_connects
 from ambientlab.core.trace.walks import packet_hops, walk
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")

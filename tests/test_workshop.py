@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import json
 import re
 import subprocess
 import sys
@@ -177,3 +178,14 @@ def test_a_first_guess_is_a_placeholder(chapter: Path) -> None:
         assert re.search(r"^(prediction|your_answer) = \.\.\.  #", cell.source, re.M), cell.source
         printed = "".join(o.get("text", "") for o in cell.get("outputs", []))
         assert printed.startswith("No answer yet"), printed
+
+
+def test_each_try_it_moment_of_the_guide_has_an_explorer_in_its_chapter() -> None:
+    text = (ROOT / "book" / "workshop.md").read_text()
+    section = text.split("## Try it: the walk explorer", 1)[1].split("\n## ", 1)[0]
+    chapters = re.findall(r"\(chapter (\d+)'s", section)
+    assert chapters == ["8", "9", "10", "11"], chapters
+    for number in chapters:
+        notebook = next((ROOT / "notebooks").glob(f"{int(number):02d}-*.ipynb"))
+        cells = json.loads(notebook.read_text())["cells"]
+        assert any("book.explorer(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code"), notebook.name

@@ -12,12 +12,13 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :data:`WORLD`.
 - One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
   :func:`ip_text`.
-- A walk as a story: :func:`story` (a :class:`Story`: the numbered :func:`steps`, each
-  a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
+- A walk as a story: :func:`story` (a :class:`Story`: the packet's step-through, the numbered
+  :func:`steps`, each a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
   connection as a sequence diagram), :func:`who_connects` (who connects to whom from which address).
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
 - Exercises: :func:`answer`, :func:`hint`; one packet of your own, walked by the tracer:
-  :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`.
+  :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`; or chosen with the
+  controls of :func:`explorer` (live in JupyterLab).
 - Reading the rules: :func:`hook_paths` and :func:`draw_hooks` (the netfilter hooks and routing
   decisions, as the tracer passes them), :func:`named_rules` and :func:`read_rule` (a rule's book name, and its parts put into words),
   :func:`mark_sheet` (the mark cheat sheet),
@@ -43,11 +44,13 @@ from ambientlab.book.addresses import pod_set, route_tables, veth_owners
 from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapter_capture
 from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
+from ambientlab.book.explorer import explorer
 from ambientlab.book.hooks import draw_hooks, hook_paths
 from ambientlab.book.marks import mark_sheet
 from ambientlab.book.packet import decision, devices, ending, send
+from ambientlab.book.player import Story, story
 from ambientlab.book.reading import named_rules, read_rule
-from ambientlab.book.story import Step, Story, draw_connection, steps, story, who_connects
+from ambientlab.book.story import Step, draw_connection, steps, who_connects
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
@@ -211,6 +214,7 @@ __all__ = [
     "draw_node",
     "draw_walk",
     "ending",
+    "explorer",
     "hint",
     "hook_paths",
     "hops",

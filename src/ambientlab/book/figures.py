@@ -140,15 +140,22 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
 def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
     """Return the anchor points (keys of :func:`layout`) a packet passes, in order, with the
     kind of step that reaches each: ``wire``, ``tunnel`` or ``deliver``."""
-    out: list[tuple[str, str]] = []
+    return [(key, kind) for key, kind, _ in path_trace(net, hops)]
+
+
+def path_trace(net: Network, hops: pd.DataFrame) -> list[tuple[str, str, object]]:
+    """Return :func:`path_points` with, for each point, the index label of the hop-table row
+    that reaches it."""
+    out: list[tuple[str, str, object]] = []
+    hop: object = None
 
     def add(key: str, kind: str) -> None:
         if not out or out[-1][0] != key:
-            out.append((key, kind))
+            out.append((key, kind, hop))
 
     port, packet = "", None  # the port a TPROXY or REDIRECT rule handed the packet to
     for row in hops.itertuples():
-        where, matched, host = str(row.where), str(row.matched), str(row.host)
+        where, matched, host, hop = str(row.where), str(row.matched), str(row.host), row.Index
         if row.packet != packet:
             port, packet = "", row.packet
         found = re.search(r"-j (?:TPROXY --on-port|REDIRECT --to-ports) (\d+)", matched)
@@ -182,6 +189,35 @@ def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
+def route_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str, object, tuple[float, float]]]:
+    """Return the points of :func:`path_trace` where the drawn path meets them: (key, kind, hop
+    label, (x, y)) in the coordinates of :func:`draw_node`. A socket sits in ztunnel's box, beside
+    the device that feeds its listener; a pod's box is entered from its right edge, a socket's
+    from its left."""
+    points = layout(net)
+    out = []
+    for key, kind, hop in path_trace(net, hops):
+        if key.startswith("socket:"):
+            x, y = socket_box(points, key)
+            out.append((key, kind, hop, (x - 0.55, y)))
+        else:
+            x, y = points[key]
+            out.append((key, kind, hop, (x + 0.9, y) if key.startswith("pod:") else (x, y)))
+    return out
+
+
+def socket_box(points: dict[str, tuple[float, float]], key: str) -> tuple[float, float]:
+    """Return the centre of the box drawn for socket ``key`` (``socket:MACHINE:PORT``) in
+    ztunnel's box: on the row of the device that feeds its listener (:data:`SOCKET_ROWS`), or
+    below eth0."""
+    machine, port = key.removeprefix("socket:").split(":")
+    feed = SOCKET_ROWS.get(int(port), "eth0") if port.isdigit() else "eth0"
+    _, y = points.get(f"{machine}/{feed}", points[machine])
+    y -= 0.45 if feed == "eth0" else 0  # below eth0's label
+    zx, _, zw, _ = ZTUNNEL_BOX
+    return (zx + zw - 0.65, y)
+
+
 def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None = None,
               packet: int | str | None = None, node: str = "ambient-worker2") -> Axes:
     """Draw the node (:func:`draw_node`) and the path of the packet(s) in ``hops`` (only packet
@@ -191,28 +227,15 @@ def draw_walk(net: Network, hops: pd.DataFrame, title: str = "", ax: Axes | None
         hops = packet_hops(hops, packet)
     ax = draw_node(net, title, ax, node)
     points = layout(net)
-    steps = path_points(net, hops)
-    for k, (key, kind) in enumerate(steps):  # a socket: drawn and labelled with its port
+    route = route_points(net, hops)
+    for key, kind, _, _ in route:  # a socket: drawn and labelled with its port
         if kind == "deliver" and key.startswith("socket:"):
-            machine, port = key.removeprefix("socket:").split(":")
-            feed = SOCKET_ROWS.get(int(port), "eth0") if port.isdigit() else "eth0"
-            _, y = points.get(f"{machine}/{feed}", points[machine])
-            y -= 0.45 if feed == "eth0" else 0  # below eth0's label
-            zx, _, zw, _ = ZTUNNEL_BOX
-            points[key] = (zx + zw - 0.65, y)
-            ax.add_patch(FancyBboxPatch((zx + zw - 1.2, y - 0.16), 1.1, 0.32, boxstyle="round,pad=0.02", fc="#fff",
+            x, y = socket_box(points, key)
+            ax.add_patch(FancyBboxPatch((x - 0.55, y - 0.16), 1.1, 0.32, boxstyle="round,pad=0.02", fc="#fff",
                                         ec="#1565c0", zorder=5))
-            ax.text(zx + zw - 0.65, y, f"socket {port}", ha="center", va="center", fontsize=6, zorder=6)
-            steps[k] = (key, kind)
+            ax.text(x, y, f"socket {key.rsplit(':', 1)[1]}", ha="center", va="center", fontsize=6, zorder=6)
 
-    def anchor(key: str) -> tuple[float, float]:
-        x, y = points[key]
-        if key.startswith("socket:"):
-            return (x - 0.55, y)  # a socket's box is entered from its left edge
-        return (x + 0.9, y) if key.startswith("pod:") else (x, y)  # a pod's box is entered from its right edge
-
-    for (a, _), (b, kind) in itertools.pairwise(steps):
-        (x0, y0), (x1, y1) = anchor(a), anchor(b)
+    for (a, _, _, (x0, y0)), (b, kind, _, (x1, y1)) in itertools.pairwise(route):
         style = "--" if kind == "tunnel" else "-"
         # two devices on the same side edge of a box (the node's tunnels and veth, ztunnel's): bow the
         # arrow to the left, clear of the dots and labels between them (into the node's box, or into

@@ -41,14 +41,27 @@ def _network(capture: Capture, without: Sequence[str]) -> Network:
                 Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))
     for piece in without:
         rule = _IP_RULE.fullmatch(piece)
-        if piece in PIECES:
+        if piece.startswith("ipset:"):
+            take_out_of_ipsets(net, capture, piece.removeprefix("ipset:"))
+        elif piece in PIECES:
             PIECES[piece].remove(net)
         elif rule and rule.group(1) in net.machines:
             remove_ip_rule(net, rule.group(1), int(rule.group(2)))
         else:
-            raise KeyError(f"unknown piece {piece!r}: a key of book.PIECES, or MACHINE-ip-rule-PRIORITY "
+            raise KeyError(f"unknown piece {piece!r}: a key of book.PIECES, MACHINE-ip-rule-PRIORITY or ipset:POD "
                            f"(machines: {', '.join(net.machines)})")
     return net
+
+
+def take_out_of_ipsets(net: Network, capture: Capture, pod: str) -> None:
+    """Remove pod ``pod``'s address (by short name) from every ipset of ``net``, as if its
+    namespace had lost the ambient label. A KeyError names the pods there are."""
+    by_name = {short_name(name): ip for ip, name in pod_names(capture).items()}
+    if pod not in by_name:
+        raise KeyError(f"ipset:{pod}: no pod {pod!r} in {capture.name} ({', '.join(by_name)})")
+    for machine in net.machines.values():
+        for members in (machine.rules.ipsets.values() if machine.rules is not None else ()):
+            members.discard(ipv4.to_int(by_name[pod]))
 
 
 def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str | None = None,
@@ -63,7 +76,8 @@ def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str
     socket sends it (from ``src``, or the address its route picks) with socket mark ``mark`` (``transparent``: it may use an address that is
     not its own, as ``original_src`` does). ``proto`` is ``"tcp"`` or ``"udp"``; ``flags`` the
     TCP flags (``"S"`` for a SYN). ``without`` names pieces removed first: keys of
-    :data:`PIECES`, or ``"node-ip-rule-100"`` (any host's ip rule, by priority). On a 2022
+    :data:`PIECES`, ``"node-ip-rule-100"`` (any host's ip rule, by priority), or
+    ``"ipset:ratings-v1"`` (that pod's address taken out of every ipset). On a 2022
     capture, ztunnel listens on 15001, 15006 and 15008 with the Sept 2022 socket marks.
 
     ``reply``: if the packet arrives in a pod, the pod answers it (packet 2, a SYN-ACK to a SYN),
@@ -83,6 +97,7 @@ def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str
     who = "the rest of the cluster" if origin == WORLD else origin
     label = f"1 {proto.upper()} {who}{f' ({src})' if src else ''} -> {dst}:{dport}"
     first = play(net, [Send(label, origin, packet, mark, transparent)])
+    first.attrs.update(capture=capture.name, walk="", without=",".join(pieces))
     end = ending(first)
     if not reply or not end.startswith("pod "):
         return first
@@ -94,7 +109,9 @@ def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str
                     flags="SA" if flags == "S" else flags if proto == "tcp" else "")
     second = play(net, [Send(f"2 {'SYN-ACK' if flags == 'S' else 'reply'} {pod} -> {ipv4.to_text(packet.src)}:{sport}",
                              pod, answer)])
-    return pd.concat([first, second], ignore_index=True).rename_axis("hop")
+    both = pd.concat([first, second], ignore_index=True).rename_axis("hop")
+    both.attrs.update(first.attrs)
+    return both
 
 
 def devices(frame: pd.DataFrame, hosts: bool = False) -> list[str]:

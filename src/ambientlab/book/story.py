@@ -9,8 +9,8 @@ steps. iptables rules are named as the book names them (``mangle PRE-15``), ip r
 priority (``ip rule 101``). Each step says what matched, what changed, and why it matters; the
 "why" is computed from the same table (for a mark: the ip rule that later selects it).
 
-:func:`story` shows the steps with the full hop table folded under them; :func:`draw_connection`
-draws every packet of a walk between the pods, the nodes and the ztunnels it crosses;
+:func:`ambientlab.book.player.story` shows the steps, with a step-through above them and the full
+hop table folded under them; :func:`draw_connection` draws every packet of a walk between the pods, the nodes and the ztunnels it crosses;
 :func:`who_connects` lists, for each SYN of some walks, who connects to whom from which address.
 """
 
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ambientlab.book.display import hops as hop_view
 from ambientlab.core.capture import load_capture
 from ambientlab.core.trace.names import rule_names
 from ambientlab.core.trace.walks import packet_hops
@@ -58,6 +57,15 @@ class Step:
         if self.why:
             parts.append(f"({self.why})")
         return " ".join(parts)
+
+    def html(self) -> str:
+        """Return the step as one line of HTML: where, what matched, what changed, why."""
+        line = f"<b>{html.escape(self.host)}</b>: {_md(self.matched)}"
+        if self.changed:
+            line += f" → {_md(self.changed)}"
+        if self.why:
+            line += f"<br><i>why:</i> {_md(self.why)}"
+        return line
 
 
 @lru_cache(maxsize=64)
@@ -346,40 +354,6 @@ def _md(text: str) -> str:
     return "".join(f"<code>{html.escape(p)}</code>" if k % 2 else html.escape(p) for k, p in enumerate(parts))
 
 
-class Story:
-    """The steps of one packet and its hop table, shown as a numbered list with the table folded
-    under it (HTML), or as numbered lines (text)."""
-
-    def __init__(self, label: str, items: list[Step], table: pd.DataFrame) -> None:
-        self.label, self.steps, self.table = label, items, table
-
-    def __repr__(self) -> str:
-        lines = [f"{self.label}: {len(self.steps)} steps"]
-        lines += [f"{n:2}. {s.text()}" for n, s in enumerate(self.steps, 1)]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        items = []
-        for s in self.steps:
-            hops = ", ".join(map(str, s.hops))
-            line = f"<b>{html.escape(s.host)}</b>: {_md(s.matched)}"
-            if s.changed:
-                line += f" → {_md(s.changed)}"
-            if s.why:
-                line += f"<br><i>why:</i> {_md(s.why)}"
-            items.append(f"<li>{line} <small>(hop {hops})</small></li>" if hops else f"<li>{line}</li>")
-        table = self.table.to_html(escape=True)
-        return (f"<p><b>{html.escape(self.label)}</b></p><ol>{''.join(items)}</ol>"
-                f"<details><summary>The full hop table ({len(self.table)} rows shown)</summary>{table}</details>")
-
-
-def story(frame: pd.DataFrame, packet: int | str) -> Story:
-    """Return the story of packet ``packet`` of walk ``frame``: its :func:`steps` and its hop
-    table (:func:`ambientlab.book.hops`), shown as a numbered list with the table folded under it."""
-    rows = packet_hops(frame, packet)
-    return Story(str(rows["packet"].iloc[0]), steps(rows), hop_view(rows))
-
-
 # -- who connects to whom -----------------------------------------------------------------------
 def _ends(rows: pd.DataFrame) -> str:
     last = rows.iloc[-1]
@@ -443,6 +417,7 @@ class Leg:
     end: str
     via: str
     tunnel: bool
+    hop: object = None  # the index label of the hop-table row that ends this stretch
 
 
 def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
@@ -452,13 +427,13 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
     first = rows.iloc[0]
     current = str(first["host"])
     tunnel = None  # the tunnel device the packet is inside, if any
-    for _, row in rows.iterrows():
+    for hop, row in rows.iterrows():
         where, matched, host = str(row["where"]), str(row["matched"]), str(row["host"])
         if row["hook"] != "wire" and row["hook"] != "deliver":
             continue
         if where.startswith("into "):
             machine, dev = where.removeprefix("into ").split("/", 1)
-            out.append(Leg(host, machine, f"{machine}/{dev}", False))
+            out.append(Leg(host, machine, f"{machine}/{dev}", False, hop))
             current = machine
         elif where.startswith("tunnel ") and matched.startswith("encapsulated"):
             tunnel = where.removeprefix("tunnel ")
@@ -466,15 +441,15 @@ def legs(rows: pd.DataFrame) -> tuple[list[Leg], str]:
             a, b = where.removeprefix("veth ").split(" -> ")
             machine = b.split("/", 1)[0]
             via = f"{tunnel} (geneve, over {host}/{a})" if tunnel else f"{host}/{a} → {b}"  # both ends, named by namespace
-            out.append(Leg(host, machine, via, tunnel is not None))
+            out.append(Leg(host, machine, via, tunnel is not None, hop))
             current = machine
         elif row["hook"] == "deliver" and where.startswith("tunnel "):
             tunnel = None
         elif matched.startswith("arrives in pod "):
-            out.append(Leg(current, matched.removeprefix("arrives in pod "), f"{host}/{where}", False))
+            out.append(Leg(current, matched.removeprefix("arrives in pod "), f"{host}/{where}", False, hop))
             return out, "pod"
         elif matched.startswith("leaves for"):
-            out.append(Leg(current, matched.removeprefix("leaves for "), f"{host}/{where}", False))
+            out.append(Leg(current, matched.removeprefix("leaves for "), f"{host}/{where}", False, hop))
             return out, "world"
         elif matched.startswith("dropped"):
             return out, "lost"
@@ -499,6 +474,39 @@ def lanes(frame: pd.DataFrame) -> list[str]:
     return seen
 
 
+@dataclass(frozen=True)
+class Row:
+    """One packet's row of the sequence diagram: its label, its stretches with where each arrow
+    runs ((x0, y), (x1, y) in the diagram's coordinates), how it ends, and the point it starts at."""
+
+    label: str
+    arrows: list[tuple[Leg, tuple[float, float], tuple[float, float]]]
+    ending: str
+    start: tuple[float, float]
+
+    def end(self) -> tuple[float, float]:
+        """Return the point where the packet ends: the tip of its last arrow, or its start."""
+        return self.arrows[-1][2] if self.arrows else self.start
+
+
+def connection_rows(frame: pd.DataFrame) -> tuple[list[str], list[Row]]:
+    """Return the lanes of walk ``frame``'s sequence diagram (:func:`lanes`) and one :class:`Row`
+    per packet, top to bottom, as :func:`draw_connection` draws them."""
+    names = lanes(frame)
+    packets = list(frame["packet"].drop_duplicates())
+    x = {name: k for k, name in enumerate(names)}
+    out = []
+    for row, label in enumerate(packets):
+        y = len(packets) - row
+        hops = frame[frame["packet"] == label]
+        found, ending = legs(hops)
+        step = 0.5 / max(len(found), 1)  # each stretch a little lower: a packet that turns back stays readable
+        arrows = [(leg, (float(x[leg.start]), y - k * step), (float(x[leg.end]), y - k * step)) for k, leg in enumerate(found)]
+        start = (float(x[found[0].start] if found else x[str(hops["host"].iloc[0])]), float(y))
+        out.append(Row(str(label), arrows, ending, start))
+    return names, out
+
+
 def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None) -> Axes:
     """Draw every packet of walk ``frame`` as a row of arrows between lanes (pods, nodes,
     ztunnels, the rest of the cluster): each arrow is one stretch, labelled with the device it
@@ -506,35 +514,29 @@ def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None
     cluster) or a cross (lost). Return the axes."""
     import matplotlib.pyplot as plt
 
-    names = lanes(frame)
-    packets = list(frame["packet"].drop_duplicates())
+    names, rows = connection_rows(frame)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 1.0 + 1.0 * len(packets)))
-    x = {name: k for k, name in enumerate(names)}
+        _, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 1.0 + 1.0 * len(rows)))
     for k, name in enumerate(names):
-        ax.plot([k, k], [0.4, len(packets) + 0.3], color="#bbb", lw=1, zorder=0)
-        ax.text(k, len(packets) + 0.45, name, ha="center", va="bottom", fontsize=9, weight="bold", wrap=True)
-    for row, label in enumerate(packets):
-        y = len(packets) - row
-        found, ending = legs(frame[frame["packet"] == label])
-        ax.text(-0.45, y + 0.2, str(label), ha="left", va="bottom", fontsize=8, color="#333")
-        step = 0.5 / max(len(found), 1)  # each stretch a little lower: a packet that turns back stays readable
-        for k, leg in enumerate(found):
-            a, b, at = x[leg.start], x[leg.end], y - k * step
-            if k:
-                ax.plot([a, a], [at + step, at], color="#2c3e50", lw=0.8, ls=":")
+        ax.plot([k, k], [0.4, len(rows) + 0.3], color="#bbb", lw=1, zorder=0)
+        ax.text(k, len(rows) + 0.45, name, ha="center", va="bottom", fontsize=9, weight="bold", wrap=True)
+    for row in rows:
+        ax.text(-0.45, row.start[1] + 0.2, row.label, ha="left", va="bottom", fontsize=8, color="#333")
+        previous = None
+        for leg, (a, at), (b, _) in row.arrows:
+            if previous is not None:
+                ax.plot([a, a], [previous, at], color="#2c3e50", lw=0.8, ls=":")
             ax.annotate("", xy=(b, at), xytext=(a, at), arrowprops={
                 "arrowstyle": "-|>", "color": "#c0392b" if leg.tunnel else "#2c3e50", "lw": 1.4,
                 "linestyle": "--" if leg.tunnel else "-", "shrinkA": 2, "shrinkB": 2})
             ax.text((a + b) / 2, at + 0.03, leg.via, ha="center", va="bottom", fontsize=7, color="#555")
-        end = x[found[-1].end] if found else x[str(frame[frame["packet"] == label]["host"].iloc[0])]
-        y = y - (len(found) - 1) * step if found else y
-        if ending == "socket":
-            ax.plot([end], [y], "o", color="#27ae60", ms=7)
-        elif ending == "lost":
-            ax.plot([end], [y], "x", color="#c0392b", ms=9, mew=2)
+            previous = at
+        if row.ending == "socket":
+            ax.plot(*row.end(), "o", color="#27ae60", ms=7)
+        elif row.ending == "lost":
+            ax.plot(*row.end(), "x", color="#c0392b", ms=9, mew=2)
     ax.set_xlim(-0.5, len(names) - 0.5)
-    ax.set_ylim(0.3, len(packets) + 0.9)
+    ax.set_ylim(0.3, len(rows) + 0.9)
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=11, pad=14)

@@ -76,7 +76,8 @@ def walk(capture: Capture, name: str, without: str | Sequence[str] | None = None
     One row per hop. Columns: packet (``N label``), host, hook (a netfilter hook, ``routing``,
     ``wire`` or ``deliver``), where (table and chain, ``ip rule``, routing table…), matched
     (the rule or route), line (file and line in the capture), mark before/after, conntrack
-    mark, iif, oif, headers. A KeyError names the known walks or pieces; a ValueError says why
+    mark, iif, oif, headers. The frame's ``attrs`` name the capture, the walk and the pieces
+    removed (comma-separated). A KeyError names the known walks or pieces; a ValueError says why
     the capture does not fit the walk's design.
     """
     if name not in WALKS:
@@ -94,7 +95,9 @@ def walk(capture: Capture, name: str, without: str | Sequence[str] | None = None
     net = spec.network(capture)
     for piece in pieces:
         PIECES[piece].remove(net)
-    return play(net, spec.sends(net))
+    frame = play(net, spec.sends(net))
+    frame.attrs.update(capture=capture.name, walk=name, without=",".join(pieces))
+    return frame
 
 
 def outcomes(capture: Capture, name: str, without: str | Sequence[str] | None = None) -> pd.DataFrame:

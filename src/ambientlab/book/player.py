@@ -1,0 +1,237 @@
+"""A packet's steps, played one at a time over its figure: the step-through of the published book,
+and :func:`story`, which shows it above the packet's numbered steps and its folded hop table.
+
+:func:`frames` pairs each numbered step of one packet (:func:`ambientlab.book.story.steps`) with
+the place on a figure where the packet is at that step: on the node figure
+(:func:`ambientlab.book.figures.draw_walk`) when the packet stays on one node of a 2022 capture,
+otherwise on the packet's own sequence diagram (:func:`ambientlab.book.story.draw_connection`).
+:func:`player_html` draws that figure once, as SVG, and writes it with the frames and a few lines
+of JavaScript: a self-contained block of HTML that needs no CDN, no kernel and no server (it
+works from ``file://``). Its id is a hash of what it shows, so executing a notebook twice writes
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ambientlab.book.display import hops as hop_view
+from ambientlab.book.story import Step, connection_rows, draw_connection, steps
+from ambientlab.core.capture import Capture, load_capture
+from ambientlab.core.trace.demo import SECOND
+from ambientlab.core.trace.walks import packet_hops
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a step-through: the step's number and line (:meth:`Step.text`), its caption
+    as HTML, and where the packet is, as fractions of the figure's width and height from its top
+    left corner."""
+
+    number: int
+    text: str
+    caption: str
+    x: float
+    y: float
+
+
+def _capture_of(rows: pd.DataFrame) -> Capture | None:
+    name = rows.attrs.get("capture")
+    if not name:
+        return None
+    try:
+        return load_capture(str(name))
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def _on_node_figure(rows: pd.DataFrame) -> bool:
+    """Return True if the packet can be shown on the node figure: a 2022 node-level capture,
+    and every host it crosses is on the node that capture recorded."""
+    from ambientlab.core.trace.walks import NODE_LEVEL, unfit_for
+
+    capture = _capture_of(rows)
+    if capture is None or unfit_for(capture, NODE_LEVEL) is not None:
+        return False
+    return not any(str(host).startswith(SECOND) for host in rows["host"])
+
+
+def _places(order: list[object], points: list[tuple[object, tuple[float, float]]], items: list[Step],
+            start: tuple[float, float]) -> list[tuple[float, float]]:
+    """Return, for each step, the last point the packet has reached by the step's last hop
+    (``points``: (hop label, (x, y)) in the order the packet meets them; ``order``: the hop
+    labels in table order); ``start`` before the first point."""
+    rank = {hop: k for k, hop in enumerate(order)}
+    out = []
+    for step in items:
+        reached = max((rank[h] for h in step.hops), default=-1)
+        here = start
+        for hop, xy in points:
+            if rank.get(hop, len(order)) <= reached:
+                here = xy
+        out.append(here)
+    return out
+
+
+def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tuple[float, float]]]:
+    """Draw the packet's figure; return it, its axes and each step's point in data coordinates."""
+    import matplotlib.pyplot as plt
+
+    from ambientlab.book import figures
+    from ambientlab.core.trace.demo import demo_network
+
+    order = list(rows.index)
+    capture = _capture_of(rows)
+    if capture is not None and _on_node_figure(rows):
+        net = demo_network(capture)
+        fig, ax = plt.subplots(figsize=(10, 6.2))
+        figures.draw_walk(net, rows, "", ax)
+        route = figures.route_points(net, rows)
+        points = [(hop, xy) for _, _, hop, xy in route]
+        start = route[0][3] if route else figures.layout(net)[str(rows["host"].iloc[0])]
+    else:
+        names, lanes = connection_rows(rows)
+        fig, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 2.0))
+        draw_connection(rows, "", ax)
+        row = lanes[0]
+        points = [(leg.hop, tip) for leg, _, tip in row.arrows]
+        start = row.start
+    return fig, ax, _places(order, points, items, start)
+
+
+def frames(rows: pd.DataFrame) -> tuple[list[Frame], str]:
+    """Return the frames of one packet's step-through (``rows``: its hop table, from
+    :func:`ambientlab.book.walk` or :func:`ambientlab.book.send`, one packet) and its figure as
+    SVG text: one frame per step of :func:`ambientlab.book.steps`, in order."""
+    import matplotlib.pyplot as plt
+
+    items = steps(rows)
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):
+        fig, ax, places = _draw(rows, items)
+        fig.canvas.draw()  # lays the figure out (the node figure's equal aspect), so that its tight box is known
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)  # inches: the part of the figure saved
+        out = []
+        for k, (step, xy) in enumerate(zip(items, places, strict=True), 1):
+            px, py = ax.transData.transform(xy) / fig.dpi
+            out.append(Frame(k, step.text(), step.html(), round(float((px - box.x0) / box.width), 4),
+                             round(float(1 - (py - box.y0) / box.height), 4)))
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", bbox_inches=box, metadata={"Date": None, "Creator": None})
+        plt.close(fig)
+    return out, buffer.getvalue()
+
+
+_SCRIPT = """(function () {
+  var box = document.currentScript.parentElement;
+  var frames = JSON.parse(box.querySelector("script.al-frames").textContent);
+  var dot = box.querySelector(".al-dot"), cap = box.querySelector(".al-caption");
+  var count = box.querySelector(".al-count"), play = box.querySelector("[data-act=play]");
+  var at = 0, timer = null;
+  function show(k) {
+    at = Math.max(0, Math.min(frames.length - 1, k));
+    var f = frames[at];
+    dot.style.left = (100 * f.x) + "%"; dot.style.top = (100 * f.y) + "%";
+    cap.innerHTML = f.caption;
+    count.textContent = "step " + f.number + " of " + frames.length;
+    var list = box.nextElementSibling;  // the story's numbered list (parsed after this script ran)
+    if (list && list.tagName === "OL") {
+      for (var i = 0; i < list.children.length; i++) list.children[i].classList.toggle("al-now", i === at);
+    }
+  }
+  function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "\\u25b6 play"; } }
+  box.querySelector(".al-controls").addEventListener("click", function (e) {
+    var act = e.target.getAttribute("data-act");
+    if (act === "first") { stop(); show(0); }
+    else if (act === "prev") { stop(); show(at - 1); }
+    else if (act === "next") { stop(); show(at + 1); }
+    else if (act === "play" && timer) { stop(); }
+    else if (act === "play") {
+      if (at === frames.length - 1) show(0);
+      play.textContent = "\\u23f8 pause";
+      timer = setInterval(function () { if (at === frames.length - 1) stop(); else show(at + 1); }, 1600);
+    }
+  });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { show(at); });
+  show(0);
+})();"""
+
+_STYLE = ("<style>.al-player{margin:.5em 0 1em;border:1px solid #ccd;border-radius:6px;padding:.5em;max-width:820px}"
+          ".al-stage{position:relative}.al-stage img{width:100%;display:block}"
+          ".al-dot{position:absolute;width:26px;height:26px;margin:-13px 0 0 -13px;border-radius:50%;"
+          "border:4px solid #e67e22;background:rgba(230,126,34,.25);transition:left .4s,top .4s;pointer-events:none}"
+          ".al-controls{margin:.4em 0}.al-controls button{margin-right:.3em;font-size:.9em;cursor:pointer}"
+          ".al-count{margin-left:.5em;color:#555;font-size:.9em}.al-caption{min-height:2.6em}"
+          "li.al-now{background:#fdebd0}</style>")
+
+
+def player_html(rows: pd.DataFrame) -> str:
+    """Return the step-through of one packet (its hop table ``rows``) as self-contained HTML:
+    its figure, a marker on the packet's place at the current step, the step's line as the
+    caption, and buttons to go back, forward and play. Put it just before the story's numbered
+    list, whose current step it highlights."""
+    items, svg = frames(rows)
+    label = str(rows["packet"].iloc[0])
+    data = json.dumps([asdict(f) for f in items], ensure_ascii=False)
+    embedded = data.replace("</", "<\\/")  # no "</script>" inside the script element
+    ident = "al-" + hashlib.sha256(f"{rows.attrs.get('capture', '')}|{label}|{data}|{svg}".encode()).hexdigest()[:12]
+    image = base64.b64encode(svg.encode()).decode()
+    walk, without = (html.escape(str(rows.attrs.get(key, "")), quote=True) for key in ("walk", "without"))
+    return (
+        f'{_STYLE}<div class="al-player" id="{ident}" data-capture="{html.escape(str(rows.attrs.get("capture", "")), quote=True)}" '
+        f'data-walk="{walk}" data-without="{without}" data-packet="{html.escape(label, quote=True)}">'
+        f'<div class="al-stage"><img alt="the path of packet {html.escape(label, quote=True)}" '
+        f'src="data:image/svg+xml;base64,{image}"><div class="al-dot"></div></div>'
+        '<div class="al-controls"><button data-act="first" title="back to the first step">first</button>'
+        '<button data-act="prev" title="one step back">◀ back</button>'
+        '<button data-act="play" title="play the steps">▶ play</button>'
+        '<button data-act="next" title="one step forward">step ▶</button>'
+        f'<span class="al-count">step 1 of {len(items)}</span></div>'
+        f'<div class="al-caption">{items[0].caption if items else ""}</div>'
+        f'<script type="application/json" class="al-frames">{embedded}</script>'
+        f"<script>{_SCRIPT}</script></div>"
+    )
+
+
+class Story:
+    """The steps of one packet and its hop table, shown as a numbered list with the table folded
+    under it (HTML), or as numbered lines (text). Given the packet's own hop table (``rows``), the
+    HTML starts with its step-through (:func:`player_html`)."""
+
+    def __init__(self, label: str, items: list[Step], table: pd.DataFrame, rows: pd.DataFrame | None = None) -> None:
+        self.label, self.steps, self.table, self.rows = label, items, table, rows
+
+    def __repr__(self) -> str:
+        lines = [f"{self.label}: {len(self.steps)} steps"]
+        lines += [f"{n:2}. {s.text()}" for n, s in enumerate(self.steps, 1)]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        items = []
+        for s in self.steps:
+            hops = ", ".join(map(str, s.hops))
+            line = s.html()
+            items.append(f"<li>{line} <small>(hop {hops})</small></li>" if hops else f"<li>{line}</li>")
+        table = self.table.to_html(escape=True)
+        player = player_html(self.rows) if self.rows is not None else ""
+        return (f"<p><b>{html.escape(self.label)}</b></p>{player}<ol>{''.join(items)}</ol>"
+                f"<details><summary>The full hop table ({len(self.table)} rows shown)</summary>{table}</details>")
+
+
+def story(frame: pd.DataFrame, packet: int | str) -> Story:
+    """Return the story of packet ``packet`` of walk ``frame``: its :func:`steps` and its hop
+    table (:func:`ambientlab.book.hops`), shown as a numbered list with the table folded under it,
+    after the packet's step-through."""
+    rows = packet_hops(frame, packet)
+    return Story(str(rows["packet"].iloc[0]), steps(rows), hop_view(rows), rows)
