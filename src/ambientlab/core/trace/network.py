@@ -165,6 +165,7 @@ class Network:
         """Run ``hook``; apply NAT; return False if the packet is dropped."""
         if machine.rules is None:
             return True
+        machine.rules.is_local = machine.host.is_local
         conn = packet.conn
         manip = {"PREROUTING": "dst", "OUTPUT": "dst", "POSTROUTING": "src", "INPUT": "src"}.get(hook)
         nat = manip is not None and conn is not None and not packet.reply and manip not in conn.nat_done
@@ -199,6 +200,9 @@ class Network:
             None if output else packet.iif, packet.mark, proto=packet.proto, sport=packet.sport,
             dport=packet.dport, anysrc=anysrc)
         route = answer.get("_route")
+        if "dev" in answer:  # MASQUERADE's source: the out device's address toward the next hop
+            hop = ipv4.to_int(answer["gateway"]) if "gateway" in answer else packet.dst
+            packet.masquerade_ip = machine.host.masquerade_source(answer["dev"], hop)
         for rule in (answer.get("_via"), answer.get("_rule")):  # a goto that led to the deciding rule first
             if rule is not None:
                 hops.append(self._hop(label, machine.name, "routing", "ip rule", rule.text.replace("\t", " "),
