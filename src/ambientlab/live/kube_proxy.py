@@ -17,8 +17,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from ambientlab.live.netns import NamespaceSet
-from ambientlab.live.nodes import WORKER2
+from ambientlab.live.netns import KERNEL_DEFAULTS, NamespaceSet
+from ambientlab.live.nodes import WORKER2, Pod
 from ambientlab.live.outputs import clean_output
 from ambientlab.live.reconstruct import _node_iptables
 
@@ -157,3 +157,22 @@ def reconstruct_kube_proxy(prefix: str | None = None) -> str:
         istio = [c for c in _node_iptables(spec.ztunnel.veth, spec.ztunnel.ip, spec.host_ip) if "KUBE-SERVICES" not in c]
         ns.script("node", istio)
         return clean_output(ns.run("node", "iptables-save"))
+
+
+DETAILS = Pod("details-v1", "10.244.2.4", "vethdetails", 12)  # assumed: see ASSUMPTIONS
+
+
+def add_pod_outside_mesh(ns: NamespaceSet, pod: Pod = DETAILS) -> None:
+    """Wire ``pod`` to the demo node built in ``ns`` as kindnet and the CNI ptp plugin wire the
+    others (its own namespace, named by its host veth), but leave it out of the ipset and of
+    table 100: a pod outside the mesh, like the tracer's details-v1."""
+    spec = WORKER2
+    ns.add(pod.veth, {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"})
+    ns.run("node", "ip", "link", "add", pod.veth, "index", str(pod.index), "type", "veth", "peer", "name", "eth0",
+           "index", "2", "netns", ns.full(pod.veth))
+    ns.script("node", [f"ip addr add {spec.host_ip}/32 dev {pod.veth}", f"ip link set {pod.veth} up",
+                       f"ip route add {pod.ip} dev {pod.veth} scope host"])
+    ns.script(pod.veth, [f"ip addr add {pod.ip}/24 brd + dev eth0", "ip link set eth0 up",
+                         f"ip route del {spec.pod_cidr} dev eth0", f"ip route add {spec.host_ip} dev eth0 scope link",
+                         f"ip route add {spec.pod_cidr} via {spec.host_ip} dev eth0",
+                         f"ip route add default via {spec.host_ip} dev eth0"])
