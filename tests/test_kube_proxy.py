@@ -87,6 +87,8 @@ def test_outside_mesh_walk_dnats_and_translates_the_reply_back() -> None:
     assert reply["headers"].iloc[1].startswith("10.244.1.23:9080 > 10.244.2.4")
     assert reply["headers"].iloc[-1].startswith("10.96.183.192:9080 > 10.244.2.4:41000")
     assert not reply["where"].str.startswith("nat ").any()  # a reply never runs the nat table
+    undone = reply[reply["where"] == "conntrack"]  # conntrack rewrites it, and the hop table says where
+    assert list(undone["hook"]) == ["POSTROUTING"] and "DNAT undone" in undone["matched"].iloc[0]
     ack = packet_hops(frame, 3)
     assert not ack["where"].str.startswith("nat ").any() and ack["headers"].iloc[-1].startswith("10.244.2.4:41000 > 10.244.1.23")
     local = outcomes(CAPTURE, "service-outside-mesh-local")

@@ -59,6 +59,7 @@ def kube_proxy_network(capture: Capture) -> Network:
     routes = [r for t in host.fib.tables.values() for r in t.routes]
     host.fib = Fib.from_parts(host.fib.rules, routes + added, unmerged=host.fib.unmerged)
     net.exit(("node", DETAILS_VETH), Exit("pod", "details-v1"))
+    net.show_conntrack = True
     return net
 
 
