@@ -189,3 +189,56 @@ def test_without_the_nat_accept_kube_proxy_dnats_the_mesh_pods_packet(node: Name
         for key, count in mine[host].items():
             assert kernel[name][key] >= count, (host, key)
     assert mine["node"][("nat", "KUBE-SEP-DRTVAV7M4PGJOW5F", 2)] == 1
+
+
+class _Shim:
+    """What :class:`~ambientlab.live.lab.nftrace._Monitor` needs of a lab: the namespaces' real names."""
+
+    def __init__(self, ns: NamespaceSet) -> None:
+        self.full = ns.full
+
+
+TRACE_RULES = "".join(f"-I {chain} -p {spec} -j TRACE\n" for chain in ("PREROUTING", "OUTPUT")
+                      for spec in ("tcp --dport 9080", "tcp --sport 9080", "udp --dport 6081", "udp --dport 9"))
+
+
+@pytest.mark.parametrize("name", ["service-outside-mesh-remote", "service-outside-mesh-local"])
+def test_the_kernels_trace_agrees_with_the_walk_hook_by_hook_nat_included(node: NamespaceSet, name: str) -> None:
+    """``nft monitor trace`` in the node and ztunnel while details-v1 calls the service (the draw
+    pinned as the walk pins it): every hook of every passage, the DNAT'd and the translated-back
+    ones included, has the tracer's in/out devices and mark."""
+    from ambientlab.core.trace.nftrace import compare, kernel_segments
+    from ambientlab.live.lab.nftrace import _Monitor, _without_markers
+
+    net = WALKS[name].network(CAPTURE)
+    frame = play(net, WALKS[name].sends(net))
+    assert net.machines["node"].rules is not None
+    node.run("node", "iptables-restore", stdin=pinned_text(CAPTURE.text(KUBE_PROXY_RULES), net.machines["node"].rules))
+    local = name.endswith("local")
+    server = (ZTUNNEL.veth, "127.0.0.1", "15006", "0x402") if local else ("world", "10.244.1.23", "9080", "0")
+    srv = _spawn(node, server[0], SERVER, *server[1:])
+    procs, monitors = [srv], {}
+    marker = [sys.executable, "-S", "-I", "-c", "import socket; socket.socket(2, 2).sendto(b'x', ('127.0.0.1', 9))"]
+    try:
+        assert srv.stdout is not None and srv.stdout.readline().strip() == "listening"
+        for host in HOSTS:
+            node.run(host, "iptables-restore", "--noflush", stdin="*raw\n" + TRACE_RULES + "COMMIT\n")
+            monitors[host] = _Monitor(_Shim(node), host)  # type: ignore[arg-type]
+        for host, mon in monitors.items():
+            mon.wait_for_marker(0, lambda h=host: node.run(h, *marker))  # type: ignore[misc]
+        client = _spawn(node, DETAILS.veth, CLIENT, DETAILS.ip, "41000" if not local else "41001")
+        procs.append(client)
+        assert client.stdout is not None and client.stdout.readline().split()[:1] == ["connected"]
+        time.sleep(0.3)
+        for host, mon in monitors.items():
+            mon.wait_for_marker(len(mon.lines), lambda h=host: node.run(h, *marker))  # type: ignore[misc]
+    finally:
+        texts = {host: _without_markers(mon.stop()) for host, mon in monitors.items()}
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    kernel = kernel_segments({"node": texts["node"], "ztunnel": texts[ZTUNNEL.veth]})
+    table = compare(frame, kernel)
+    assert table["agree"].all(), table[~table["agree"]].to_string()
+    nat = table[table["headers"].str.contains("10.96.183.192")]  # the passages before the DNAT, and the client's
+    assert len(table) == (27 if local else 9) and len(nat) == 2, table.to_string()
