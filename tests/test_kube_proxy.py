@@ -121,3 +121,17 @@ def test_mesh_pod_is_never_seen_by_kube_proxy_unless_the_nat_accept_goes() -> No
     assert broken["matched"].str.contains("DNAT --to-destination 10.244.2.5:9080").any()
     assert broken["headers"].iloc[-1].startswith("10.244.2.3:40000 > 10.244.2.5:9080")
     assert broken["matched"].iloc[-1] == "socket ztunnel_outbound (15001)"
+
+
+def test_a_kube_proxy_lab_plan_loads_the_reconstruction_and_adds_details() -> None:
+    from ambientlab.live.lab.plan import PEER, build_plan
+
+    plain = build_plan(CAPTURE, "veth", lambda h: f"x-{h}")
+    plan = build_plan(CAPTURE, "veth", lambda h: f"x-{h}", kube_proxy=True)
+    restores = {s.stdin for s in plan.steps if s.host == "node" and s.argv[0] == "iptables-restore"}
+    assert restores == {CAPTURE.text(KUBE_PROXY_RULES)}
+    assert plan.pods["details-v1"] == "10.244.2.4" and "details-v1" not in plain.pods
+    assert ("ip", "route", "add", "10.244.2.4", "dev", "vethdetails", "scope", "host") in [s.argv for s in plan.steps]
+    assert "10.244.1.23" in plan.addresses(PEER) and "10.244.1.23" not in plain.addresses(PEER)
+    ipset = [s.stdin for s in plan.steps if s.argv[:2] == ("ipset", "restore")]
+    assert ipset and "10.244.2.4" not in str(ipset)  # outside the mesh
