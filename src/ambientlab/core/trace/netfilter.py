@@ -177,6 +177,7 @@ class Ruleset:
         for line, rule in parsed.rules.iterrows():
             rec = {k: rule[k] for k in ("table", "chain", "matches", "jump", "target", "target_options", "text")}
             self.chains[(rec["table"], rec["chain"])].append((self._compile(rec, int(line)), rec, int(line)))
+        self.masquerades = any(rec.get("target") == "MASQUERADE" for entries in self.chains.values() for _, rec, _ in entries)
 
     # -- compilation -------------------------------------------------------------------------------
     def _where(self, line: int) -> str:

@@ -188,7 +188,7 @@ class Network:
         if conn is not None and manip is not None:
             if nat:
                 conn.nat_done.add(manip)
-            before = packet.describe()
+            before = packet.describe() if self.show_conntrack else ""
             self._apply_nat(packet, conn, manip)
             if (self.show_conntrack and packet.describe() != before
                     and not any(h.target in NAT_TARGETS for h in verdict.hits)):
@@ -219,7 +219,8 @@ class Network:
             None if output else packet.iif, packet.mark, proto=packet.proto, sport=packet.sport,
             dport=packet.dport, anysrc=anysrc)
         route = answer.get("_route")
-        if "dev" in answer:  # MASQUERADE's source: the out device's address toward the next hop
+        if "dev" in answer and machine.rules is not None and machine.rules.masquerades:
+            # MASQUERADE's source: the out device's address toward the next hop
             hop = ipv4.to_int(answer["gateway"]) if "gateway" in answer else packet.dst
             packet.masquerade_ip = machine.host.masquerade_source(answer["dev"], hop)
         for rule in (answer.get("_via"), answer.get("_rule")):  # a goto that led to the deciding rule first
