@@ -110,7 +110,9 @@ def test_recorded_traces_agree_with_the_tracer_hook_by_hook(stem: str) -> None:
 @pytest.mark.parametrize("behaviour", ["marks-2022", "no-marks"])
 def test_recorded_breaks_match_the_tracers_prediction(behaviour: str) -> None:
     rows = [json.loads(line) for line in SESSION.text(f"session/breaks-{behaviour}.jsonl").splitlines()]
-    assert len(rows) == 2 * (len(PIECES) + 1)
+    # the session was recorded before node-nat-accept-0x100 (kube-proxy's break) was a piece
+    recorded = [p for p in PIECES if p != "node-nat-accept-0x100"]
+    assert len(rows) == 2 * (len(recorded) + 1) and {r["piece"] for r in rows} == {"none", *recorded}
     for row in rows:
         client_host = "the rest of the cluster (eth0)" if row["client"] == "peer" else row["client"]
         conn = Connection(DEMO.name, behaviour, client_host, row["client_address"], "reviews-v1", "10.244.2.7",

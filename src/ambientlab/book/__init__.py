@@ -16,6 +16,8 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :func:`steps`, each a :class:`Step`, with the hop table folded under them), :func:`draw_connection` (a whole
   connection as a sequence diagram), :func:`who_connects` (who connects to whom from which address).
 - Figures: :func:`draw_cluster`, :func:`draw_node`, :func:`draw_walk`, :func:`split_at_underlay`.
+- kube-proxy's service chains (reconstructed): :func:`service_node` (the node the ``service-*``
+  walks play on), :func:`service_branches` (a service's endpoints and their chances).
 - Exercises: :func:`answer`, :func:`hint`; one packet of your own, walked by the tracer:
   :func:`send`, read with :func:`devices`, :func:`decision`, :func:`ending`; or chosen with the
   controls of :func:`explorer` (live in JupyterLab).
@@ -179,6 +181,23 @@ def draw_walk(where: Capture | Network, frame: pd.DataFrame, title: str = "", pa
     return figures.draw_walk(_network(where), frame, title, ax, packet, node)
 
 
+def service_node(capture: Capture) -> Network:
+    """Return the demo node with kube-proxy's reconstructed service chains and details-v1's
+    replica outside the mesh: the network the ``service-*`` walks play on (draw their walks on it)."""
+    from ambientlab.core.trace.kubeproxy import kube_proxy_network
+
+    return kube_proxy_network(capture)
+
+
+def service_branches(capture: Capture, service: str = "default/reviews:http") -> pd.DataFrame:
+    """Return the endpoints kube-proxy's chain for ``service`` can send a new connection to, one
+    row each: the rule's line, its written probability, the chance a connection takes it, its
+    ``KUBE-SEP-…`` chain and the endpoint (read from the reconstructed rules)."""
+    from ambientlab.core.trace.kubeproxy import service_branches as branches
+
+    return branches(capture, service)
+
+
 def split_at_underlay(frame: pd.DataFrame, packet: int | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return a two-node walk (or its packet ``packet``) as two one-node walks: the first node's
     and the second node's, each drawable with :func:`draw_walk` on its own node's capture."""
@@ -240,6 +259,8 @@ __all__ = [
     "route_get",
     "route_tables",
     "send",
+    "service_branches",
+    "service_node",
     "show",
     "split_at_underlay",
     "steps",

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from ambientlab.core.trace.network import Network
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -85,20 +87,37 @@ def _places(order: list[object], points: list[tuple[object, tuple[float, float]]
     return out
 
 
+def _node_route(rows: pd.DataFrame) -> tuple[Network, list[tuple[str, str, object, tuple[float, float]]]] | None:
+    """Return the network the packet was walked on (the walk's own, kube-proxy's pods included,
+    or the capture's node) and the packet's points on its node figure; None if the packet cannot
+    be drawn there (another design, another node, a place the figure does not show)."""
+    from ambientlab.book import figures
+    from ambientlab.core.trace.demo import demo_network
+    from ambientlab.core.trace.walks import WALKS
+
+    capture = _capture_of(rows)
+    if capture is None or not _on_node_figure(rows):
+        return None
+    name = str(rows.attrs.get("walk", ""))
+    net = WALKS[name].network(capture) if name in WALKS else demo_network(capture)
+    try:
+        return net, figures.route_points(net, rows)
+    except KeyError:
+        return None
+
+
 def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tuple[float, float]]]:
     """Draw the packet's figure; return it, its axes and each step's point in data coordinates."""
     import matplotlib.pyplot as plt
 
     from ambientlab.book import figures
-    from ambientlab.core.trace.demo import demo_network
 
     order = list(rows.index)
-    capture = _capture_of(rows)
-    if capture is not None and _on_node_figure(rows):
-        net = demo_network(capture)
+    found = _node_route(rows)
+    if found is not None:
+        net, route = found
         fig, ax = plt.subplots(figsize=(10, 6.2))
         figures.draw_walk(net, rows, "", ax)
-        route = figures.route_points(net, rows)
         points = [(hop, xy) for _, _, hop, xy in route]
         start = route[0][3] if route else figures.layout(net)[str(rows["host"].iloc[0])]
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ambientlab.core.constants import BEHAVIOURS
+from ambientlab.core.constants import BEHAVIOURS, KUBE_PROXY_LAB_WALKS
 from ambientlab.live.interrupts import Interrupted
 from ambientlab.live.lab.plan import SECOND, TUNNELS
 from ambientlab.live.lab.runtime import (
@@ -40,7 +40,7 @@ def _not_inpod(lab: Lab, command: str) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and start its programs."""
-    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes, args.design)
+    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes, args.design, args.kube_proxy)
     second = f" + {lab.state['second_capture']}" if lab.state.get("second_capture") else ""
     tunnels = "no tunnels" if lab.state.get("design") == "inpod" else f"{lab.state['tunnel']} tunnels"
     print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}{second}, "
@@ -59,6 +59,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if second:
         print(f"try: ambientlab lab trace productpage-v1 worker-reviews-v1 --prefix {lab.prefix}   (HBONE)")
     print(f"try: ambientlab lab trace productpage-v1 reviews-v1 --prefix {lab.prefix}")
+    if lab.state.get("kube_proxy"):
+        print(f"     ambientlab lab trace --walk service-outside-mesh-remote --prefix {lab.prefix}   (kube-proxy's DNAT)")
     print(f"     ambientlab lab exec node --prefix {lab.prefix} -- ip rule")
     print(f"then: ambientlab lab down --prefix {lab.prefix}")
     return 0
@@ -167,12 +169,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
     """Trace one connection in the kernel and print it next to the tracer's prediction."""
     from ambientlab.core.trace.nftrace import compare, kernel_segments
     from ambientlab.core.trace.predict import predict, predict_hbone
-    from ambientlab.live.lab.nftrace import trace, trace_hbone
+    from ambientlab.live.lab.nftrace import trace, trace_hbone, trace_walk
 
     lab = _lab(args)
     _not_inpod(lab, "trace")
     broken = [b["piece"] for b in lab.state["breaks"]]
-    if args.destination.startswith(SECOND) and not args.source.startswith(SECOND):
+    if args.walk:
+        output, texts, predicted = trace_walk(lab, args.walk)
+    elif not (args.source and args.destination):
+        raise LabError("`lab trace` needs SOURCE and DESTINATION, or --walk NAME")
+    elif args.destination.startswith(SECOND) and not args.source.startswith(SECOND):
         if broken:
             raise LabError("an HBONE trace is compared on an intact lab: `ambientlab lab restore` first")
         output, texts, hconn = trace_hbone(lab, args.source, args.destination, args.sport)
@@ -274,6 +280,8 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
                    help="stand-in behaviour: Sept 2022 socket marks, or none as the 2023 Rust ztunnel")
     p.add_argument("--nodes", type=int, choices=(1, 2), default=1,
                    help="2: add the second node (ambient-worker, hosts worker-…) and speak HBONE between them")
+    p.add_argument("--kube-proxy", action="store_true",
+                   help="load kube-proxy's reconstructed chains on the node, and add details-v1 (outside the mesh)")
     p = command("status", cmd_status, "what the lab is, and whether it prints what the capture shows")
     p.add_argument("--json", action="store_true")
     command("down", cmd_down, "tear the lab down (all labs without --prefix; idempotent)")
@@ -297,8 +305,10 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--send", default="a line the app should never see in the clear")
     p.add_argument("--write", help="also write the pcap to this file")
     p = command("trace", cmd_trace, "one connection traced by the kernel, next to the tracer's prediction")
-    p.add_argument("source")
-    p.add_argument("destination")
+    p.add_argument("source", nargs="?")
+    p.add_argument("destination", nargs="?")
+    p.add_argument("--walk", choices=KUBE_PROXY_LAB_WALKS,
+                   help="instead: a kube-proxy walk (details-v1 to the reviews service; a lab up with --kube-proxy)")
     p.add_argument("--sport", type=int, default=41234, help="the client's port (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="also print the raw nft monitor trace")
     p = command("break", cmd_break, "remove one piece of the redirection (--list: the pieces)")

@@ -83,7 +83,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         demo = load_capture(DEMO)
         written = write_reconstruction(demo.root)
-        print(f"{demo.name}: {len(written)} reconstructed files written")
+        from ambientlab.live.kube_proxy import PATH, reconstruct_kube_proxy
+
+        (demo.root / PATH).write_text(reconstruct_kube_proxy())
+        print(f"{demo.name}: {len(written) + 1} reconstructed files written (kube-proxy's chains: {PATH})")
         second = load_capture(WORKER_CAPTURE)
         written = write_reconstruction(second.root, WORKER, {p: demo.text(p) for p in TUNNEL_FILES.values()})
         print(f"{second.name}: {len(written)} reconstructed files written")

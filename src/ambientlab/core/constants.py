@@ -26,3 +26,5 @@ BEHAVIOURS = {
 # receives REDIRECTed connections (the original destination comes from conntrack) and dials on from
 # the pod's own address; 15006/15008 receive TPROXYed ones and dial the app with the peer's address.
 INPOD_MARKS = {"listeners": {15001: 0x539, 15006: 0x539, 15008: 0x539}, "onward": 0x539}
+# The kube-proxy walks `lab trace --walk` plays in a lab built with --kube-proxy (ambientlab.live.lab.nftrace)
+KUBE_PROXY_LAB_WALKS = ("service-outside-mesh-remote", "service-outside-mesh-local")

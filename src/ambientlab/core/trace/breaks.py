@@ -102,6 +102,9 @@ PIECES: dict[str, Piece] = {
         "ztunnel: mangle rule `! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff`",
         "ztunnel", "iptables", "! -d 10.244.2.10/32 -i eth0 -p tcp -j MARK --set-xmark 0x4d3/0xfff",
         ("mangle", "PREROUTING")),
+    "node-nat-accept-0x100": Piece(
+        "node: nat rule `-m mark --mark 0x100/0x100 -j ACCEPT` (ztunnel-PREROUTING, before kube-proxy's KUBE-SERVICES)",
+        "node", "iptables", "-m mark --mark 0x100/0x100 -j ACCEPT", ("nat", "ztunnel-PREROUTING")),
     "ztunnel-ip-rule-20000": Piece("ztunnel: `ip rule` 20000 (`fwmark 0x400/0xfff lookup 100`)",
                                    "ztunnel", "ip-rule", "20000"),
 }

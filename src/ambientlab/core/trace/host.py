@@ -139,6 +139,17 @@ class Host:
             return route.prefsrc
         return self._select_addr(hop.dev, hop.gateway or 0, route.scope)
 
+    def is_local(self, addr: int) -> bool:
+        """Return True if ``addr`` is an address of this host (``-m addrtype --dst-type LOCAL``:
+        an address of a device, or a ``local`` route of the local table)."""
+        return self._is_local(addr)
+
+    def masquerade_source(self, dev: str, nexthop: int) -> int:
+        """Return the source MASQUERADE writes for a packet leaving by ``dev`` toward ``nexthop``
+        (the gateway, or the destination when directly connected): ``inet_select_addr(dev,
+        nexthop, RT_SCOPE_UNIVERSE)``; 0 if the device has no address."""
+        return self._select_addr(dev, nexthop, SCOPES["universe"])
+
     def _is_local(self, addr: int) -> bool:
         """Return True if ``addr`` is an address of this host (``__ip_dev_find``: an address of
         a device, else a ``local`` route of the local table, e.g. all of 127.0.0.0/8; while the

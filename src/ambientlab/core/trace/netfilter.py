@@ -4,10 +4,15 @@ A :class:`Ruleset` is compiled from ``iptables-save`` text. :meth:`Ruleset.run` 
 :class:`Packet` through the tables of one hook in the kernel's priority order and returns the
 verdict and the rules that matched. Matches and targets outside :data:`MATCHES` and
 :data:`TARGETS` raise :class:`UnsupportedRule` when the rule set is compiled: nothing is ignored.
+
+``-m statistic --mode random`` is a draw the tracer does not make: a walk pins the endpoint it
+follows (:meth:`Ruleset.pin`), and the kernel checks load the same pin as probabilities 0 and 1
+(:func:`pinned_text`); :func:`branches` lists every branch of a chain with its chance.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +35,14 @@ CT_STATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "D
 
 class UnsupportedRule(ValueError):
     """A rule uses a match or target the tracer does not model (named in the message)."""
+
+
+class UnpinnedDraw(LookupError):
+    """A packet reached a ``-m statistic --mode random`` rule of a chain no branch of which is pinned."""
+
+
+def _no_host(addr: int) -> bool:
+    raise UnsupportedRule("-m addrtype needs the host's addresses: run the rules inside a Network")
 
 
 @dataclass(slots=True)
@@ -73,6 +86,7 @@ class Packet:
     redirect_ip: int = 0x7F000001  # where REDIRECT sends: the iif's first address, or 127.0.0.1 in OUTPUT
     inner: Packet | None = None  # the packet a tunnel's UDP packet carries
     vni: int = 0  # and the tunnel's VNI
+    masquerade_ip: int = 0  # MASQUERADE's source: the out device's address toward the next hop
 
     def enter(self, dev: str, mark: int = 0) -> None:
         """Arrive on ``dev`` of another host (or out of a tunnel): per-host state is reset. The
@@ -151,6 +165,10 @@ class Ruleset:
         parsed = parse_iptables_save(text, source)
         self.source = source
         self.ipsets = ipsets if ipsets is not None else {}
+        # -m addrtype --dst-type LOCAL asks the host (the Network sets it to Host.is_local)
+        self.is_local: Callable[[int], bool] = _no_host
+        self.winners: dict[tuple[str, str], int] = {}  # (table, chain) -> line of the pinned branch
+        self._random: dict[int, tuple[str, str]] = {}  # line of a statistic rule -> its (table, chain)
         self.chains: dict[tuple[str, str], list[tuple[list[Test], dict[str, Any], int]]] = {}
         self.policies: dict[tuple[str, str], str] = {}
         for _, chain in parsed.chains.iterrows():
@@ -159,6 +177,7 @@ class Ruleset:
         for line, rule in parsed.rules.iterrows():
             rec = {k: rule[k] for k in ("table", "chain", "matches", "jump", "target", "target_options", "text")}
             self.chains[(rec["table"], rec["chain"])].append((self._compile(rec, int(line)), rec, int(line)))
+        self.masquerades = any(rec.get("target") == "MASQUERADE" for entries in self.chains.values() for _, rec, _ in entries)
 
     # -- compilation -------------------------------------------------------------------------------
     def _where(self, line: int) -> str:
@@ -168,6 +187,8 @@ class Ruleset:
         tests: list[Test] = []
         for match in rec["matches"]:
             module = match["module"]
+            if module == "statistic":
+                self._random[line] = (rec["table"], rec["chain"])
             for opt in match["options"]:
                 test = self._test(module, opt["option"], opt["args"], line)
                 if test is None:
@@ -221,9 +242,55 @@ class Ruleset:
             return lambda p: getattr(p, key) in self.ipsets.get(name, ())
         if module == "owner" and option == "--socket-exists":
             return lambda p: p.socket
+        if module == "statistic":
+            return self._statistic(option, arg, line)
+        if module == "addrtype" and option in ("--dst-type", "--src-type"):
+            if arg != "LOCAL":
+                raise UnsupportedRule(f"{self._where(line)}: {option} {arg}: only LOCAL is modelled")
+            key = "dst" if option == "--dst-type" else "src"
+            return lambda p: self.is_local(getattr(p, key))
         if module == "comment":
             return None
         raise UnsupportedRule(f"{self._where(line)}: match {module or '(basic)'} {option} is not modelled")
+
+    def _statistic(self, option: str, arg: str, line: int) -> Test | None:
+        if option == "--mode":
+            if arg != "random":
+                raise UnsupportedRule(f"{self._where(line)}: statistic --mode {arg}: only random is modelled")
+            return None
+        if option == "--probability":
+            float(arg)  # a ValueError for a malformed number
+            where = line
+            return lambda p: self._drawn(where)
+        raise UnsupportedRule(f"{self._where(line)}: statistic {option} is not modelled")
+
+    def _drawn(self, line: int) -> bool:
+        chain = self._random[line]
+        if chain not in self.winners:
+            raise UnpinnedDraw(f"{self._where(line)}: {chain[0]}/{chain[1]} draws at random: pin one of its "
+                               "branches first (Ruleset.pin)")
+        return self.winners[chain] == line
+
+    def pin(self, table: str, target: str) -> int:
+        """Make every random draw on the way to chain (or endpoint) ``target`` choose it: in the
+        chain of ``table`` whose branches include a jump to ``target`` (a ``KUBE-SEP-…`` chain, or an
+        endpoint ``IP:PORT`` that a branch's chain DNATs to), the statistic rule of that branch
+        matches and the ones before it do not. Return the line of the chosen branch; a KeyError
+        if no chain with random draws leads there."""
+        for (tab, chain), entries in self.chains.items():
+            if tab != table or not any(line in self._random for _, _, line in entries):
+                continue
+            for _, rec, line in entries:
+                if rec.get("target") in (target, *self._chains_to(table, target)):
+                    self.winners[(tab, chain)] = line
+                    return line
+        raise KeyError(f"{self.source}: no {table} chain with random branches leads to {target}")
+
+    def _chains_to(self, table: str, endpoint: str) -> list[str]:
+        """Return the chains of ``table`` that DNAT to ``endpoint`` (``IP:PORT``)."""
+        return [chain for (tab, chain), entries in self.chains.items() if tab == table
+                and any(rec.get("target") == "DNAT" and _opts(rec["target_options"]).get("--to-destination") == [endpoint]
+                        for _, rec, _ in entries)]
 
     # -- evaluation --------------------------------------------------------------------------------
     def run(self, hook: str, packet: Packet, nat: bool) -> Verdict:
@@ -344,6 +411,21 @@ def _nat_target(kind: str) -> Callable[[Packet, list[dict[str, Any]], str], str]
     return apply
 
 
+def _masquerade_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    """SNAT to the address of the out device toward the next hop (``masquerade_ip``, set by the
+    Network when it routes). The port is kept: with ``--random-fully`` the kernel picks a random
+    one instead, which no walk can predict (the walks say so where it matters)."""
+    opts = _opts(options)
+    if "--to-ports" in opts:
+        raise UnsupportedRule("MASQUERADE --to-ports is not modelled")
+    conn = packet.conn
+    if conn is not None:
+        if not packet.masquerade_ip:
+            raise UnsupportedRule("MASQUERADE: the out device has no address")
+        conn.snat = (packet.masquerade_ip, packet.sport)
+    return "ACCEPT"
+
+
 TARGETS: dict[str, Callable[[Packet, list[dict[str, Any]], str], str]] = {
     "ACCEPT": lambda p, o, t: "ACCEPT",
     "DROP": lambda p, o, t: "DROP",
@@ -357,6 +439,46 @@ TARGETS: dict[str, Callable[[Packet, list[dict[str, Any]], str], str]] = {
     "REDIRECT": _nat_target("REDIRECT"),
     "DNAT": _nat_target("DNAT"),
     "SNAT": _nat_target("SNAT"),
+    "MASQUERADE": _masquerade_target,
 }
 MATCHES = ("-s", "-d", "-i", "-o", "-p", "tcp/udp --sport/--dport", "mark", "connmark",
-           "conntrack --ctstate NEW/ESTABLISHED/RELATED (never related)", "set --match-set src|dst", "owner --socket-exists", "comment")
+           "conntrack --ctstate NEW/ESTABLISHED/RELATED (never related)", "set --match-set src|dst", "owner --socket-exists", "comment",
+           "statistic --mode random --probability (pinned)", "addrtype --src-type/--dst-type LOCAL")
+
+
+def branches(rules: Ruleset, table: str, chain: str) -> list[dict[str, Any]]:
+    """Return the branches of ``chain`` in ``table`` (kube-proxy's ``KUBE-SVC-…``) in order: each
+    rule with a random draw, and the chain's last rule (the one taken when every draw failed).
+    For each: its line, the probability it is written with (1 for the last rule), the chance a new
+    connection takes it (that probability times the chance that every earlier draw failed), its
+    target chain and its text. Other rules (kube-proxy's mark-for-masquerade jump, which returns)
+    are not branches."""
+    entries = rules.chains[(table, chain)]
+    out, left = [], 1.0
+    for i, (_, rec, line) in enumerate(entries):
+        if rec.get("target") is None or (line not in rules._random and i != len(entries) - 1):
+            continue
+        written = 1.0
+        for match in rec["matches"]:
+            for opt in match["options"]:
+                if match["module"] == "statistic" and opt["option"] == "--probability":
+                    written = float(opt["args"][0])
+        out.append({"line": line, "probability": written, "chance": left * written, "target": rec["target"],
+                    "text": rec["text"]})
+        left *= 1.0 - written
+    return out
+
+
+def pinned_text(text: str, rules: Ruleset) -> str:
+    """Return iptables-save ``text`` (the text ``rules`` was compiled from) with the pins of
+    ``rules`` written into it, for the kernel: the pinned branch's ``--probability`` becomes 1
+    and every earlier one 0 in its chain, so that the kernel follows the branch the tracer
+    follows. Line numbers are kept."""
+    lines = text.split("\n")
+    for (table, chain), winner in rules.winners.items():
+        for _, _rec, line in rules.chains[(table, chain)]:
+            if line in rules._random and line <= winner:
+                value = "1.00000000000" if line == winner else "0.00000000000"
+                old = lines[line - 1]
+                lines[line - 1] = re.sub(r"--probability \S+", f"--probability {value}", old)
+    return "\n".join(lines)

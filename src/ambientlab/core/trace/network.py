@@ -17,6 +17,17 @@ from ambientlab.core.trace.host import Host
 from ambientlab.core.trace.netfilter import Conn, Hit, Packet, Ruleset
 
 GENEVE_PORT = 6081
+NAT_TARGETS = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT")
+
+
+def _translated(reply: bool, manip: str) -> str:
+    """Return what conntrack did to a packet of a translated connection (no nat rule ran)."""
+    if reply:
+        return ("reply: destination translated back to the client's own address (the connection's SNAT undone)"
+                if manip == "dst" else
+                "reply: source translated back to the address the client dialled (the connection's DNAT undone)")
+    return (f"{'destination' if manip == 'dst' else 'source'} rewritten as for the connection's first packet "
+            f"({'DNAT' if manip == 'dst' else 'SNAT'} kept by conntrack)")
 HOP_COLUMNS = ("packet", "host", "hook", "where", "matched", "line", "mark_before", "mark_after", "ctmark",
                "iif", "oif", "headers")
 
@@ -109,6 +120,9 @@ class Network:
         self.machines: dict[str, Machine] = {}
         self.wires: dict[tuple[str, str], tuple[str, str] | Exit] = {}
         self.entries: dict[str, tuple[str, str]] = {}  # pod or outside name -> (machine, device) it sends into
+        # a hop row where conntrack translates a packet that no nat rule saw (a reply, a later packet):
+        # on for the kube-proxy walks; off elsewhere, so that the other walks' tables stay as published
+        self.show_conntrack = False
 
     def add(self, machine: Machine) -> None:
         """Add a machine."""
@@ -165,6 +179,7 @@ class Network:
         """Run ``hook``; apply NAT; return False if the packet is dropped."""
         if machine.rules is None:
             return True
+        machine.rules.is_local = machine.host.is_local
         conn = packet.conn
         manip = {"PREROUTING": "dst", "OUTPUT": "dst", "POSTROUTING": "src", "INPUT": "src"}.get(hook)
         nat = manip is not None and conn is not None and not packet.reply and manip not in conn.nat_done
@@ -173,7 +188,12 @@ class Network:
         if conn is not None and manip is not None:
             if nat:
                 conn.nat_done.add(manip)
+            before = packet.describe() if self.show_conntrack else ""
             self._apply_nat(packet, conn, manip)
+            if (self.show_conntrack and packet.describe() != before
+                    and not any(h.target in NAT_TARGETS for h in verdict.hits)):
+                hops.append(self._hop(label, machine.name, hook, "conntrack", _translated(packet.reply, manip), None,
+                                      packet, packet.mark))
         if verdict.action != "ACCEPT":
             hops.append(self._hop(label, machine.name, hook, "verdict", verdict.action, None, packet, packet.mark))
             return False
@@ -199,6 +219,10 @@ class Network:
             None if output else packet.iif, packet.mark, proto=packet.proto, sport=packet.sport,
             dport=packet.dport, anysrc=anysrc)
         route = answer.get("_route")
+        if "dev" in answer and machine.rules is not None and machine.rules.masquerades:
+            # MASQUERADE's source: the out device's address toward the next hop
+            hop = ipv4.to_int(answer["gateway"]) if "gateway" in answer else packet.dst
+            packet.masquerade_ip = machine.host.masquerade_source(answer["dev"], hop)
         for rule in (answer.get("_via"), answer.get("_rule")):  # a goto that led to the deciding rule first
             if rule is not None:
                 hops.append(self._hop(label, machine.name, "routing", "ip rule", rule.text.replace("\t", " "),

@@ -100,7 +100,10 @@ def segments(host: str, events: pd.DataFrame) -> list[Segment]:
 
 def _tracer_segments(frame: pd.DataFrame, hosts: tuple[str, ...] = TRACED) -> dict[str, list[Segment]]:
     """Return {packet label: segments} of a hop table, split where a packet changes namespace
-    or is encapsulated/decapsulated (the kernel traces each passage separately)."""
+    or is encapsulated/decapsulated (the kernel traces each passage separately), and where NAT
+    has changed its addresses by the next hook (the kernel's trace prints each hook's packet as
+    it enters the hook, and :func:`segments` starts a new passage when that changes). A
+    ``conntrack`` row (a translation no rule made) is not a hook of its own."""
     out: dict[str, list[Segment]] = {}
     for label, hops in frame.groupby("packet", sort=False):
         segs: list[Segment] = []
@@ -109,14 +112,14 @@ def _tracer_segments(frame: pd.DataFrame, hosts: tuple[str, ...] = TRACED) -> di
             if row.hook in ("wire", "deliver"):
                 seg = None
                 continue
-            if row.hook not in HOOKS or row.host not in hosts:
+            if row.hook not in HOOKS or row.host not in hosts or row.where == "conntrack":
                 continue
-            if seg is None or seg.host != row.host:
+            new_hook = seg is None or not seg.hooks or seg.hooks[-1][0] != row.hook
+            if seg is None or seg.host != row.host or (new_hook and seg.key != str(row.headers)):
                 seg = Segment(str(row.host), str(row.headers), [])
                 segs.append(seg)
             entry = (str(row.hook), row.iif if isinstance(row.iif, str) else "",
                      row.oif if isinstance(row.oif, str) else "", hex(int(str(row.mark_after), 16)))
-            seg.key = str(row.headers)
             if seg.hooks and seg.hooks[-1][0] == row.hook:
                 seg.hooks[-1] = entry
             else:

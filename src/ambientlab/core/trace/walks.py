@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ambientlab.core.capture import Capture
-from ambientlab.core.trace import inpod, scenarios
+from ambientlab.core.trace import inpod, kubeproxy, scenarios
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.network import Network
@@ -49,6 +49,10 @@ WALKS: dict[str, Walk] = {w.name: w for w in (
     Walk("kubelet", NODE_LEVEL, demo_network, scenarios.kubelet),
     Walk("ztunnel-own", NODE_LEVEL, demo_network, scenarios.ztunnel_own),
     Walk("no-socket-marks", NODE_LEVEL, demo_network, scenarios.no_socket_marks),
+    Walk("service-outside-mesh-remote", NODE_LEVEL, kubeproxy.kube_proxy_network, kubeproxy.outside_mesh_remote),
+    Walk("service-outside-mesh-local", NODE_LEVEL, kubeproxy.kube_proxy_network, kubeproxy.outside_mesh_local),
+    Walk("service-from-node", NODE_LEVEL, kubeproxy.kube_proxy_network, kubeproxy.node_to_service),
+    Walk("service-from-mesh-pod", NODE_LEVEL, kubeproxy.kube_proxy_network, kubeproxy.mesh_pod_to_service),
     Walk("inpod-outbound", IN_POD, inpod.inpod_network, inpod.outbound),
     Walk("inpod-inbound", IN_POD, inpod.inpod_network, inpod.inbound),
     Walk("inpod-same-node", IN_POD, inpod.inpod_network, inpod.same_node),

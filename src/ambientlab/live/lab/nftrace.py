@@ -12,10 +12,18 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ambientlab.core.constants import APP_PORT, HBONE_PORT
+import pandas as pd
+
+from ambientlab.core.capture import load_capture
+from ambientlab.core.constants import APP_PORT, HBONE_PORT, KUBE_PROXY_LAB_WALKS
+from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.demo import WORLD
+from ambientlab.core.trace.kubeproxy import KUBE_PROXY_RULES
+from ambientlab.core.trace.netfilter import pinned_text
 from ambientlab.core.trace.nftrace import TRACED
 from ambientlab.core.trace.predict import Connection, HboneConnection
+from ambientlab.core.trace.scenarios import play
+from ambientlab.core.trace.walks import WALKS
 from ambientlab.live.lab.plan import PEER, SECOND
 from ambientlab.live.lab.runtime import Lab, LabError
 
@@ -168,3 +176,35 @@ def _wait_event(lab: Lab, process: str, after: int, match: Callable[[dict[str, o
                 return event
         time.sleep(0.05)
     raise LabError(f"{process} logged no tunnelled connection within {timeout} s: {lab.events(process)[after:]}")
+
+
+def trace_walk(lab: Lab, name: str, timeout: float = 2.0) -> tuple[str, dict[str, str], pd.DataFrame]:
+    """Play kube-proxy walk ``name`` (``service-outside-mesh-remote`` or ``-local``) in a lab
+    built with ``kube_proxy``: load the node's rules with the walk's draw pinned
+    (:func:`~ambientlab.core.trace.netfilter.pinned_text`), open the walk's connection from
+    details-v1 to the service address with the kernel tracing the node and ztunnel, and put
+    kube-proxy's unpinned rules back. Return (the client's output, {host: nft monitor trace
+    text}, the walk's hop table)."""
+    if not lab.state.get("kube_proxy"):
+        raise LabError("this lab has no kube-proxy chains: `ambientlab lab up --kube-proxy`")
+    if name not in KUBE_PROXY_LAB_WALKS:
+        raise LabError(f"{name!r} is not a kube-proxy walk the lab plays; these are: {', '.join(KUBE_PROXY_LAB_WALKS)}")
+    if lab.state["breaks"]:
+        raise LabError("a walk is compared on an intact lab: `ambientlab lab restore` first")
+    if name.endswith("-local") and lab.state["behaviour"] != "marks-2022":
+        raise LabError(f"{name} answers from ztunnel's 15006 with socket mark 0x402: a marks-2022 lab only")
+    capture = load_capture(lab.state["capture"])
+    spec = WALKS[name]
+    net = spec.network(capture)
+    sends = spec.sends(net)
+    first = sends[0]
+    origin, dst, dport, sport = first.origin, ipv4.to_text(first.packet.dst), first.packet.dport, first.packet.sport
+    frame = play(net, sends)  # (the walk rewrites its packets as the kernel would: read the first one before)
+    rules = net.machines["node"].rules
+    assert rules is not None
+    lab.run("node", "iptables-restore", stdin=pinned_text(capture.text(KUBE_PROXY_RULES), rules))
+    try:
+        output, texts = run_traced(lab, lambda: lab.connect(origin, dst, port=dport, sport=sport, timeout=timeout))
+    finally:
+        lab.run("node", "iptables-restore", stdin=capture.text(KUBE_PROXY_RULES))
+    return output, texts, frame

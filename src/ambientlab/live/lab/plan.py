@@ -22,6 +22,8 @@ from ambientlab.core.parse.ip_rule import parse_ip_rule_records
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.demo import kubectl_pods, pod_names, short_name
 from ambientlab.core.trace.inpod import pod_folders
+from ambientlab.core.trace.kubeproxy import DETAILS, DETAILS_VETH, KUBE_PROXY_RULES
+from ambientlab.core.trace.scenarios import REMOTE_REVIEWS_V1
 from ambientlab.live.netns import KERNEL_DEFAULTS
 
 TUNNELS = ("geneve", "vxlan", "veth")
@@ -232,8 +234,8 @@ def _sysctls(plan: Plan, capture: Capture, host: str, folder: str) -> None:
     plan.add(host, path, "sysctl", "-qw", *pairs)
 
 
-def _iptables(plan: Plan, capture: Capture, host: str, folder: str) -> None:
-    path = f"{folder}/iptables-save.txt"
+def _iptables(plan: Plan, capture: Capture, host: str, folder: str, path: str = "") -> None:
+    path = path or f"{folder}/iptables-save.txt"
     if path not in capture.files.index:
         raise PlanError(f"{capture.name}: {path} is missing (the lab needs the whole rule set)")
     plan.add(host, path, "iptables-restore", stdin=capture.text(path))
@@ -247,7 +249,7 @@ def _require(capture: Capture, *paths: str) -> None:
 
 
 def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix: str = "",
-               uplink_end: str = "eth0", bridge: str | None = None) -> Plan:
+               uplink_end: str = "eth0", bridge: str | None = None, kube_proxy: bool = False) -> Plan:
     """Return the plan that rebuilds ``capture``'s node, pods, ztunnel and peer in namespaces.
 
     ``tunnel`` is ``geneve``, ``vxlan`` (same VNI and UDP port) or ``veth`` (one veth pair per
@@ -255,7 +257,10 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
     the names of the node, ztunnel and pod hosts (not the peer's): the second node of a
     two-node lab (see :func:`build_cluster_plan`). ``uplink_end`` names the peer's end of the
     node's uplink; with ``bridge``, that end joins the peer's bridge, which holds the peer's
-    addresses and routes.
+    addresses and routes. With ``kube_proxy`` the node's rules are the capture's reconstruction
+    with kube-proxy's chains (:data:`~ambientlab.core.trace.kubeproxy.KUBE_PROXY_RULES`), and the
+    lab gets what the tracer's kube-proxy walks add: details-v1 outside the mesh on this node, and
+    reviews-v1 of ``ambient-worker`` (10.244.1.23) on the peer (see :func:`_kube_proxy_extras`).
     """
     if tunnel not in TUNNELS:
         raise PlanError(f"tunnel {tunnel!r} not in {TUNNELS}")
@@ -327,6 +332,8 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         if peer == PEER and bridge:
             plan.add(PEER, f"{why}: on the bridge", "ip", "link", "set", peer_dev, "master", bridge)
         plan.add(peer, why, "ip", "link", "set", peer_dev, "up")
+    if kube_proxy:
+        _kube_proxy_extras(plan, capture, node, full)
     # ztunnel (or a recorded pod): its eth0 address as recorded; the other pods are wired the same way (ptp)
     if has_zt:
         _address_steps(plan, ztunnel, zt_eth0, "ztunnel/ip-addr.txt: eth0")
@@ -383,8 +390,11 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
         _routes(plan, capture, host, folder)
         _rules(plan, capture, host, folder)
         _ipsets(plan, capture, host, folder)
-        _iptables(plan, capture, host, folder)
+        _iptables(plan, capture, host, folder, KUBE_PROXY_RULES if kube_proxy and folder == "node" else "")
         _sysctls(plan, capture, host, folder)
+    if kube_proxy:
+        pod = f"{ipv4.to_text(DETAILS)} dev {DETAILS_VETH} scope host"
+        plan.add(node, f"{KUBE_PROXY_RULES}: details-v1's route (assumed)", "ip", "route", "add", *pod.split())
     for pod in plan.pods:
         if pod.removeprefix(prefix) in folders:
             continue
@@ -392,6 +402,28 @@ def build_plan(capture: Capture, tunnel: str, full: Callable[[str], str], prefix
             {**zt_addr, "local": plan.pods[pod]}]}])
         _routes_like(plan, capture, pod, template)
     return plan
+
+
+def _kube_proxy_extras(plan: Plan, capture: Capture, node: str, full: Callable[[str], str]) -> None:
+    """Add the hosts the kube-proxy walks need that the capture has no files for (both assumed,
+    as its manifest says): details-v1, a pod outside the mesh on ``vethdetails`` (not in the
+    ipset, not in table 100), and reviews-v1 of ``ambient-worker`` on the peer."""
+    if KUBE_PROXY_RULES not in capture.files.index:
+        raise PlanError(f"capture {capture.name} has no {KUBE_PROXY_RULES} (kube-proxy's chains)")
+    why = f"{KUBE_PROXY_RULES}: details-v1 outside the mesh (assumed)"
+    host_ip = next(a["local"] for d in _records(capture, "node/ip-addr.txt", "ip-addr") if d["ifname"] != "lo"
+                   for a in d.get("addr_info", []) if a.get("prefixlen") == 32)
+    plan.hosts["details-v1"] = {**KERNEL_DEFAULTS, "net.ipv4.ip_forward": "0"}
+    plan.pods["details-v1"] = ipv4.to_text(DETAILS)
+    plan.add(node, why, "ip", "link", "add", DETAILS_VETH, "type", "veth", "peer", "name", "eth0", "netns",
+             full("details-v1"))
+    plan.add(node, why, "ip", "addr", "add", f"{host_ip}/32", "dev", DETAILS_VETH)
+    plan.add(node, why, "ip", "link", "set", DETAILS_VETH, "up")
+    plan.add("details-v1", why, "ip", "link", "set", "eth0", "up")
+    remote = ipv4.to_text(REMOTE_REVIEWS_V1)
+    plan.remote[remote] = "reviews-v1 (on ambient-worker, Zhao's part 3)"
+    plan.add(PEER, f"{KUBE_PROXY_RULES}: endpoint {remote}:9080 of the reviews service", "ip", "addr", "add",
+             f"{remote}/32", "dev", "lo")
 
 
 def _routes_like(plan: Plan, capture: Capture, pod: str, template: str) -> None:

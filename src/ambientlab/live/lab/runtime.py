@@ -365,7 +365,7 @@ def _hbone_setup(lab: Lab, plan: Plan, captures: tuple[Capture, Capture]) -> dic
 
 
 def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None = None,
-       behaviour: str = "marks-2022", nodes: int = 1, design: str = "2022") -> Lab:
+       behaviour: str = "marks-2022", nodes: int = 1, design: str = "2022", kube_proxy: bool = False) -> Lab:
     """Build a lab from ``capture`` and start its programs; return it.
 
     ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
@@ -374,11 +374,15 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
     over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA.
     ``design="inpod"`` builds an in-pod capture (default :data:`INPOD_CAPTURE`): the rules in
     the recorded pods' own namespaces, and a stand-in ztunnel inside each of them (behaviour
-    ``inpod``). A failed step removes everything built so far and raises :class:`LabError`
+    ``inpod``). With ``kube_proxy`` (one 2022 node) the node gets kube-proxy's reconstructed
+    chains and the hosts the kube-proxy walks need (details-v1, and reviews-v1 of ambient-worker
+    on the peer). A failed step removes everything built so far and raises :class:`LabError`
     naming the step and the capture line it applies.
     """
     if nodes not in (1, 2):
         raise LabError(f"a lab has 1 or 2 nodes, not {nodes}")
+    if kube_proxy and (nodes != 1 or design != "2022"):
+        raise LabError("kube-proxy's chains are loaded in a one-node 2022 lab only")
     if design not in DESIGNS:
         raise LabError(f"design {design!r} not in {DESIGNS}")
     if design == "inpod":
@@ -408,7 +412,7 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
                                    "first") from None
                 claimed = True
                 lab.save()
-            _build(lab, guard, capture, tunnel, behaviour, nodes, design)
+            _build(lab, guard, capture, tunnel, behaviour, nodes, design, kube_proxy)
         except BaseException:
             if claimed:
                 try:  # noqa: SIM105 (a signal inside suppress's own __enter__ would not be suppressed)
@@ -429,7 +433,7 @@ def _roll_back(lab: Lab) -> None:
 
 
 def _build(lab: Lab, guard: Interrupts, capture: str, tunnel: str | None, behaviour: str, nodes: int,
-           design: str) -> None:
+           design: str, kube_proxy: bool = False) -> None:
     """Probe the kernel, make the lab's namespaces, apply the plan's steps, start the programs
     and wait until they are ready, recording each namespace and program in the state file."""
     prefix = lab.prefix
@@ -449,12 +453,13 @@ def _build(lab: Lab, guard: Interrupts, capture: str, tunnel: str | None, behavi
     cap = load_capture(capture)
     second = load_capture(SECOND_CAPTURE) if nodes == 2 else None
     plan = (build_cluster_plan(cap, second, chosen, lambda h: f"{prefix}-{h}") if second else
-            build_plan(cap, chosen, lambda h: f"{prefix}-{h}"))
+            build_plan(cap, chosen, lambda h: f"{prefix}-{h}", kube_proxy=kube_proxy))
     lab.state.update({"phase": "building", "capture": cap.name, "tunnel": chosen, "behaviour": behaviour,
                       "hosts": list(plan.hosts), "pods": plan.pods, "remote": plan.remote,
                       "ztunnel_ip": plan.ztunnel_ip, "ztunnels": plan.ztunnels,
                       "features": {f.name: f.ok for f in features},
-                      "second_capture": second.name if second else None, "design": design, "inpod": plan.inpod})
+                      "second_capture": second.name if second else None, "design": design, "inpod": plan.inpod,
+                      "kube_proxy": kube_proxy})
     lab.save()
     started = time.monotonic()
     ns = NamespaceSet(prefix)

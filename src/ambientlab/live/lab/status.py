@@ -8,6 +8,7 @@ from typing import Any
 
 from ambientlab.core.capture import load_capture
 from ambientlab.core.recordings import verdict
+from ambientlab.core.trace.kubeproxy import KUBE_PROXY_RULES
 from ambientlab.live.lab.plan import SECOND
 from ambientlab.live.lab.record import commands
 from ambientlab.live.lab.runtime import Lab, describe_phase, namespaces_with_prefix
@@ -24,7 +25,9 @@ def _alive(pid: int) -> bool:
 
 def differences(lab: Lab) -> dict[str, str]:
     """Return {capture path: :func:`verdict`} for every node/ztunnel file that both the lab and
-    its source capture have (iptables-save date lines and trailing blanks aside)."""
+    its source capture have (iptables-save date lines and trailing blanks aside). In a kube-proxy
+    lab the node's ``iptables-save`` is compared with the file it loaded instead; its ``ip addr``
+    and main table show details-v1's veth and route, which the capture has not."""
     out = {}
     for prefix in ("", SECOND) if lab.state.get("second_capture") else ("",):
         source = load_capture(lab.state["second_capture"] if prefix else lab.state["capture"])
@@ -33,7 +36,9 @@ def differences(lab: Lab) -> dict[str, str]:
                 mine = clean_output(lab.run(host, *argv))
                 if argv[:2] == ["ip", "addr"]:
                     mine = netnsid_names(lab.ns, host, mine)
-                out[prefix + path] = verdict(source, path, parser, mine, f"lab {host}: {' '.join(argv)}")
+                # a kube-proxy lab loads the reconstruction with kube-proxy's chains in place of the node's rules
+                shown = KUBE_PROXY_RULES if lab.state.get("kube_proxy") and path == "node/iptables-save.txt" else path
+                out[prefix + shown] = verdict(source, shown, parser, mine, f"lab {host}: {' '.join(argv)}")
     return out
 
 
