@@ -21,7 +21,7 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
     pages = site_pages(built_book)
     assert len(pages) >= 20
     problems = []
-    images = 0  # on the chapters' pages
+    images = players = 0  # on the chapters' pages
     # One context for all pages, as a reader has: the first page is a first visit (empty cache and
     # storage), and the others load the theme's files from the cache. Pages load four at a time
     # (Chromium spends about 0.7 s of script and layout on each, whatever the server).
@@ -42,8 +42,9 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
                     target = shots / f"{next(k for k, v in SCREENSHOTS.items() if v == name)}.png"
                     visit.page.screenshot(path=str(target), full_page=True)
                     assert target.stat().st_size > 20_000, target
-                if name.startswith("notebooks/"):
-                    images += visit.page.evaluate("document.images.length")
+                if name.startswith("notebooks/"):  # figures; a step-through's figure is counted apart
+                    images += visit.page.evaluate("document.images.length - document.querySelectorAll('.al-player img').length")
+                    players += visit.page.evaluate("document.querySelectorAll('.al-player img').length")
             finally:
                 visit.close()
     context.close()
@@ -51,4 +52,8 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
     figures = sum(1 for nb in (ROOT / "notebooks").glob("*.ipynb") for cell in nbformat.read(nb, 4).cells
                   for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
     assert images == figures > 5, (images, figures)
+    stored = sum("".join(out.get("data", {}).get("text/html", "")).count('<div class="al-player"')
+                 for nb in (ROOT / "notebooks").glob("*.ipynb") for cell in nbformat.read(nb, 4).cells
+                 for out in cell.get("outputs", []))
+    assert players == stored > 30, (players, stored)
     assert sorted(p.stem for p in shots.glob("*.png")) >= sorted(SCREENSHOTS)
