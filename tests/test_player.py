@@ -59,9 +59,9 @@ def test_every_story_in_the_chapters_has_its_step_through() -> None:
 
 def test_the_marker_follows_the_packet_on_the_node() -> None:
     rows = packet_hops(walk(CAPTURE, "same-node-vip"), 1)
-    shown, svg = frames(rows)
+    shown, svg, kind = frames(rows)
     assert [f.text for f in shown] == [s.text() for s in steps(rows)]
-    assert svg.startswith("<?xml") and "<svg" in svg
+    assert svg.startswith("<?xml") and "<svg" in svg and kind == "node"
     places = [(f.x, f.y) for f in shown]
     assert places[0][0] < 0.45  # at productpage's veth, on the node's left edge
     assert places[-1][0] > 0.7  # at ztunnel's socket, on the right
@@ -70,8 +70,8 @@ def test_the_marker_follows_the_packet_on_the_node() -> None:
 
 def test_a_packet_off_the_node_figure_is_played_on_its_sequence_diagram() -> None:
     rows = packet_hops(walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-inbound"), 2)
-    shown, svg = frames(rows)
-    assert len(shown) == len(steps(rows)) and "<svg" in svg
+    shown, svg, kind = frames(rows)
+    assert len(shown) == len(steps(rows)) and "<svg" in svg and kind == "lanes"
     assert shown[0].x < shown[-1].x  # from the pod's lane to the rest of the cluster's
 
 

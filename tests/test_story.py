@@ -108,9 +108,10 @@ def test_a_route_from_the_local_table_is_told_as_ip_rule_0s_and_tables_carry_the
         frame = walk(CAPTURE, name)
         for label in frame["packet"].drop_duplicates():
             for s in steps(frame, label):
-                if "table local:" in s.matched:
-                    assert s.matched.startswith("routing: ip rule 0 (from all lookup local) → "), s.matched
-                if s.matched.startswith("routing:") and " table " in s.matched:
+                matched = s.matched.removeprefix("outer packet: ")
+                if "table local:" in matched:
+                    assert matched.startswith("routing: ip rule 0 (from all lookup local) → "), s.matched
+                if matched.startswith("routing:") and " table " in matched:
                     assert f"→ {s.host} table " in s.matched, s.matched
 
 
@@ -131,3 +132,18 @@ def test_who_connects_labels_a_stand_in_walk_as_the_labs_simplification() -> Non
     onward = table[table["downstream peer"] != ""]
     assert onward.loc["lab", "basis"].tolist() == [STAND_IN]
     assert onward.loc["same", "basis"].str.startswith("derived (2022 code)").all()
+
+
+def test_the_steps_between_a_tunnels_wrapping_and_unwrapping_are_the_outer_packets() -> None:
+    told = steps(walk(CAPTURE, "same-node-vip"), 1)
+    wrapped = next(k for k, s in enumerate(told) if s.matched.startswith("enters tunnel"))
+    unwrapped = next(k for k, s in enumerate(told) if s.changed.startswith("unwrapped"))
+    assert all(s.matched.startswith("outer packet: ") for s in told[wrapped + 1:unwrapped + 1])
+    assert not any(s.matched.startswith("outer packet: ") for s in told[:wrapped + 1] + told[unwrapped + 1:])
+
+
+def test_a_nat_step_says_what_the_packet_becomes() -> None:
+    told = [s for s in steps(walk(CAPTURE, "service-outside-mesh-remote"), 1) if "-j DNAT" in s.matched]
+    assert told and told[0].changed.endswith("the packet is `10.244.2.4:41000 > 10.244.1.23:9080 tcp [S]`")
+    masq = [s for s in steps(walk(CAPTURE, "service-from-node"), 1) if "-j MASQUERADE" in s.matched]
+    assert masq and masq[0].changed == "the connection is translated, but this packet's addresses and ports stay as they were"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.book.packet import send
+from ambientlab.book.packet import ending, send
 from ambientlab.book.player import Story, story
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.trace import ipv4
@@ -247,22 +247,41 @@ class Explorer:
         return w.VBox([w.HTML("<b>Walk explorer</b>: change any value and the tracer walks the packet again."),
                        capture, source, destination, proto, port, mark, ipset, broken, out])
 
+    def outcomes(self, variations: dict[str, dict[str, Any]]) -> pd.DataFrame:
+        """Return where the packet ends for each variation of this explorer's settings (label →
+        the values that change), with its number of steps and its last step; a variation that
+        cannot be walked shows the explorer's message instead."""
+        rows = []
+        for label, changes in variations.items():
+            settings = replace(self.settings, **changes)
+            try:
+                result = explore(settings)
+            except Problem as problem:
+                rows.append({"variation": label, "ends": "cannot be walked", "steps": 0, "last step": str(problem)})
+                continue
+            rows.append({"variation": label, "ends": ending(result.frame), "steps": len(result.story.steps),
+                         "last step": result.story.steps[-1].text()})
+        return pd.DataFrame(rows).set_index("variation")
+
     def _repr_html_(self) -> str:
         known = choices(self.settings.capture) if self.settings.capture in CAPTURES else None
-        values = [("capture", self.settings.capture, len(CAPTURES)),
-                  ("source", self.settings.source, len(known.sources) if known else 0),
-                  ("destination", self.settings.destination, len(known.destinations) if known else 0),
-                  ("protocol", self.settings.proto, 2), ("port", str(self.settings.port), 0),
-                  ("socket mark", self.settings.mark or "(none)", 0),
-                  ("take the source out of the ipset", "yes" if self.settings.out_of_ipset else "no", 2),
-                  ("break", self.settings.broken, len(known.pieces) if known else 0)]
+        values = [("capture", self.settings.capture, list(CAPTURES)),
+                  ("source", self.settings.source, known.sources if known else []),
+                  ("destination", self.settings.destination, list(known.destinations) if known else []),
+                  ("protocol", self.settings.proto, ["tcp", "udp"]), ("port", str(self.settings.port), []),
+                  ("socket mark", self.settings.mark or "(none)", []),
+                  ("take the source out of the ipset", "yes" if self.settings.out_of_ipset else "no", ["no", "yes"]),
+                  ("break", self.settings.broken, known.pieces if known else [])]
         rows = "".join(f"<tr><th>{html.escape(name)}</th><td><code>{html.escape(value)}</code></td>"
-                       f"<td>{f'one of {count}' if count > 2 else 'typed' if not count else 'a switch'}</td></tr>"
-                       for name, value, count in values)
+                       f"<td>{'; '.join(map(html.escape, options)) if options else 'typed: a number'}</td></tr>"
+                       for name, value, options in values)
         return (f'<div class="al-explorer"><p><b>Walk explorer</b>, in its first state. It is live in JupyterLab: run '
                 f"this notebook there (<code>make lab</code>) to change any of these values, and the tracer walks the "
-                f"packet again.</p><table><tr><th>control</th><th>value</th><th>choices</th></tr>{rows}</table>"
-                f"{render(self.settings)}</div>")
+                f"packet again. A destination may also be typed as an address. The captures hold the rules as "
+                f"recorded, so kube-proxy's service chains are empty in them: a packet to the service's address that "
+                f"no rule sends to ztunnel is walked without kube-proxy's translation (chapter 10 walks a "
+                f"reconstruction of those chains).</p><table><tr><th>control</th><th>value</th><th>the choices</th></tr>"
+                f"{rows}</table>{render(self.settings)}</div>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         if self._box is None:

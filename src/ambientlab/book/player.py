@@ -106,8 +106,9 @@ def _node_route(rows: pd.DataFrame) -> tuple[Network, list[tuple[str, str, objec
         return None
 
 
-def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tuple[float, float]]]:
-    """Draw the packet's figure; return it, its axes and each step's point in data coordinates."""
+def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tuple[float, float]], str]:
+    """Draw the packet's figure; return it, its axes, each step's point in data coordinates, and
+    the figure's kind (``node`` or ``lanes``)."""
     import matplotlib.pyplot as plt
 
     from ambientlab.book import figures
@@ -119,7 +120,9 @@ def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tup
         fig, ax = plt.subplots(figsize=(10, 6.2))
         figures.draw_walk(net, rows, "", ax)
         points = [(hop, xy) for _, _, hop, xy in route]
-        start = route[0][3] if route else figures.layout(net)[str(rows["host"].iloc[0])]
+        places = figures.layout(net)  # a host's socket sends: the packet starts in the host's box
+        start = places.get(str(rows["host"].iloc[0])) or (route[0][3] if route else places["node"])
+        kind = "node"
     else:
         names, lanes = connection_rows(rows)
         fig, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 2.0))
@@ -127,18 +130,20 @@ def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tup
         row = lanes[0]
         points = [(leg.hop, tip) for leg, _, tip in row.arrows]
         start = row.start
-    return fig, ax, _places(order, points, items, start)
+        kind = "lanes"
+    return fig, ax, _places(order, points, items, start), kind
 
 
-def frames(rows: pd.DataFrame) -> tuple[list[Frame], str]:
+def frames(rows: pd.DataFrame) -> tuple[list[Frame], str, str]:
     """Return the frames of one packet's step-through (``rows``: its hop table, from
-    :func:`ambientlab.book.walk` or :func:`ambientlab.book.send`, one packet) and its figure as
-    SVG text: one frame per step of :func:`ambientlab.book.steps`, in order."""
+    :func:`ambientlab.book.walk` or :func:`ambientlab.book.send`, one packet), its figure as SVG
+    text and the figure's kind (``node``: the node picture; ``lanes``: the packet's sequence
+    diagram): one frame per step of :func:`ambientlab.book.steps`, in order."""
     import matplotlib.pyplot as plt
 
     items = steps(rows)
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):
-        fig, ax, places = _draw(rows, items)
+        fig, ax, places, kind = _draw(rows, items)
         fig.canvas.draw()  # lays the figure out (the node figure's equal aspect), so that its tight box is known
         box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)  # inches: the part of the figure saved
         out = []
@@ -149,7 +154,7 @@ def frames(rows: pd.DataFrame) -> tuple[list[Frame], str]:
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", bbox_inches=box, metadata={"Date": None, "Creator": None})
         plt.close(fig)
-    return out, buffer.getvalue()
+    return out, buffer.getvalue(), kind
 
 
 _SCRIPT = """(function () {
@@ -186,13 +191,24 @@ _SCRIPT = """(function () {
   show(0);
 })();"""
 
+LEGENDS = {
+    "node": ("How to read it: the orange ring is where the packet is once this step is done; the caption is the step, "
+             "and the same line is marked in the numbered list below. Blue arrows are the packet's path (dashed: inside "
+             "a tunnel); red dashed lines join a tunnel's two ends; grey lines are wires this packet does not take; a "
+             "white box in ztunnel is the listening socket that receives it."),
+    "lanes": ("How to read it: each column is a pod, a host or the rest of the cluster that this packet crosses; each "
+              "arrow is one stretch, labelled with the devices it leaves and enters (dashed red: inside a tunnel). The "
+              "orange ring is where the packet is once this step is done; the caption is the step, marked in the "
+              "numbered list below too. Steps inside one namespace leave the ring in place."),
+}
+
 _STYLE = ("<style>.al-player{margin:.5em 0 1em;border:1px solid #ccd;border-radius:6px;padding:.5em;max-width:820px}"
           ".al-stage{position:relative}.al-stage img{width:100%;display:block}"
           ".al-dot{position:absolute;width:26px;height:26px;margin:-13px 0 0 -13px;border-radius:50%;"
           "border:4px solid #e67e22;background:rgba(230,126,34,.25);transition:left .4s,top .4s;pointer-events:none}"
           ".al-controls{margin:.4em 0}.al-controls button{margin-right:.3em;font-size:.9em;cursor:pointer}"
           ".al-count{margin-left:.5em;color:#555;font-size:.9em}.al-caption{min-height:2.6em}"
-          "li.al-now{background:#fdebd0}</style>")
+          ".al-legend{font-size:.8em;color:#555;margin:.3em 0 0}li.al-now{background:#fdebd0}</style>")
 
 
 def player_html(rows: pd.DataFrame) -> str:
@@ -200,7 +216,7 @@ def player_html(rows: pd.DataFrame) -> str:
     its figure, a marker on the packet's place at the current step, the step's line as the
     caption, and buttons to go back, forward and play. Put it just before the story's numbered
     list, whose current step it highlights."""
-    items, svg = frames(rows)
+    items, svg, kind = frames(rows)
     label = str(rows["packet"].iloc[0])
     data = json.dumps([asdict(f) for f in items], ensure_ascii=False)
     embedded = data.replace("</", "<\\/")  # no "</script>" inside the script element
@@ -217,7 +233,7 @@ def player_html(rows: pd.DataFrame) -> str:
         '<button data-act="play" title="play the steps">▶ play</button>'
         '<button data-act="next" title="one step forward">step ▶</button>'
         f'<span class="al-count">step 1 of {len(items)}</span></div>'
-        f'<div class="al-caption">{items[0].caption if items else ""}</div>'
+        f'<div class="al-caption">{items[0].caption if items else ""}</div><p class="al-legend">{LEGENDS[kind]}</p>'
         f'<script type="application/json" class="al-frames">{embedded}</script>'
         f"<script>{_SCRIPT}</script></div>"
     )

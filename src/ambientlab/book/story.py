@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -151,7 +151,13 @@ def _local_first(rules: list[str]) -> bool:
     return bool(m and m.group(1) == "0")
 
 
+KUBE_MASQ = 0x4000  # kube-proxy's masquerade mark (KUBE-MARK-MASQ sets it, KUBE-POSTROUTING reads it)
+
+
 def _why_mark(rows: pd.DataFrame, i: int, host: str, mark: str) -> str:
+    if _mark_value(mark) & KUBE_MASQ and "KUBE-" in str(rows.iloc[i]["where"]):
+        return ("0x4000 is kube-proxy's masquerade mark: KUBE-POSTROUTING masquerades a packet that carries it "
+                "(and clears it); no ip rule reads it")
     found = _next_route(rows, i, host)
     if found is None:
         return f"{host} takes no routing decision after this: the mark matters only to its rules"
@@ -208,7 +214,9 @@ def _rule_step(rows: pd.DataFrame, i: int) -> Step | None:
         changed.append(f"destination → this host, port {port.group(1) if port else '?'}")
         why = "the connection stays inside this namespace"
     elif target in ("DNAT", "SNAT", "MASQUERADE"):
-        changed.append("address rewritten (applied to the whole connection)")
+        later = _translated(rows, i)
+        changed.append(f"the connection is translated: when this hook's rules are done the packet is `{later}`" if later
+                       else "the connection is translated, but this packet's addresses and ports stay as they were")
     elif target == "RETURN":
         changed.append(f"leaves {str(row['where']).split(' ', 1)[-1]}: its later rules are skipped")
     elif target == "ACCEPT":
@@ -225,6 +233,22 @@ def _rule_step(rows: pd.DataFrame, i: int) -> Step | None:
     if not changed and row["headers"] != headers_before and i:
         changed.append(f"now {row['headers']}")
     return Step(host, f"{name} `{matched}`", "; ".join(changed), why, (int(rows.index[i]),))
+
+
+def _translated(rows: pd.DataFrame, i: int) -> str:
+    """Return the headers the packet of NAT rule row ``i`` has once the translation is applied
+    (the first later row of the same host whose headers differ, before the packet leaves it), or
+    "" if they stay the same."""
+    host, headers = rows.iloc[i]["host"], rows.iloc[i]["headers"]
+    for j in range(i + 1, len(rows)):
+        row = rows.iloc[j]
+        if row["host"] != host or (row["hook"] == "wire" and str(row["where"]).startswith("tunnel")):
+            return ""
+        if row["headers"] != headers:
+            return str(row["headers"])
+        if row["hook"] == "wire":
+            return ""
+    return ""
 
 
 def _route_step(rows: pd.DataFrame, i: int) -> tuple[Step | None, int]:
@@ -324,6 +348,7 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
         out.append(Step(str(first["host"]), f"a socket sends `{first['headers']}`",
                         f"socket mark {mark}" if _mark_value(mark) else "no socket mark", "", ()))  # no hop of its own
     warned: set[tuple[str, str]] = set()
+    outer = False  # between a tunnel's wrapping and its unwrapping: the steps are the outer packet's
     i = 0
     while i < len(rows):
         row = rows.iloc[i]
@@ -331,7 +356,7 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
         if hook == "routing":
             step, i = _route_step(rows, i)
             if step is not None:
-                out.append(step)
+                outer = _add(out, step, outer)
             continue
         if hook == "wire":
             step = _wire_step(rows, i, warned)
@@ -343,9 +368,19 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
         else:
             step = _rule_step(rows, i)
         if step is not None:
-            out.append(step)
+            outer = _add(out, step, outer)
         i += 1
     return out
+
+
+def _add(out: list[Step], step: Step, outer: bool) -> bool:
+    """Append ``step`` to ``out``, named as the outer packet's if it comes between a tunnel's
+    wrapping and its unwrapping (``outer``); return whether the next step is still the outer
+    packet's."""
+    if outer and not step.matched.startswith("enters tunnel"):
+        step = replace(step, matched=f"outer packet: {step.matched}")
+    out.append(step)
+    return (outer or step.matched.startswith("enters tunnel")) and not step.changed.startswith("unwrapped")
 
 
 def _md(text: str) -> str:
