@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 from ambientlab import load_capture
-from ambientlab.book.player import frames, player_html
-from ambientlab.book.story import steps
+from ambientlab.book.player import frames, player_html, story
+from ambientlab.book.story import lanes, steps
 from ambientlab.core.trace.walks import packet_hops, walk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +81,14 @@ def test_the_same_walk_writes_the_same_bytes_and_ids_differ_between_packets() ->
     assert first == again
     assert PLAYER.search(first).group(1) != PLAYER.search(other).group(1)  # type: ignore[union-attr]
     assert "</script>" not in FRAMES.search(first).group(1)  # type: ignore[union-attr]
+
+
+def test_a_lost_packet_ends_on_a_red_ring_and_a_connections_packets_share_their_columns() -> None:
+    broken = walk(CAPTURE, "same-node-vip", without="node-table-101-ztunnel-route")
+    shown, _, _ = frames(packet_hops(broken, 1))
+    assert [f.lost for f in shown] == [False] * (len(shown) - 1) + [True]
+    assert not any(f.lost for f in frames(packet_hops(walk(CAPTURE, "same-node-vip"), 1))[0])
+    probe = walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-probe")
+    first, second = (player_html(packet_hops(probe, n), lanes(probe)) for n in (1, 2))
+    assert 'class="al-player"' in first and 'class="al-player"' in second
+    assert story(probe, 1).order == story(probe, 2).order == lanes(probe)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ambientlab.book.display import hops as hop_view
-from ambientlab.book.story import Step, connection_rows, draw_connection, steps
+from ambientlab.book.story import Step, connection_rows, draw_connection, lanes, legs, steps
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.trace.demo import SECOND
 from ambientlab.core.trace.walks import packet_hops
@@ -47,6 +47,7 @@ class Frame:
     caption: str
     x: float
     y: float
+    lost: bool = False  # the packet's last step, where it is dropped or finds no route
 
 
 def _capture_of(rows: pd.DataFrame) -> Capture | None:
@@ -106,7 +107,7 @@ def _node_route(rows: pd.DataFrame) -> tuple[Network, list[tuple[str, str, objec
         return None
 
 
-def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tuple[float, float]], str]:
+def _draw(rows: pd.DataFrame, items: list[Step], columns: list[str] | None) -> tuple[Figure, Axes, list[tuple[float, float]], str]:
     """Draw the packet's figure; return it, its axes, each step's point in data coordinates, and
     the figure's kind (``node`` or ``lanes``)."""
     import matplotlib.pyplot as plt
@@ -124,9 +125,9 @@ def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tup
         start = places.get(str(rows["host"].iloc[0])) or (route[0][3] if route else places["node"])
         kind = "node"
     else:
-        names, lanes = connection_rows(rows)
+        names, lanes = connection_rows(rows, columns)
         fig, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 2.0))
-        draw_connection(rows, "", ax)
+        draw_connection(rows, "", ax, columns)
         row = lanes[0]
         points = [(leg.hop, tip) for leg, _, tip in row.arrows]
         start = row.start
@@ -134,23 +135,26 @@ def _draw(rows: pd.DataFrame, items: list[Step]) -> tuple[Figure, Axes, list[tup
     return fig, ax, _places(order, points, items, start), kind
 
 
-def frames(rows: pd.DataFrame) -> tuple[list[Frame], str, str]:
+def frames(rows: pd.DataFrame, order: list[str] | None = None) -> tuple[list[Frame], str, str]:
     """Return the frames of one packet's step-through (``rows``: its hop table, from
     :func:`ambientlab.book.walk` or :func:`ambientlab.book.send`, one packet), its figure as SVG
     text and the figure's kind (``node``: the node picture; ``lanes``: the packet's sequence
-    diagram): one frame per step of :func:`ambientlab.book.steps`, in order."""
+    diagram, its columns ``order`` when given: the whole walk's, so that every packet of a
+    connection keeps them in the same places): one frame per step of :func:`ambientlab.book.steps`,
+    in order."""
     import matplotlib.pyplot as plt
 
     items = steps(rows)
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):
-        fig, ax, places, kind = _draw(rows, items)
+        fig, ax, places, kind = _draw(rows, items, order)
         fig.canvas.draw()  # lays the figure out (the node figure's equal aspect), so that its tight box is known
         box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)  # inches: the part of the figure saved
         out = []
+        lost = legs(rows)[1] == "lost"
         for k, (step, xy) in enumerate(zip(items, places, strict=True), 1):
             px, py = ax.transData.transform(xy) / fig.dpi
             out.append(Frame(k, step.text(), step.html(), round(float((px - box.x0) / box.width), 4),
-                             round(float(1 - (py - box.y0) / box.height), 4)))
+                             round(float(1 - (py - box.y0) / box.height), 4), lost and k == len(items)))
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", bbox_inches=box, metadata={"Date": None, "Creator": None})
         plt.close(fig)
@@ -167,6 +171,7 @@ _SCRIPT = """(function () {
     at = Math.max(0, Math.min(frames.length - 1, k));
     var f = frames[at];
     dot.style.left = (100 * f.x) + "%"; dot.style.top = (100 * f.y) + "%";
+    dot.classList.toggle("al-lost", f.lost);
     cap.innerHTML = f.caption;
     count.textContent = "step " + f.number + " of " + frames.length;
     var list = box.nextElementSibling;  // the story's numbered list (parsed after this script ran)
@@ -195,28 +200,31 @@ LEGENDS = {
     "node": ("How to read it: the orange ring is where the packet is once this step is done; the caption is the step, "
              "and the same line is marked in the numbered list below. Blue arrows are the packet's path (dashed: inside "
              "a tunnel); red dashed lines join a tunnel's two ends; grey lines are wires this packet does not take; a "
-             "white box in ztunnel is the listening socket that receives it."),
+             "white box in ztunnel is the listening socket that receives it. The ring turns red where the packet is "
+             "lost."),
     "lanes": ("How to read it: each column is a pod, a host or the rest of the cluster that this packet crosses; each "
               "arrow is one stretch, labelled with the devices it leaves and enters (dashed red: inside a tunnel). The "
               "orange ring is where the packet is once this step is done; the caption is the step, marked in the "
-              "numbered list below too. Steps inside one namespace leave the ring in place."),
+              "numbered list below too. Steps inside one namespace leave the ring in place; it turns red where the "
+              "packet is lost."),
 }
 
 _STYLE = ("<style>.al-player{margin:.5em 0 1em;border:1px solid #ccd;border-radius:6px;padding:.5em;max-width:820px}"
           ".al-stage{position:relative}.al-stage img{width:100%;display:block}"
           ".al-dot{position:absolute;width:26px;height:26px;margin:-13px 0 0 -13px;border-radius:50%;"
           "border:4px solid #e67e22;background:rgba(230,126,34,.25);transition:left .4s,top .4s;pointer-events:none}"
+          ".al-dot.al-lost{border-color:#c0392b;background:rgba(192,57,43,.45)}"
           ".al-controls{margin:.4em 0}.al-controls button{margin-right:.3em;font-size:.9em;cursor:pointer}"
           ".al-count{margin-left:.5em;color:#555;font-size:.9em}.al-caption{min-height:2.6em}"
           ".al-legend{font-size:.8em;color:#555;margin:.3em 0 0}li.al-now{background:#fdebd0}</style>")
 
 
-def player_html(rows: pd.DataFrame) -> str:
+def player_html(rows: pd.DataFrame, order: list[str] | None = None) -> str:
     """Return the step-through of one packet (its hop table ``rows``) as self-contained HTML:
     its figure, a marker on the packet's place at the current step, the step's line as the
     caption, and buttons to go back, forward and play. Put it just before the story's numbered
     list, whose current step it highlights."""
-    items, svg, kind = frames(rows)
+    items, svg, kind = frames(rows, order)
     label = str(rows["packet"].iloc[0])
     data = json.dumps([asdict(f) for f in items], ensure_ascii=False)
     embedded = data.replace("</", "<\\/")  # no "</script>" inside the script element
@@ -242,10 +250,11 @@ def player_html(rows: pd.DataFrame) -> str:
 class Story:
     """The steps of one packet and its hop table, shown as a numbered list with the table folded
     under it (HTML), or as numbered lines (text). Given the packet's own hop table (``rows``), the
-    HTML starts with its step-through (:func:`player_html`)."""
+    HTML starts with its step-through (:func:`player_html`, with the walk's lanes ``order``)."""
 
-    def __init__(self, label: str, items: list[Step], table: pd.DataFrame, rows: pd.DataFrame | None = None) -> None:
-        self.label, self.steps, self.table, self.rows = label, items, table, rows
+    def __init__(self, label: str, items: list[Step], table: pd.DataFrame, rows: pd.DataFrame | None = None,
+                 order: list[str] | None = None) -> None:
+        self.label, self.steps, self.table, self.rows, self.order = label, items, table, rows, order
 
     def __repr__(self) -> str:
         lines = [f"{self.label}: {len(self.steps)} steps"]
@@ -259,7 +268,7 @@ class Story:
             line = s.html()
             items.append(f"<li>{line} <small>(hop {hops})</small></li>" if hops else f"<li>{line}</li>")
         table = self.table.to_html(escape=True)
-        player = player_html(self.rows) if self.rows is not None else ""
+        player = player_html(self.rows, self.order) if self.rows is not None else ""
         return (f"<p><b>{html.escape(self.label)}</b></p>{player}<ol>{''.join(items)}</ol>"
                 f"<details><summary>The full hop table ({len(self.table)} rows shown)</summary>{table}</details>")
 
@@ -269,4 +278,4 @@ def story(frame: pd.DataFrame, packet: int | str) -> Story:
     table (:func:`ambientlab.book.hops`), shown as a numbered list with the table folded under it,
     after the packet's step-through."""
     rows = packet_hops(frame, packet)
-    return Story(str(rows["packet"].iloc[0]), steps(rows), hop_view(rows), rows)
+    return Story(str(rows["packet"].iloc[0]), steps(rows), hop_view(rows), rows, lanes(frame))

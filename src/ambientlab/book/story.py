@@ -524,10 +524,11 @@ class Row:
         return self.arrows[-1][2] if self.arrows else self.start
 
 
-def connection_rows(frame: pd.DataFrame) -> tuple[list[str], list[Row]]:
-    """Return the lanes of walk ``frame``'s sequence diagram (:func:`lanes`) and one :class:`Row`
-    per packet, top to bottom, as :func:`draw_connection` draws them."""
-    names = lanes(frame)
+def connection_rows(frame: pd.DataFrame, order: list[str] | None = None) -> tuple[list[str], list[Row]]:
+    """Return the lanes of walk ``frame``'s sequence diagram (:func:`lanes`, or ``order``: the
+    lanes of the whole walk, when ``frame`` is one of its packets) and one :class:`Row` per packet,
+    top to bottom, as :func:`draw_connection` draws them."""
+    names = order if order is not None else lanes(frame)
     packets = list(frame["packet"].drop_duplicates())
     x = {name: k for k, name in enumerate(names)}
     out = []
@@ -542,14 +543,15 @@ def connection_rows(frame: pd.DataFrame) -> tuple[list[str], list[Row]]:
     return names, out
 
 
-def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None) -> Axes:
+def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None, order: list[str] | None = None) -> Axes:
     """Draw every packet of walk ``frame`` as a row of arrows between lanes (pods, nodes,
     ztunnels, the rest of the cluster): each arrow is one stretch, labelled with the device it
     crosses, dashed inside a tunnel; a packet ends at a dot (a socket), a lane (a pod or the
-    cluster) or a cross (lost). Return the axes."""
+    cluster) or a cross (lost). ``order``: the lanes, left to right (by default :func:`lanes`).
+    Return the axes."""
     import matplotlib.pyplot as plt
 
-    names, rows = connection_rows(frame)
+    names, rows = connection_rows(frame, order)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 1.0 + 1.0 * len(rows)))
     for k, name in enumerate(names):
