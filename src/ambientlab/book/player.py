@@ -153,7 +153,8 @@ def frames(rows: pd.DataFrame, order: list[str] | None = None) -> tuple[list[Fra
         lost = legs(rows)[1] == "lost"
         for k, (step, xy) in enumerate(zip(items, places, strict=True), 1):
             px, py = ax.transData.transform(xy) / fig.dpi
-            out.append(Frame(k, step.text(), step.html(), round(float((px - box.x0) / box.width), 4),
+            hops = f" <small>(hop {', '.join(map(str, step.hops))})</small>" if step.hops else ""
+            out.append(Frame(k, step.text(), step.html() + hops, round(float((px - box.x0) / box.width), 4),
                              round(float(1 - (py - box.y0) / box.height), 4), lost and k == len(items)))
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", bbox_inches=box, metadata={"Date": None, "Creator": None})

@@ -345,8 +345,14 @@ def steps(frame: pd.DataFrame, packet: int | str | None = None) -> list[Step]:
     first = rows.iloc[0] if len(rows) else None
     if first is not None and first["hook"] != "wire":  # sent by a socket of this host: say what it sends
         mark = str(first["mark_before"])
-        out.append(Step(str(first["host"]), f"a socket sends `{first['headers']}`",
-                        f"socket mark {mark}" if _mark_value(mark) else "no socket mark", "", ()))  # no hop of its own
+        changed = f"socket mark {mark}" if _mark_value(mark) else "no socket mark"
+        sent = str(first["headers"])
+        if sent.startswith("0.0.0.0:"):  # an unbound socket: the routing decision picks the source address
+            chosen = next((str(h) for h in rows["headers"] if not str(h).startswith("0.0.0.0:")), "")
+            source = chosen.split(" > ")[0].rsplit(":", 1)[0] if chosen else ""
+            changed += f"; its source address is left to the route, which picks {source}" if source else \
+                "; its source address is left to the route"
+        out.append(Step(str(first["host"]), f"a socket sends `{sent}`", changed, "", ()))  # no hop of its own
     warned: set[tuple[str, str]] = set()
     outer = False  # between a tunnel's wrapping and its unwrapping: the steps are the outer packet's
     i = 0
