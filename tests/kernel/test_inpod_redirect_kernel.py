@@ -72,7 +72,10 @@ elif do == "connect":
     say(event="connected", peer="%s:%d" % c.getpeername())
 elif do == "udp-echo":  # kube-dns: answers each query to whoever asked
     s = sock("udp", bind=a["bind"]); say(event="ready")
-    data, peer = s.recvfrom(512); s.sendto(b"answer", peer); say(event="answered", peer=f"{peer[0]}:{peer[1]}")
+    data, peer = s.recvfrom(512)
+    if a.get("answer", True):
+        s.sendto(b"answer", peer)
+    say(event="answered", peer=f"{peer[0]}:{peer[1]}")
 elif do == "dns-proxy":  # ztunnel's DNS proxy: 127.0.0.1:15053, asks upstream from its own marked socket
     s = sock("udp", a["mark"], bind=a["bind"])
     up = sock("udp", a["mark"], bind=a["upstream_bind"]); up.settimeout(5); say(event="ready")
@@ -80,6 +83,12 @@ elif do == "dns-proxy":  # ztunnel's DNS proxy: 127.0.0.1:15053, asks upstream f
     up.sendto(data, tuple(a["upstream"])); answer, server = up.recvfrom(512)
     s.sendto(answer, app)
     say(event="proxied", app=f"{app[0]}:{app[1]}", upstream=f"{server[0]}:{server[1]}")
+elif do == "udp-listen":  # receives one datagram and says from whom
+    s = sock("udp", a.get("mark", 0), bind=a["bind"]); say(event="ready")
+    data, peer = s.recvfrom(512); say(event="received", peer=f"{peer[0]}:{peer[1]}")
+elif do == "udp-send":  # one datagram, then the socket closes (its conntrack entry stays)
+    c = sock("udp", a.get("mark", 0), bind=a["bind"]); c.sendto(b"query", tuple(a["dst"])); c.close()
+    say(event="sent")
 elif do == "udp-ask":
     c = sock("udp", bind=a["bind"]); c.settimeout(5); c.sendto(b"query", tuple(a["dst"]))
     data, server = c.recvfrom(512); say(event="answered", source=f"{server[0]}:{server[1]}", data=data.decode())
@@ -300,3 +309,27 @@ def test_the_kubelets_probe_is_accepted_in_nat_and_reaches_the_app(node: Namespa
         _stop(procs)
     assert app["peer"] == "169.254.7.127:46000" and ends == ["socket app 9080", "socket kubelet"]
     assert _same(kernel, mine) == 10
+
+
+def test_the_same_tuple_in_two_zones_is_two_connections(node: NamespaceSet) -> None:
+    mine, ends = _traced("redirect-dns-port-reuse")
+    procs = [_spawn(node, "world", do="udp-echo", bind=["10.96.0.10", 53], answer=False),
+             _spawn(node, "vethproductpage", do="udp-listen", bind=["127.0.0.1", 15053], mark=MARK)]
+    try:
+        assert _said(procs[0])["event"] == "ready" and _said(procs[1])["event"] == "ready"
+        _zero(node)
+        for mark in (0, MARK):  # the app's query, then ztunnel's from the same port
+            procs.append(_spawn(node, "vethproductpage", do="udp-send", bind=["10.244.2.3", 53000], mark=mark,
+                                dst=["10.96.0.10", 53]))
+            assert _said(procs[-1])["event"] == "sent"
+        far, proxy = _said(procs[0]), _said(procs[1])
+        kernel = _kernel(node)
+        entries = node.run("vethproductpage", "conntrack", "-L", "-p", "udp")
+    finally:
+        _stop(procs)
+    assert proxy["peer"] == "10.244.2.3:53000"  # the app's query reached the DNS proxy
+    assert far["peer"] == "10.244.2.3:53000"  # ztunnel's query reached kube-dns: not sent back to 15053
+    assert ends == ["socket ztunnel 15053 (DNS proxy)", "leaves for the rest of the cluster (eth0)"]
+    same = [line for line in entries.splitlines() if "src=10.244.2.3 dst=10.96.0.10 sport=53000 dport=53 " in line]
+    assert len(same) == 2 and sorted("zone=1" in line for line in same) == [False, True]
+    assert _same(kernel, mine) == 12

@@ -194,3 +194,17 @@ def dns(net: Network) -> list[Send]:
         Send("4 answer ztunnel's DNS proxy -> app", "productpage-v1",
              udp(IP("127.0.0.1"), DNS_PROXY_PORT, *app, "answer"), INPOD_MARK),
     ]
+
+
+def dns_port_reuse(net: Network) -> list[Send]:
+    """The collision conntrack zones avoid: the app's query from port 53000 is REDIRECTed to
+    15053 and its conntrack entry stays (about 30 s); ztunnel's own query then leaves from the
+    same port (the app's socket closed; assumed). Same tuple, but the raw table puts ztunnel's
+    (mark 0x539) in zone 1: a connection of its own, not the app's REDIRECTed one, so it leaves
+    for kube-dns instead of being sent back to ztunnel."""
+    app = (PRODUCTPAGE, 53000)
+    return [
+        Send("1 query app -> kube-dns:53", "productpage-v1", udp(*app, KUBE_DNS, DNS_PORT, "query")),
+        Send("2 query ztunnel -> kube-dns:53, same port", "productpage-v1", udp(*app, KUBE_DNS, DNS_PORT, "query"),
+             INPOD_MARK),
+    ]

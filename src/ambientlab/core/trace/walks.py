@@ -61,6 +61,7 @@ WALKS: dict[str, Walk] = {w.name: w for w in (
     Walk("redirect-inbound-plaintext", IN_POD_REDIRECT, inpod.redirect_network, inpod.redirect_inbound_plaintext),
     Walk("redirect-inbound-hbone", IN_POD_REDIRECT, inpod.redirect_network, inpod.redirect_inbound_hbone),
     Walk("redirect-dns", IN_POD_REDIRECT, inpod.redirect_network, inpod.dns),
+    Walk("redirect-dns-port-reuse", IN_POD_REDIRECT, inpod.redirect_network, inpod.dns_port_reuse),
     Walk("redirect-probe", IN_POD_REDIRECT, inpod.redirect_network, inpod.probe),
 )}
 
