@@ -194,7 +194,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """Record a node of your own cluster (or a live lab) with the book's read-only commands."""
-    from ambientlab.live.collect import Runner, Target, dry_run, lab_target, run_capture
+    from ambientlab.live.collect import Runner, Target, design_found, dry_run, lab_target, run_capture
 
     if args.kind_node:
         target = Target.kind(args.kind_node)
@@ -208,6 +208,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         return 0
     written = run_capture(target, Path(args.out), Runner(), with_ztunnel=args.with_ztunnel, pods=pods)
     print(f"{args.out}: {len(written)} files and manifest.yaml written (origin: recorded)")
+    print(design_found(Path(args.out)))
     return 0
 
 
