@@ -119,3 +119,17 @@ def test_the_node_alone_does_not_tell_tproxy_from_redirect() -> None:
     for capture in (load_capture(INPOD), TODAY):
         found = classify({"node/iptables-save.txt": capture.text("node/iptables-save.txt")})
         assert found.design == IN_POD_UNKNOWN and "ISTIO_POSTRT" in found.evidence
+
+
+def test_three_designs_side_by_side_and_what_changed() -> None:
+    from ambientlab.core.trace.designs import JOBS, changes, compare_designs
+
+    table = compare_designs(load_capture("kind-2022-ambient-worker2"), load_capture(INPOD), TODAY)
+    assert len(table) == 3 * len(JOBS)
+    hbone = table.loc["HBONE from another node reaches ztunnel's 15008"]
+    assert hbone.loc[IN_POD, "targets"] == "nat KUBE-SERVICES, mangle TPROXY"
+    assert hbone.loc[IN_POD_REDIRECT, "targets"] == "nat KUBE-SERVICES" and hbone.loc[IN_POD_REDIRECT, "marks set"] == "none"
+    changed = changes(table)
+    assert ("an app's outbound SYN reaches ztunnel", "ends at") not in changed.index  # outbound did not change
+    assert changed.loc[("the kubelet's probe reaches the app", "targets"), IN_POD_REDIRECT] == "nat SNAT, nat ACCEPT"
+    assert set(changed.index.get_level_values("what")) == {"rules that act", "targets", "marks set"}

@@ -141,14 +141,16 @@ def udp(src: int, sport: int, dst: int, dport: int, what: str) -> Packet:
 
 def redirect_network(capture: Capture) -> Network:
     """Return :func:`inpod_network` of a capture with today's rules, plus ztunnel's DNS proxy in
-    each recorded pod (127.0.0.1:15053, assumed: ztunnel's in-pod DNS listener) and the delivery
-    rows naming the original destination a REDIRECTed listener reads (SO_ORIGINAL_DST)."""
+    each recorded pod (127.0.0.1:15053, assumed: ztunnel's in-pod DNS listener), the delivery
+    rows naming the original destination a REDIRECTed listener reads (SO_ORIGINAL_DST), and a row
+    wherever conntrack translates a packet that no nat rule saw."""
     net = inpod_network(capture)
     for machine in net.machines.values():
         if machine.name != "node":
             machine.sockets.append(Socket("ztunnel 15053 (DNS proxy)", (IP("127.0.0.1"), DNS_PROXY_PORT),
                                           mark=INPOD_MARK))
     net.show_original_dst = True
+    net.show_conntrack = True  # where conntrack rewrites a packet no nat rule saw (the DNS answer, the probe's reply)
     return net
 
 
