@@ -133,3 +133,17 @@ def test_three_designs_side_by_side_and_what_changed() -> None:
     assert ("an app's outbound SYN reaches ztunnel", "ends at") not in changed.index  # outbound did not change
     assert changed.loc[("the kubelet's probe reaches the app", "targets"), IN_POD_REDIRECT] == "nat SNAT, nat ACCEPT"
     assert set(changed.index.get_level_values("what")) == {"rules that act", "targets", "marks set"}
+
+
+def test_lab_up_chooses_the_in_pod_rules_and_refuses_a_mismatch() -> None:
+    from ambientlab.live.lab.runtime import INPOD_RULES, LabError, up
+
+    assert INPOD_RULES == {"1.22": INPOD, "redirect": INPOD_REDIRECT}
+    with pytest.raises(LabError, match="--design inpod"):
+        up(design="2022", inpod_rules="redirect")
+    with pytest.raises(LabError, match=r"holds 1\.22 in-pod rules, not the redirect ones"):
+        up(design="inpod", inpod_rules="redirect", capture=INPOD)
+    with pytest.raises(LabError, match="holds no in-pod rules of a pod"):
+        up(design="inpod", capture="kind-2022-ambient-worker2")
+    with pytest.raises(LabError, match="not in"):
+        up(design="inpod", inpod_rules="1.99")

@@ -29,3 +29,5 @@ BEHAVIOURS = {
 INPOD_MARKS = {"listeners": {15001: 0x539, 15006: 0x539, 15008: 0x539}, "onward": 0x539}
 # The kube-proxy walks `lab trace --walk` plays in a lab built with --kube-proxy (ambientlab.live.lab.nftrace)
 KUBE_PROXY_LAB_WALKS = ("service-outside-mesh-remote", "service-outside-mesh-local")
+# The in-pod walks it plays in an in-pod lab, one per version of the rules (`lab up --design inpod --rules`)
+INPOD_LAB_WALKS = ("inpod-outbound", "redirect-outbound")
