@@ -1,10 +1,12 @@
-"""The named walks of both designs in one registry, and the one way to play them.
+"""The named walks of every design in one registry, and the one way to play them.
 
 A walk is a short scenario: the packets one connection sends, in order, each followed hop by
 hop through the node's recorded rules and routes. The 2022 node-level walks
 (:mod:`ambientlab.core.trace.scenarios`) play on the node built from a capture of that design
 (:func:`~ambientlab.core.trace.demo.demo_network`); the in-pod walks
-(:mod:`ambientlab.core.trace.inpod`) on the pods of an in-pod capture. A 2022 walk can be played
+(:mod:`ambientlab.core.trace.inpod`) on the pods of an in-pod capture of their version: ``inpod-*``
+on 1.22's TPROXY rules, ``redirect-*`` on today's REDIRECT rules (:func:`unfit_for` tells them
+apart by :func:`~ambientlab.core.redirection.classify`). A 2022 walk can be played
 with pieces of the node removed (:data:`ambientlab.core.trace.breaks.PIECES`).
 """
 
@@ -68,7 +70,8 @@ WALKS: dict[str, Walk] = {w.name: w for w in (
 
 def unfit_for(capture: Capture, design: str) -> str | None:
     """Return why ``capture`` cannot be walked in ``design`` (NODE_LEVEL needs the node's and the
-    ztunnel pod's rules; IN_POD needs app pods' folders with rules of their own), or None if it can."""
+    ztunnel pod's rules; IN_POD and IN_POD_REDIRECT need app pods' folders with rules of their own,
+    of that version), or None if it can."""
     if design in (IN_POD, IN_POD_REDIRECT):
         if not set(inpod.pod_folders(capture)) - {"ztunnel"}:
             return "has no pod folders with rules of their own (read an in-pod capture, e.g. inpod-1.22-ambient-worker2)"
