@@ -15,6 +15,8 @@ import pytest
 from ambientlab import load_capture
 from ambientlab.cli.main import main
 from ambientlab.core.capture import Capture
+from ambientlab.core.constants import INPOD_REDIRECT
+from ambientlab.core.redirection import IN_POD, IN_POD_REDIRECT, IN_POD_UNKNOWN, NODE_LEVEL
 from ambientlab.core.trace.walks import walk
 from ambientlab.live.collect import ZTUNNEL_POD, debug_pod_name
 from tests.conftest import DATA, write_fake
@@ -60,14 +62,18 @@ def _node_commands(calls: list[str]) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize(("how", "capture", "found"), [
-    (["--kind-node", "ambient-worker2", "--with-ztunnel"], DEMO.name, {ZTUNNEL_POD: "ztunnel-gzlxs"}),
-    (["--kubectl-debug", "ambient-worker2", "--with-ztunnel"], DEMO.name, {ZTUNNEL_POD: "ztunnel-gzlxs"}),
-    (["--kind-node", "ambient-worker2", "--pods", "productpage-v1,reviews-v1"], INPOD,
-     {"NETNS-OF-productpage-v1": "cni-productpage-v1", "NETNS-OF-reviews-v1": "cni-reviews-v1"}),
+PODS = {"NETNS-OF-productpage-v1": "cni-productpage-v1", "NETNS-OF-reviews-v1": "cni-reviews-v1"}
+
+
+@pytest.mark.parametrize(("how", "capture", "found", "design"), [
+    (["--kind-node", "ambient-worker2", "--with-ztunnel"], DEMO.name, {ZTUNNEL_POD: "ztunnel-gzlxs"}, NODE_LEVEL),
+    (["--kubectl-debug", "ambient-worker2", "--with-ztunnel"], DEMO.name, {ZTUNNEL_POD: "ztunnel-gzlxs"}, NODE_LEVEL),
+    (["--kind-node", "ambient-worker2", "--pods", "productpage-v1,reviews-v1"], INPOD, PODS, IN_POD),
+    (["--kind-node", "ambient-worker2", "--pods", "productpage-v1,reviews-v1"], INPOD_REDIRECT, PODS, IN_POD_REDIRECT),
+    (["--kind-node", "ambient-worker2"], INPOD_REDIRECT, {}, IN_POD_UNKNOWN),
 ])
 def test_the_dry_run_lists_exactly_what_the_real_run_starts(how: list[str], capture: str, found: dict[str, str],
-                                                             fake_path: Path, tmp_path: Path,
+                                                             design: str, fake_path: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("FAKE_CAPTURE", str(DATA / capture))
@@ -75,7 +81,11 @@ def test_the_dry_run_lists_exactly_what_the_real_run_starts(how: list[str], capt
     notes, dry = _dry(["capture", str(out), *how], capsys, found)
     assert _calls(fake_path) == [] and not out.exists()  # the dry run ran nothing, wrote nothing
     assert main(["capture", str(out), *how]) == 0, capsys.readouterr().err
-    assert "files and manifest.yaml written" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "files and manifest.yaml written" in said
+    assert f"design: this cluster runs the {design} design: " in said  # which design the capture shows
+    if design == IN_POD_UNKNOWN:
+        assert "capture again with --pods NAME" in said
     real = _calls(fake_path)
     assert dry == real
     kubectl = [c for c in real if c.startswith("kubectl")]
@@ -98,8 +108,8 @@ def test_the_dry_run_lists_exactly_what_the_real_run_starts(how: list[str], capt
     assert [p.name for p in tmp_path.iterdir() if p.name != "bin"] == ["mine"]  # the work folder was renamed
     if "--pods" in how:
         assert "NETNS-OF-productpage-v1" in notes[2]
-        assert mine.text("reviews-v1/iptables-save.txt") == load_capture(INPOD).text("reviews-v1/iptables-save.txt")
-    elif "--kind-node" in how:
+        assert mine.text("reviews-v1/iptables-save.txt") == load_capture(capture).text("reviews-v1/iptables-save.txt")
+    elif "--kind-node" in how and capture == DEMO.name:
         _reads_and_walks_like_the_demo(mine)
 
 

@@ -83,3 +83,12 @@ def test_the_kernel_restores_0x111_on_the_apps_ack_as_the_tracer_does(lab: Lab) 
     predicted = _app_to_ztunnel_handshake()
     tracer_output = predicted[(predicted["packet"] == "3 ACK") & (predicted["hook"] == "OUTPUT")]
     assert kernel_output[3] == tracer_output["mark_after"].iloc[-1] == "0x111"
+
+
+def test_lab_trace_of_the_outbound_walk_agrees_hook_by_hook(lab: Lab) -> None:
+    from ambientlab.core.trace.nftrace import compare, kernel_segments
+    from ambientlab.live.lab.nftrace import trace_inpod_walk
+
+    _, texts, frame = trace_inpod_walk(lab, "inpod-outbound")
+    table = compare(frame, kernel_segments(texts, lab.prefix))
+    assert table["agree"].all() and table["hook"].tolist() == ["OUTPUT", "PREROUTING"], table.to_string()

@@ -9,7 +9,7 @@ lists every name with the chapter that first uses it (:mod:`ambientlab.book.apid
   :data:`VARIABLE`, :class:`CaptureMismatch`.
 - Walks (the tracer's answers): :data:`WALKS` (each with its ``doc``), :func:`walk`,
   :func:`packets`, :func:`hops`, :data:`PIECES`, :func:`outcomes`, :func:`compare_designs`,
-  :data:`WORLD`.
+  :func:`design_changes`, :data:`WORLD`; :func:`which_design` (which design a capture's rules show).
 - One host's routing: :func:`node`, :func:`route_get`, :func:`render_route`, :func:`ip`,
   :func:`ip_text`.
 - A walk as a story: :func:`story` (a :class:`Story`: the packet's step-through, the numbered
@@ -57,12 +57,14 @@ from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.parse.ip_route import render_route
 from ambientlab.core.parse.wire import plaintext_hits, tls_records
 from ambientlab.core.recordings import RecordedTrace, recorded_trace, recorded_traces, verdict
+from ambientlab.core.redirection import capture_rules, classify
 from ambientlab.core.tables import compact
 from ambientlab.core.trace import host_from_capture, ipv4
 from ambientlab.core.trace.batch import answer as _route_answer
 from ambientlab.core.trace.batch import parse_query, public
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.demo import WORLD
+from ambientlab.core.trace.designs import changes as design_changes
 from ambientlab.core.trace.designs import compare_designs
 from ambientlab.core.trace.host import Host
 from ambientlab.core.trace.predict import Connection, HboneConnection, Prediction, predict, predict_hbone
@@ -198,6 +200,14 @@ def service_branches(capture: Capture, service: str = "default/reviews:http") ->
     return branches(capture, service)
 
 
+def which_design(capture: Capture | str) -> str:
+    """Return one sentence: which design of ambient redirection the ``iptables-save`` outputs of
+    ``capture`` (a capture or its name) show (2022 node-level, 1.22 in-pod TPROXY, 1.24+ in-pod
+    REDIRECT), and the rule, file and line that show it."""
+    found = classify(capture_rules(load_capture(capture) if isinstance(capture, str) else capture))
+    return found.sentence()
+
+
 def split_at_underlay(frame: pd.DataFrame, packet: int | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return a two-node walk (or its packet ``packet``) as two one-node walks: the first node's
     and the second node's, each drawable with :func:`draw_walk` on its own node's capture."""
@@ -226,6 +236,7 @@ __all__ = [
     "compact",
     "compare_designs",
     "decision",
+    "design_changes",
     "devices",
     "draw_cluster",
     "draw_connection",
@@ -269,5 +280,6 @@ __all__ = [
     "verdict",
     "veth_owners",
     "walk",
+    "which_design",
     "who_connects",
 ]

@@ -117,7 +117,7 @@ def api_page(folder: Path = NOTEBOOKS) -> str:
 def _value_note(name: str) -> str:
     return {
         "PIECES": "The pieces of the 2022 node that a walk can be played without: {name: piece}.",
-        "WALKS": "The named walks of both designs: {name: walk}, each with its design and its doc.",
+        "WALKS": "The named walks of every design: {name: walk}, each with its design and its doc.",
         "WORLD": "The tracer's name for everything outside the node (the rest of the cluster).",
         "VARIABLE": "`AMBIENTLAB_CAPTURE`, the environment variable that points the chapters at your own capture.",
     }.get(name, "")

@@ -18,17 +18,16 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.book.packet import ending, send
+from ambientlab.book.packet import design_network, ending, send
 from ambientlab.book.player import Story, story
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.breaks import PIECES
-from ambientlab.core.trace.demo import demo_network, pod_names, short_name
-from ambientlab.core.trace.inpod import inpod_network
+from ambientlab.core.trace.demo import pod_names, short_name
 from ambientlab.core.trace.scenarios import REVIEWS_VIP
-from ambientlab.core.trace.walks import IN_POD, NODE_LEVEL, unfit_for
+from ambientlab.core.trace.walks import NODE_LEVEL
 
-CAPTURES = ("kind-2022-ambient-worker2", "kind-2022-ambient-worker", "inpod-1.22-ambient-worker2")
+CAPTURES = ("kind-2022-ambient-worker2", "kind-2022-ambient-worker", "inpod-1.22-ambient-worker2", "inpod-redirect-ambient-worker2")
 OUTSIDE = "192.0.2.10"  # an example address outside the cluster (RFC 5737's documentation range): assumed
 NONE = "(none)"
 
@@ -93,8 +92,8 @@ def choices(capture_name: str) -> Choices:
         for ip, name in sorted(pod_names(load_capture(other)).items(), key=lambda kv: kv[1]):
             destinations.setdefault(f"pod {short_name(name)} ({ip})", ip)
     destinations[f"service reviews ({ipv4.to_text(REVIEWS_VIP)})"] = ipv4.to_text(REVIEWS_VIP)
-    inpod = unfit_for(capture, NODE_LEVEL) is not None and unfit_for(capture, IN_POD) is None
-    net = inpod_network(capture) if inpod else demo_network(capture)
+    design, net = design_network(capture)
+    inpod = design != NODE_LEVEL
     if not inpod:
         address = ipv4.to_text(net.machines["node"].host.devices["eth0"].addrs[0].local)
         destinations[f"node (its eth0, {address})"] = address
@@ -102,7 +101,7 @@ def choices(capture_name: str) -> Choices:
     hosts = [m for m in ("node", "ztunnel") if m in net.machines and (m == "node" or not inpod)]
     return Choices(sources=[*(p for p in pods if p in net.entries or p in net.machines), *hosts],
                    destinations=destinations, pieces=[NONE] if inpod else [NONE, *PIECES], ipset=not inpod,
-                   hosts=[m for m in net.machines if m in hosts or m in pods], design=IN_POD if inpod else NODE_LEVEL)
+                   hosts=[m for m in net.machines if m in hosts or m in pods], design=design)
 
 
 def pod_names_of(capture_name: str) -> list[str]:

@@ -19,23 +19,31 @@ from ambientlab.core.constants import BEHAVIOURS
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.breaks import PIECES, remove_ip_rule
 from ambientlab.core.trace.demo import WORLD, demo_network, pod_names, short_name
-from ambientlab.core.trace.inpod import inpod_network
+from ambientlab.core.trace.inpod import inpod_network, redirect_network
 from ambientlab.core.trace.netfilter import Packet
 from ambientlab.core.trace.network import Network, Socket
 from ambientlab.core.trace.scenarios import Send, play
-from ambientlab.core.trace.walks import IN_POD, unfit_for
+from ambientlab.core.trace.walks import IN_POD, IN_POD_REDIRECT, NODE_LEVEL, unfit_for
 
 PROTOCOLS = {"tcp": 6, "udp": 17}
 _IP_RULE = re.compile(r"([a-z0-9-]+)-ip-rule-(\d+)")
 
 
-def _network(capture: Capture, without: Sequence[str]) -> Network:
-    """Return the tracer's network of ``capture`` (in-pod or 2022 node-level, as its folders say),
-    with the 2022 ztunnel's three listeners and the pieces ``without`` removed."""
+def design_network(capture: Capture) -> tuple[str, Network]:
+    """Return the design of ``capture`` (``IN_POD``, ``IN_POD_REDIRECT`` or ``NODE_LEVEL``, as its
+    folders and rules say) and the tracer's network of it."""
     if unfit_for(capture, IN_POD) is None:
-        net = inpod_network(capture)
-    else:
-        net = demo_network(capture)
+        return IN_POD, inpod_network(capture)
+    if unfit_for(capture, IN_POD_REDIRECT) is None:
+        return IN_POD_REDIRECT, redirect_network(capture)
+    return NODE_LEVEL, demo_network(capture)
+
+
+def _network(capture: Capture, without: Sequence[str]) -> Network:
+    """Return the tracer's network of ``capture`` (:func:`design_network`), with the 2022 ztunnel's
+    three listeners (on a 2022 capture) and the pieces ``without`` removed."""
+    design, net = design_network(capture)
+    if design == NODE_LEVEL:
         for port, mark in BEHAVIOURS["marks-2022"]["listeners"].items():
             net.machines["ztunnel"].sockets.append(
                 Socket(f"ztunnel {port}", (ipv4.to_int("127.0.0.1"), port), transparent=True, mark=mark))

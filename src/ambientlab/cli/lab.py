@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ambientlab.core.constants import BEHAVIOURS, KUBE_PROXY_LAB_WALKS
+from ambientlab.core.constants import BEHAVIOURS, INPOD_LAB_WALKS, KUBE_PROXY_LAB_WALKS
 from ambientlab.live.interrupts import Interrupted
 from ambientlab.live.lab.plan import SECOND, TUNNELS
 from ambientlab.live.lab.runtime import (
     DEFAULT_CAPTURE,
     DESIGNS,
     INPOD_CAPTURE,
+    INPOD_RULES,
     Lab,
     LabError,
     open_lab,
@@ -35,12 +36,14 @@ def _lab(args: argparse.Namespace) -> Lab:
 def _not_inpod(lab: Lab, command: str) -> None:
     if lab.state.get("design") == "inpod":
         raise LabError(f"`lab {command}` compares with the 2022 node-level tracer; this lab ({lab.prefix}) is in-pod. "
-                       "Its walks are in notebooks/15-inpod.ipynb; here use `lab connect` and `lab exec`")
+                       "Its walks are in notebooks/15-inpod.ipynb; here use `lab trace --walk inpod-outbound` "
+                       "(or redirect-outbound), `lab connect` and `lab exec`")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Build a lab and start its programs."""
-    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes, args.design, args.kube_proxy)
+    lab = up(args.capture, args.tunnel, args.prefix, args.ztunnel, args.nodes, args.design, args.kube_proxy,
+             args.rules)
     second = f" + {lab.state['second_capture']}" if lab.state.get("second_capture") else ""
     tunnels = "no tunnels" if lab.state.get("design") == "inpod" else f"{lab.state['tunnel']} tunnels"
     print(f"lab {lab.prefix} is up in {lab.state['build_seconds']} s: {lab.state['capture']}{second}, "
@@ -54,6 +57,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"try: ambientlab lab connect productpage-v1 reviews-v1 --prefix {lab.prefix}   (15001 in productpage-v1, "
               "15006 in reviews-v1)")
         print(f"     ambientlab lab exec productpage-v1 --prefix {lab.prefix} -- iptables-save")
+        walk = "redirect-outbound" if lab.state["behaviour"] == "inpod-redirect" else "inpod-outbound"
+        print(f"     ambientlab lab trace --walk {walk} --prefix {lab.prefix}   (the kernel against the tracer)")
         print(f"then: ambientlab lab down --prefix {lab.prefix}")
         return 0
     if second:
@@ -169,12 +174,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
     """Trace one connection in the kernel and print it next to the tracer's prediction."""
     from ambientlab.core.trace.nftrace import compare, kernel_segments
     from ambientlab.core.trace.predict import predict, predict_hbone
-    from ambientlab.live.lab.nftrace import trace, trace_hbone, trace_walk
+    from ambientlab.live.lab.nftrace import trace, trace_hbone, trace_inpod_walk, trace_walk
 
     lab = _lab(args)
-    _not_inpod(lab, "trace")
+    if not (lab.state.get("design") == "inpod" and args.walk):  # an in-pod lab traces its walks only
+        _not_inpod(lab, "trace")
     broken = [b["piece"] for b in lab.state["breaks"]]
-    if args.walk:
+    if lab.state.get("design") == "inpod":
+        output, texts, predicted = trace_inpod_walk(lab, args.walk)
+    elif args.walk:
         output, texts, predicted = trace_walk(lab, args.walk)
     elif not (args.source and args.destination):
         raise LabError("`lab trace` needs SOURCE and DESTINATION, or --walk NAME")
@@ -273,7 +281,9 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p = command("up", cmd_up, "build a lab and start the stand-in ztunnel and the apps", prefix=False)
     p.add_argument("--capture", help=f"capture to rebuild (default: {DEFAULT_CAPTURE}, or {INPOD_CAPTURE} in-pod)")
     p.add_argument("--design", choices=DESIGNS, default="2022",
-                   help="2022: node-level redirection; inpod: Istio 1.22's rules in the pods' own namespaces")
+                   help="2022: node-level redirection; inpod: the rules in the pods' own namespaces")
+    p.add_argument("--rules", choices=tuple(INPOD_RULES),
+                   help="in-pod: Istio 1.22's rules (TPROXY, the default) or today's (REDIRECT, Istio 1.24+)")
     p.add_argument("--tunnel", choices=TUNNELS, help="tunnel type (default: geneve, else vxlan, else veth)")
     p.add_argument("--prefix", help="name prefix of the namespaces (default: a new unique one)")
     p.add_argument("--ztunnel", choices=sorted(BEHAVIOURS), default="marks-2022",
@@ -307,8 +317,9 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p = command("trace", cmd_trace, "one connection traced by the kernel, next to the tracer's prediction")
     p.add_argument("source", nargs="?")
     p.add_argument("destination", nargs="?")
-    p.add_argument("--walk", choices=KUBE_PROXY_LAB_WALKS,
-                   help="instead: a kube-proxy walk (details-v1 to the reviews service; a lab up with --kube-proxy)")
+    p.add_argument("--walk", choices=(*KUBE_PROXY_LAB_WALKS, *INPOD_LAB_WALKS),
+                   help="instead: a kube-proxy walk (details-v1 to the reviews service; a lab up with --kube-proxy), "
+                        "or an in-pod walk's first packet (inpod-outbound: 1.22 rules; redirect-outbound: today's)")
     p.add_argument("--sport", type=int, default=41234, help="the client's port (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="also print the raw nft monitor trace")
     p = command("break", cmd_break, "remove one piece of the redirection (--list: the pieces)")

@@ -13,7 +13,7 @@ import pandas as pd
 from ambientlab import __version__
 from ambientlab.cli.lab import add_lab_parser, handle_errors
 from ambientlab.core.capture import ManifestError, list_captures, load_capture, rehash
-from ambientlab.core.constants import DEMO, INPOD
+from ambientlab.core.constants import DEMO, INPOD, INPOD_REDIRECT
 from ambientlab.core.constants import WORKER as WORKER_CAPTURE
 from ambientlab.core.errors import ParseError, decode_text
 from ambientlab.core.parse import KINDS, IpsetList, IptablesSave, parse, to_records
@@ -94,6 +94,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         inpod = load_capture(INPOD)
         print(f"{inpod.name}: {len(write_inpod(inpod.root))} reconstructed files written")
+        today = load_capture(INPOD_REDIRECT)
+        print(f"{today.name}: {len(write_inpod(today.root, rules='redirect'))} reconstructed files written")
     for name in names:
         capture = load_capture(name)
         if args.rehash:
@@ -192,7 +194,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """Record a node of your own cluster (or a live lab) with the book's read-only commands."""
-    from ambientlab.live.collect import Runner, Target, dry_run, lab_target, run_capture
+    from ambientlab.live.collect import Runner, Target, design_found, dry_run, lab_target, run_capture
 
     if args.kind_node:
         target = Target.kind(args.kind_node)
@@ -206,6 +208,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         return 0
     written = run_capture(target, Path(args.out), Runner(), with_ztunnel=args.with_ztunnel, pods=pods)
     print(f"{args.out}: {len(written)} files and manifest.yaml written (origin: recorded)")
+    print(design_found(Path(args.out)))
     return 0
 
 

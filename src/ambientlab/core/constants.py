@@ -9,6 +9,7 @@ DEMO = "kind-2022-ambient-worker2"  # the book's node: Sept 2022, node-level red
 WORKER = "kind-2022-ambient-worker"  # the demo cluster's other node (second node of a two-node lab)
 KEBE = "kind-2022-kebe"  # the second 2022 cluster
 INPOD = "inpod-1.22-ambient-worker2"  # Istio 1.22's in-pod rules
+INPOD_REDIRECT = "inpod-redirect-ambient-worker2"  # today's in-pod rules (REDIRECT, Istio 1.24 and later)
 LAB = "lab-2026-11-ambient-worker2"  # the live lab's recording (chapter 13)
 HBONE = "lab-2026-11-hbone"  # the two-node lab's HBONE recording (chapter 14)
 LAB_INPOD = "lab-2026-11-inpod"  # the in-pod lab's recording (chapter 15)
@@ -28,3 +29,5 @@ BEHAVIOURS = {
 INPOD_MARKS = {"listeners": {15001: 0x539, 15006: 0x539, 15008: 0x539}, "onward": 0x539}
 # The kube-proxy walks `lab trace --walk` plays in a lab built with --kube-proxy (ambientlab.live.lab.nftrace)
 KUBE_PROXY_LAB_WALKS = ("service-outside-mesh-remote", "service-outside-mesh-local")
+# The in-pod walks it plays in an in-pod lab, one per version of the rules (`lab up --design inpod --rules`)
+INPOD_LAB_WALKS = ("inpod-outbound", "redirect-outbound")

@@ -47,6 +47,7 @@ from typing import Any
 
 from ambientlab.core.capture import load_capture, write_manifest
 from ambientlab.core.parse import parse
+from ambientlab.core.redirection import IN_POD_UNKNOWN, capture_rules, classify
 from ambientlab.core.trace.demo import short_name
 from ambientlab.live.outputs import SYSCTL
 
@@ -250,6 +251,18 @@ def run_capture(target: Target, root: Path, runner: Runner, *, with_ztunnel: boo
             shutil.rmtree(work, ignore_errors=True)
         raise
     return [f["path"] for f in files]
+
+
+def design_found(root: Path) -> str:
+    """Return what ``ambientlab capture`` tells the reader after writing the capture at ``root``:
+    which design of redirection its iptables-save outputs show (2022 node-level, 1.22 in-pod
+    TPROXY, 1.24+ in-pod REDIRECT: :func:`~ambientlab.core.redirection.classify`) and the rule
+    that shows it; when only the node was read and it is in-pod, how to find out which."""
+    found = classify(capture_rules(load_capture(root)))
+    text = f"design: {found.sentence()}"
+    if found.design == IN_POD_UNKNOWN:
+        text += " (capture again with --pods NAME, a meshed pod: its own rules tell TPROXY from REDIRECT)"
+    return text
 
 
 def _capture(target: Target, work: Path | None, runner: Runner, with_ztunnel: bool,

@@ -9,6 +9,15 @@ istio.io's "Ztunnel traffic redirection" page prints as ``iptables-save`` output
 ``cni/pkg/iptables/iptables_linux.go`` (``ip rule … fwmark 0x111/0xfff pref 32764 lookup 100``
 and ``local 0.0.0.0/0 dev lo table 100``), ``cni/pkg/iptables/testdata/hostprobe.golden``
 (the node's SNAT of kubelet probes to 169.254.7.127).
+
+Today's rules (``rules="redirect"``, the capture ``inpod-redirect-ambient-worker2``): upstream
+moved in-pod capture from TPROXY to REDIRECT (istio/istio pull request 52622, Istio 1.24). They
+are rebuilt from ``cni/pkg/iptables/iptables.go`` at istio/istio
+``d9c34622bf0968848d241c148c06af7af49ea483`` (``AppendInpodRules`` with DNS capture on, no
+virtual interfaces, not ingress mode; ``AppendHostRules``, whose probe set is
+``istio-inpod-probes-v4`` from ``cni/pkg/ipset/ipset.go``), read rule by rule; the chains' order
+within each table is the one iptables-save prints. The ``ip rule``/table 100 pair is the same
+(``iptables_linux.go``, which CreateInpodRules still calls at that commit).
 """
 
 from __future__ import annotations
@@ -60,16 +69,63 @@ COMMIT
 """
 RECORDED_PODS = ("productpage-v1", "reviews-v1")  # the pods whose namespaces the capture prints
 
+UPSTREAM_REDIRECT = "d9c34622bf0968848d241c148c06af7af49ea483"
+REDIRECT_PROBE_SET = f"{PROBE_SET}-v4"  # fmt.Sprintf(ipset.V4Name, ProbeIPSet), V4Name = "%s-v4"
+REDIRECT_POD_RULES = """*raw
+:ISTIO_OUTPUT - [0:0]
+:ISTIO_PRERT - [0:0]
+-A PREROUTING -j ISTIO_PRERT
+-A OUTPUT -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -p udp -m mark --mark 0x539/0xfff -m udp --dport 53 -j CT --zone 1
+-A ISTIO_PRERT -p udp -m mark ! --mark 0x539/0xfff -m udp --sport 53 -j CT --zone 1
+COMMIT
+*mangle
+:ISTIO_OUTPUT - [0:0]
+:ISTIO_PRERT - [0:0]
+-A PREROUTING -j ISTIO_PRERT
+-A OUTPUT -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A ISTIO_PRERT -m mark --mark 0x539/0xfff -j CONNMARK --set-xmark 0x111/0xfff
+COMMIT
+*nat
+:ISTIO_OUTPUT - [0:0]
+:ISTIO_PRERT - [0:0]
+-A PREROUTING -j ISTIO_PRERT
+-A OUTPUT -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -d 169.254.7.127/32 -p tcp -m tcp -j ACCEPT
+-A ISTIO_OUTPUT ! -o lo -p udp -m mark ! --mark 0x539/0xfff -m udp --dport 53 -j REDIRECT --to-ports 15053
+-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15053
+-A ISTIO_OUTPUT -p tcp -m mark --mark 0x111/0xfff -j ACCEPT
+-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -j ACCEPT
+-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15001
+-A ISTIO_PRERT -s 169.254.7.127/32 -p tcp -m tcp -j ACCEPT
+-A ISTIO_PRERT ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport 15008 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006
+COMMIT
+"""
+REDIRECT_NODE_RULES = f"""*nat
+:KUBE-SERVICES - [0:0]
+:ISTIO_POSTRT - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -j ISTIO_POSTRT
+-A ISTIO_POSTRT -m owner --socket-exists -p tcp -m set --match-set {REDIRECT_PROBE_SET} dst -j SNAT --to-source {PROBE_SOURCE}
+COMMIT
+"""
+# Each version of the rules: (the pods' rules, the node's rules, the probe set's name).
+RULES = {"1.22": (POD_RULES, NODE_RULES, PROBE_SET),
+         "redirect": (REDIRECT_POD_RULES, REDIRECT_NODE_RULES, REDIRECT_PROBE_SET)}
 
-def build_inpod(ns: NamespaceSet, spec: NodeSpec = WORKER2) -> None:
+
+def build_inpod(ns: NamespaceSet, spec: NodeSpec = WORKER2, rules: str = "1.22") -> None:
     """Wire ``spec``'s node and pods (:func:`~ambientlab.live.reconstruct.wire`), then install the
-    in-pod rules and routing in every app pod's namespace and the probe SNAT on the node."""
+    in-pod rules (``rules``: a key of :data:`RULES`, Istio 1.22's TPROXY or today's REDIRECT) and
+    routing in every app pod's namespace and the probe SNAT on the node."""
+    pod_rules, node_rules, probe_set = RULES[rules]
     wire(ns, spec)
-    ns.run("node", "ipset", "restore", stdin=f"create {PROBE_SET} hash:ip\n"
-           + "".join(f"add {PROBE_SET} {p.ip}\n" for p in spec.pods))
-    ns.run("node", "iptables-restore", stdin=NODE_RULES)
+    ns.run("node", "ipset", "restore", stdin=f"create {probe_set} hash:ip\n"
+           + "".join(f"add {probe_set} {p.ip}\n" for p in spec.pods))
+    ns.run("node", "iptables-restore", stdin=node_rules)
     for pod in spec.pods:
-        ns.run(pod.veth, "iptables-restore", stdin=POD_RULES)
+        ns.run(pod.veth, "iptables-restore", stdin=pod_rules)
         ns.script(pod.veth, POD_ROUTING)
 
 
@@ -95,11 +151,12 @@ def outputs(spec: NodeSpec = WORKER2) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def reconstruct_inpod(spec: NodeSpec = WORKER2, prefix: str | None = None) -> dict[str, str]:
-    """Build the in-pod node in namespaces; return {capture path: text the tools printed}."""
+def reconstruct_inpod(spec: NodeSpec = WORKER2, prefix: str | None = None, rules: str = "1.22") -> dict[str, str]:
+    """Build the in-pod node with ``rules`` (a key of :data:`RULES`) in namespaces; return
+    {capture path: text the tools printed}."""
     texts: dict[str, str] = {}
     with NamespaceSet(prefix) as ns:
-        build_inpod(ns, spec)
+        build_inpod(ns, spec, rules)
         for host, files in outputs(spec).items():
             for path, argv in files.items():
                 text = clean_output(ns.run(host, *argv))
@@ -107,8 +164,9 @@ def reconstruct_inpod(spec: NodeSpec = WORKER2, prefix: str | None = None) -> di
     return texts
 
 
-def write_inpod(root: Path, spec: NodeSpec = WORKER2) -> list[str]:
-    """Write the in-pod capture's reconstructed files into ``root``; return their paths."""
-    texts = reconstruct_inpod(spec)
+def write_inpod(root: Path, spec: NodeSpec = WORKER2, rules: str = "1.22") -> list[str]:
+    """Write the in-pod capture's reconstructed files (``rules``: a key of :data:`RULES`) into
+    ``root``; return their paths."""
+    texts = reconstruct_inpod(spec, rules=rules)
     write_texts(root, texts)
     return list(texts)

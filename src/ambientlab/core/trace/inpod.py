@@ -14,7 +14,7 @@ from ambientlab.core.capture import Capture
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.build import host_from_capture
 from ambientlab.core.trace.demo import WORLD, _ipsets, pod_names, short_name
-from ambientlab.core.trace.netfilter import Ruleset
+from ambientlab.core.trace.netfilter import Packet, Ruleset
 from ambientlab.core.trace.network import Exit, Machine, Network, Socket
 from ambientlab.core.trace.scenarios import Send, tcp
 
@@ -126,4 +126,87 @@ def probe(net: Network) -> list[Send]:
     return [
         Send("1 SYN kubelet -> reviews-v1:9080", "node", tcp(HOST_IP, 46000, REVIEWS_V1, 9080, "S")),
         Send("2 SYN-ACK app -> 169.254.7.127", "reviews-v1", tcp(REVIEWS_V1, 9080, PROBE_SOURCE, 46000, "SA")),
+    ]
+
+
+# -- today's rules (REDIRECT, Istio 1.24 and later: capture inpod-redirect-ambient-worker2) ----------------
+KUBE_DNS = IP("10.96.0.10")  # kube-dns's cluster IP (assumed: kind's default service CIDR's tenth address)
+DNS_PORT, DNS_PROXY_PORT = 53, 15053
+
+
+def udp(src: int, sport: int, dst: int, dport: int, what: str) -> Packet:
+    """Return a UDP packet with these addresses and ports; ``what`` is shown as its flags (``query``)."""
+    return Packet(src=src, dst=dst, proto=17, sport=sport, dport=dport, flags=what)
+
+
+def redirect_network(capture: Capture) -> Network:
+    """Return :func:`inpod_network` of a capture with today's rules, plus ztunnel's DNS proxy in
+    each recorded pod (127.0.0.1:15053, assumed: ztunnel's in-pod DNS listener), the delivery
+    rows naming the original destination a REDIRECTed listener reads (SO_ORIGINAL_DST), and a row
+    wherever conntrack translates a packet that no nat rule saw."""
+    net = inpod_network(capture)
+    for machine in net.machines.values():
+        if machine.name != "node":
+            machine.sockets.append(Socket("ztunnel 15053 (DNS proxy)", (IP("127.0.0.1"), DNS_PROXY_PORT),
+                                          mark=INPOD_MARK))
+    net.show_original_dst = True
+    net.show_conntrack = True  # where conntrack rewrites a packet no nat rule saw (the DNS answer, the probe's reply)
+    return net
+
+
+def redirect_inbound_plaintext(net: Network) -> list[Send]:
+    """A client outside the mesh connects to reviews-v1:9080: the nat table's REDIRECT in
+    PREROUTING sends it to ztunnel's 15006 inside the pod (the destination becomes the pod's own
+    address, port 15006; ztunnel reads the original with SO_ORIGINAL_DST); ztunnel dials the app
+    with the client's address, and the app's answer returns to ztunnel by the connection mark 0x111."""
+    client = IP("10.244.0.6")  # a pod outside the mesh on the control-plane node (assumed)
+    _connected(net, "reviews-v1", "ztunnel to the app (client's address)", (client, 44000), (REVIEWS_V1, 9080))
+    return [
+        Send("1 SYN outside client -> reviews-v1:9080", WORLD, tcp(client, 45000, REVIEWS_V1, 9080, "S")),
+        Send("2 SYN ztunnel (as the client) -> app:9080", "reviews-v1", tcp(client, 44000, REVIEWS_V1, 9080, "S"),
+             INPOD_MARK, True),
+        Send("3 SYN-ACK app -> the client's address", "reviews-v1", tcp(REVIEWS_V1, 9080, client, 44000, "SA")),
+    ]
+
+
+def redirect_inbound_hbone(net: Network) -> list[Send]:
+    """HBONE from a pod on another node to reviews-v1:15008: no rule touches it (the REDIRECT to
+    15006 skips port 15008), so it reaches ztunnel's 15008 listener inside the pod as addressed;
+    ztunnel dials the app with the client's address, and the app's answer returns to ztunnel by
+    the connection mark 0x111."""
+    return inbound(net)
+
+
+def dns(net: Network) -> list[Send]:
+    """productpage's app asks kube-dns (10.96.0.10:53, assumed) over UDP: REDIRECT in OUTPUT
+    sends the query to ztunnel's DNS proxy on 127.0.0.1:15053; ztunnel's own query upstream
+    (mark 0x539) is put in conntrack zone 1 by the raw table, and so is kube-dns's answer; the
+    proxy's reply to the app leaves with source 127.0.0.1:15053 and conntrack rewrites it to
+    10.96.0.10:53, the address the app asked."""
+    app, proxy_port = (PRODUCTPAGE, 53000), 54000
+    net.machines["productpage-v1"].sockets += [
+        Socket("app's resolver", app, (KUBE_DNS, DNS_PORT)),
+        Socket("ztunnel's query to kube-dns", (PRODUCTPAGE, proxy_port), (KUBE_DNS, DNS_PORT), mark=INPOD_MARK),
+    ]
+    return [
+        Send("1 query app -> kube-dns:53", "productpage-v1", udp(*app, KUBE_DNS, DNS_PORT, "query")),
+        Send("2 query ztunnel -> kube-dns:53", "productpage-v1",
+             udp(PRODUCTPAGE, proxy_port, KUBE_DNS, DNS_PORT, "query"), INPOD_MARK),
+        Send("3 answer kube-dns -> ztunnel", WORLD, udp(KUBE_DNS, DNS_PORT, PRODUCTPAGE, proxy_port, "answer")),
+        Send("4 answer ztunnel's DNS proxy -> app", "productpage-v1",
+             udp(IP("127.0.0.1"), DNS_PROXY_PORT, *app, "answer"), INPOD_MARK),
+    ]
+
+
+def dns_port_reuse(net: Network) -> list[Send]:
+    """The collision conntrack zones avoid: the app's query from port 53000 is REDIRECTed to
+    15053 and its conntrack entry stays (about 30 s); ztunnel's own query then leaves from the
+    same port (the app's socket closed; assumed). Same tuple, but the raw table puts ztunnel's
+    (mark 0x539) in zone 1: a connection of its own, not the app's REDIRECTed one, so it leaves
+    for kube-dns instead of being sent back to ztunnel."""
+    app = (PRODUCTPAGE, 53000)
+    return [
+        Send("1 query app -> kube-dns:53", "productpage-v1", udp(*app, KUBE_DNS, DNS_PORT, "query")),
+        Send("2 query ztunnel -> kube-dns:53, same port", "productpage-v1", udp(*app, KUBE_DNS, DNS_PORT, "query"),
+             INPOD_MARK),
     ]

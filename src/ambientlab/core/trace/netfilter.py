@@ -5,6 +5,10 @@ A :class:`Ruleset` is compiled from ``iptables-save`` text. :meth:`Ruleset.run` 
 verdict and the rules that matched. Matches and targets outside :data:`MATCHES` and
 :data:`TARGETS` raise :class:`UnsupportedRule` when the rule set is compiled: nothing is ignored.
 
+``-j CT --zone N`` (in the raw table, before conntrack looks the packet up) puts the packet's
+connection in conntrack zone N: conntrack keys its table by zone and tuple, so the same tuple in
+two zones is two connections (:attr:`Packet.zone`; the Network looks the packet up after raw).
+
 ``-m statistic --mode random`` is a draw the tracer does not make: a walk pins the endpoint it
 follows (:meth:`Ruleset.pin`), and the kernel checks load the same pin as probabilities 0 and 1
 (:func:`pinned_text`); :func:`branches` lists every branch of a chain with its chance.
@@ -51,6 +55,7 @@ class Conn:
 
     orig: tuple[int, int, int, int, int]
     mark: int = 0
+    zone: int = 0  # the conntrack zone (CT --zone): part of the connection's key
     replied: bool = False
     dnat: tuple[int, int] | None = None
     snat: tuple[int, int] | None = None
@@ -87,11 +92,13 @@ class Packet:
     inner: Packet | None = None  # the packet a tunnel's UDP packet carries
     vni: int = 0  # and the tunnel's VNI
     masquerade_ip: int = 0  # MASQUERADE's source: the out device's address toward the next hop
+    zone: int = 0  # the conntrack zone the raw table's CT --zone chose (0: the default zone)
 
     def enter(self, dev: str, mark: int = 0) -> None:
         """Arrive on ``dev`` of another host (or out of a tunnel): per-host state is reset. The
         mark is cleared between namespaces; a tunnel in the same namespace keeps it (``mark``)."""
         self.mark, self.iif, self.oif, self.conn, self.tproxy, self.socket = mark, dev, None, None, None, False
+        self.zone = 0
 
     def describe(self) -> str:
         """Return ``SRC:SPORT > DST:DPORT PROTO FLAGS`` for tables."""
@@ -293,13 +300,16 @@ class Ruleset:
                         for _, rec, _ in entries)]
 
     # -- evaluation --------------------------------------------------------------------------------
-    def run(self, hook: str, packet: Packet, nat: bool) -> Verdict:
-        """Pass ``packet`` through every table of ``hook``; return the verdict and the hits.
+    def run(self, hook: str, packet: Packet, nat: bool, tables: tuple[str, ...] | None = None) -> Verdict:
+        """Pass ``packet`` through every table of ``hook`` (or only those of them in ``tables``);
+        return the verdict and the hits.
 
         ``nat`` says whether the nat table runs (a connection's first packet only).
         """
         hits: list[Hit] = []
         for table in HOOK_TABLES[hook]:
+            if tables is not None and table not in tables:
+                continue
             if (table, hook) not in self.chains or (table == "nat" and not nat):
                 continue
             action = self._chain(table, hook, packet, hits, 0)
@@ -389,6 +399,20 @@ def _tproxy_target(packet: Packet, options: list[dict[str, Any]], table: str) ->
     return "ACCEPT"
 
 
+def _ct_target(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
+    """``CT --zone N``: the packet's connection is looked up (or created) in zone N. Only in the
+    raw table, and only for a packet conntrack has not attached yet (xt_CT does nothing to a
+    packet that has an entry already, such as one looped back with its own)."""
+    opts = _opts(options)
+    if table != "raw":
+        raise UnsupportedRule(f"CT in table {table}: the kernel accepts it in raw only")
+    if set(opts) != {"--zone"}:
+        raise UnsupportedRule(f"CT {' '.join(opts)}: only --zone N is modelled")
+    if packet.conn is None:
+        packet.zone = int(opts["--zone"][0])
+    return "CONTINUE"
+
+
 def _nat_target(kind: str) -> Callable[[Packet, list[dict[str, Any]], str], str]:
     def apply(packet: Packet, options: list[dict[str, Any]], table: str) -> str:
         opts = _opts(options)
@@ -440,6 +464,7 @@ TARGETS: dict[str, Callable[[Packet, list[dict[str, Any]], str], str]] = {
     "DNAT": _nat_target("DNAT"),
     "SNAT": _nat_target("SNAT"),
     "MASQUERADE": _masquerade_target,
+    "CT": _ct_target,
 }
 MATCHES = ("-s", "-d", "-i", "-o", "-p", "tcp/udp --sport/--dport", "mark", "connmark",
            "conntrack --ctstate NEW/ESTABLISHED/RELATED (never related)", "set --match-set src|dst", "owner --socket-exists", "comment",

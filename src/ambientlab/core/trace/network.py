@@ -58,7 +58,8 @@ class Machine:
 
     host: Host
     rules: Ruleset | None = None
-    conntrack: dict[tuple[int, int, int, int, int], tuple[Conn, bool]] = field(default_factory=dict)
+    # (zone, src, dst, proto, sport, dport) -> (entry, whether this tuple is the entry's reply direction)
+    conntrack: dict[tuple[int, int, int, int, int, int], tuple[Conn, bool]] = field(default_factory=dict)
     sockets: list[Socket] = field(default_factory=list)
     tunnels: dict[str, Tunnel] = field(default_factory=dict)
 
@@ -68,11 +69,12 @@ class Machine:
         return self.host.name
 
     def track(self, packet: Packet) -> None:
-        """Attach ``packet`` to its conntrack entry (creating one for a new connection)."""
-        key = (packet.src, packet.dst, packet.proto, packet.sport, packet.dport)
+        """Attach ``packet`` to its conntrack entry in its zone (creating one for a new connection)."""
+        tuple_ = (packet.src, packet.dst, packet.proto, packet.sport, packet.dport)
+        key = (packet.zone, *tuple_)
         found = self.conntrack.get(key)
         if found is None:
-            conn = Conn(key)
+            conn = Conn(tuple_, zone=packet.zone)
             self.conntrack[key] = (conn, False)
             found = (conn, False)
         packet.conn, packet.reply = found
@@ -83,7 +85,7 @@ class Machine:
         """Register the reply tuple of ``packet``'s connection (conntrack confirmation)."""
         conn = packet.conn
         if conn is not None and not packet.reply:
-            self.conntrack.setdefault(conn.reply_tuple(), (conn, True))
+            self.conntrack.setdefault((conn.zone, *conn.reply_tuple()), (conn, True))
 
     def socket_for(self, packet: Packet) -> Socket | None:
         """Return the socket that receives ``packet`` locally (TPROXY's choice first)."""
@@ -123,6 +125,9 @@ class Network:
         # a hop row where conntrack translates a packet that no nat rule saw (a reply, a later packet):
         # on for the kube-proxy walks; off elsewhere, so that the other walks' tables stay as published
         self.show_conntrack = False
+        # the delivery row of a REDIRECTed TCP connection names the original destination the listener
+        # reads with getsockopt(SO_ORIGINAL_DST): on for today's in-pod walks
+        self.show_original_dst = False
 
     def add(self, machine: Machine) -> None:
         """Add a machine."""
@@ -175,15 +180,28 @@ class Network:
             row["ctmark"] = hex(hit.ctmark) if hit.ctmark is not None else None
             hops.append(row)
 
-    def _hook(self, label: str, machine: Machine, hook: str, packet: Packet, hops: list[dict[str, Any]]) -> bool:
-        """Run ``hook``; apply NAT; return False if the packet is dropped."""
+    def _hook(self, label: str, machine: Machine, hook: str, packet: Packet, hops: list[dict[str, Any]],
+              track: bool = False) -> bool:
+        """Run ``hook``; apply NAT; return False if the packet is dropped. With ``track`` the raw
+        table runs first, then conntrack looks the packet up (in the zone raw chose), then the
+        other tables: the kernel's order (raw -300, conntrack -200)."""
         if machine.rules is None:
+            if track:
+                machine.track(packet)
             return True
         machine.rules.is_local = machine.host.is_local
+        if track:
+            raw = machine.rules.run(hook, packet, False, tables=("raw",))
+            self._hits(label, machine, hook, raw.hits, packet, hops)
+            if raw.action != "ACCEPT":
+                hops.append(self._hop(label, machine.name, hook, "verdict", raw.action, None, packet, packet.mark))
+                return False
+            machine.track(packet)
         conn = packet.conn
         manip = {"PREROUTING": "dst", "OUTPUT": "dst", "POSTROUTING": "src", "INPUT": "src"}.get(hook)
         nat = manip is not None and conn is not None and not packet.reply and manip not in conn.nat_done
-        verdict = machine.rules.run(hook, packet, nat)
+        rest = tuple(t for t in ("raw", "mangle", "nat", "filter") if not (track and t == "raw"))
+        verdict = machine.rules.run(hook, packet, nat, tables=rest)
         self._hits(label, machine, hook, verdict.hits, packet, hops)
         if conn is not None and manip is not None:
             if nat:
@@ -240,9 +258,8 @@ class Network:
     def _receive(self, label: str, machine: Machine, packet: Packet, hops: list[dict[str, Any]],
                  looped: bool = False) -> None:
         packet.redirect_ip = next(iter(a.local for a in machine.host.devices[packet.iif].addrs), 0)
-        if not (looped and packet.conn is not None):  # a looped-back packet keeps its conntrack entry (skb->_nfct)
-            machine.track(packet)
-        if not self._hook(label, machine, "PREROUTING", packet, hops):
+        # a looped-back packet keeps its conntrack entry (skb->_nfct): no lookup
+        if not self._hook(label, machine, "PREROUTING", packet, hops, track=not (looped and packet.conn is not None)):
             return
         if looped:  # a looped-back packet keeps its route (skb_dst): no input lookup
             answer: dict[str, Any] = {"type": "local"}
@@ -274,9 +291,8 @@ class Network:
             packet.src = ipv4.to_int(answer.get("prefsrc", answer.get("from", "0.0.0.0")))
         packet.oif, packet.iif = answer["dev"], None
         packet.redirect_ip = 0x7F000001
-        machine.track(packet)
         before = (packet.mark, packet.dst, packet.dport)
-        if not self._hook(label, machine, "OUTPUT", packet, hops):
+        if not self._hook(label, machine, "OUTPUT", packet, hops, track=True):
             return
         if (packet.mark, packet.dst, packet.dport) != before:  # ip_route_me_harder
             answer = self._route(label, machine, packet, hops, output=True, anysrc=True)
@@ -342,4 +358,9 @@ class Network:
                     return
         sock = machine.socket_for(packet)
         text = f"socket {sock.name}" if sock else "no socket: the kernel answers with a reset"
+        conn = packet.conn
+        if (sock and self.show_original_dst and conn is not None and conn.dnat and not packet.reply
+                and packet.proto == 6):
+            text += (f"; SO_ORIGINAL_DST gives it {ipv4.to_text(conn.orig[1])}:{conn.orig[4]}, the destination "
+                     "before REDIRECT (read from conntrack)")
         hops.append(self._hop(label, machine.name, "deliver", "socket", text, None, packet, packet.mark))

@@ -1,10 +1,12 @@
-"""The named walks of both designs in one registry, and the one way to play them.
+"""The named walks of every design in one registry, and the one way to play them.
 
 A walk is a short scenario: the packets one connection sends, in order, each followed hop by
 hop through the node's recorded rules and routes. The 2022 node-level walks
 (:mod:`ambientlab.core.trace.scenarios`) play on the node built from a capture of that design
 (:func:`~ambientlab.core.trace.demo.demo_network`); the in-pod walks
-(:mod:`ambientlab.core.trace.inpod`) on the pods of an in-pod capture. A 2022 walk can be played
+(:mod:`ambientlab.core.trace.inpod`) on the pods of an in-pod capture of their version: ``inpod-*``
+on 1.22's TPROXY rules, ``redirect-*`` on today's REDIRECT rules (:func:`unfit_for` tells them
+apart by :func:`~ambientlab.core.redirection.classify`). A 2022 walk can be played
 with pieces of the node removed (:data:`ambientlab.core.trace.breaks.PIECES`).
 """
 
@@ -16,13 +18,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ambientlab.core.capture import Capture
+from ambientlab.core.redirection import IN_POD, IN_POD_REDIRECT, NODE_LEVEL, capture_rules, classify
 from ambientlab.core.trace import inpod, kubeproxy, scenarios
 from ambientlab.core.trace.breaks import PIECES
 from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.network import Network
 from ambientlab.core.trace.scenarios import Send, play
-
-NODE_LEVEL, IN_POD = "2022 node-level", "1.22 in-pod"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Walk:
     """One named walk: its design, the network it plays on, and the packets it sends."""
 
     name: str
-    design: str  # NODE_LEVEL or IN_POD
+    design: str  # NODE_LEVEL, IN_POD or IN_POD_REDIRECT
     network: Callable[[Capture], Network]
     sends: Callable[[Network], list[Send]]
 
@@ -58,14 +59,26 @@ WALKS: dict[str, Walk] = {w.name: w for w in (
     Walk("inpod-same-node", IN_POD, inpod.inpod_network, inpod.same_node),
     Walk("inpod-plaintext-inbound", IN_POD, inpod.inpod_network, inpod.plaintext_inbound),
     Walk("inpod-probe", IN_POD, inpod.inpod_network, inpod.probe),
+    Walk("redirect-outbound", IN_POD_REDIRECT, inpod.redirect_network, inpod.outbound),
+    Walk("redirect-inbound-plaintext", IN_POD_REDIRECT, inpod.redirect_network, inpod.redirect_inbound_plaintext),
+    Walk("redirect-inbound-hbone", IN_POD_REDIRECT, inpod.redirect_network, inpod.redirect_inbound_hbone),
+    Walk("redirect-dns", IN_POD_REDIRECT, inpod.redirect_network, inpod.dns),
+    Walk("redirect-dns-port-reuse", IN_POD_REDIRECT, inpod.redirect_network, inpod.dns_port_reuse),
+    Walk("redirect-probe", IN_POD_REDIRECT, inpod.redirect_network, inpod.probe),
 )}
 
 
 def unfit_for(capture: Capture, design: str) -> str | None:
     """Return why ``capture`` cannot be walked in ``design`` (NODE_LEVEL needs the node's and the
-    ztunnel pod's rules; IN_POD needs app pods' folders with rules of their own), or None if it can."""
-    if design == IN_POD and not set(inpod.pod_folders(capture)) - {"ztunnel"}:
-        return "has no pod folders with rules of their own (read an in-pod capture, e.g. inpod-1.22-ambient-worker2)"
+    ztunnel pod's rules; IN_POD and IN_POD_REDIRECT need app pods' folders with rules of their own,
+    of that version), or None if it can."""
+    if design in (IN_POD, IN_POD_REDIRECT):
+        if not set(inpod.pod_folders(capture)) - {"ztunnel"}:
+            return "has no pod folders with rules of their own (read an in-pod capture, e.g. inpod-1.22-ambient-worker2)"
+        found = classify(capture_rules(capture)).design
+        if found != design:
+            example = "inpod-1.22-ambient-worker2" if design == IN_POD else "inpod-redirect-ambient-worker2"
+            return f"holds {found} rules (read a capture with {design} rules, e.g. {example})"
     needed = ("node/iptables-save.txt", "ztunnel/iptables-save.txt")
     if design == NODE_LEVEL and not all(p in capture.files.index for p in needed):
         return f"lacks {' or '.join(needed)} (read a 2022 capture, e.g. kind-2022-ambient-worker2)"

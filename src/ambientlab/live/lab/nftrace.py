@@ -15,7 +15,7 @@ from typing import TypeVar
 import pandas as pd
 
 from ambientlab.core.capture import load_capture
-from ambientlab.core.constants import APP_PORT, HBONE_PORT, KUBE_PROXY_LAB_WALKS
+from ambientlab.core.constants import APP_PORT, HBONE_PORT, INPOD_LAB_WALKS, KUBE_PROXY_LAB_WALKS
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.demo import WORLD
 from ambientlab.core.trace.kubeproxy import KUBE_PROXY_RULES
@@ -23,7 +23,7 @@ from ambientlab.core.trace.netfilter import pinned_text
 from ambientlab.core.trace.nftrace import TRACED
 from ambientlab.core.trace.predict import Connection, HboneConnection
 from ambientlab.core.trace.scenarios import play
-from ambientlab.core.trace.walks import WALKS
+from ambientlab.core.trace.walks import WALKS, unfit_for
 from ambientlab.live.lab.plan import PEER, SECOND
 from ambientlab.live.lab.runtime import Lab, LabError
 
@@ -208,3 +208,45 @@ def trace_walk(lab: Lab, name: str, timeout: float = 2.0) -> tuple[str, dict[str
     finally:
         lab.run("node", "iptables-restore", stdin=capture.text(KUBE_PROXY_RULES))
     return output, texts, frame
+
+
+
+
+def trace_inpod_walk(lab: Lab, name: str, timeout: float = 2.0) -> tuple[str, dict[str, str], pd.DataFrame]:
+    """Play the first packet of in-pod walk ``name`` in an in-pod lab (``name``: one of
+    :data:`~ambientlab.core.constants.INPOD_LAB_WALKS`, for the lab's version of the rules; that
+    packet is the app's SYN which the pod's own ``nat OUTPUT`` REDIRECTs to ztunnel's 15001, and
+    the lab's stand-in dials on with ports of its own, which no walk can name): the walk's client
+    opens its connection with the walk's source port while the kernel traces the client pod and
+    the node. Return (the client's output, {host: nft monitor trace text, without the hooks where
+    the host has no rules}, the hop table of the walk's first packet). One trace per lab and walk:
+    the source port is the walk's."""
+    if lab.state.get("design") != "inpod":
+        raise LabError(f"{name} is an in-pod walk: `ambientlab lab up --design inpod`")
+    if name not in INPOD_LAB_WALKS:
+        raise LabError(f"{name!r} is not an in-pod walk the lab plays; these are: {', '.join(INPOD_LAB_WALKS)}")
+    capture = load_capture(lab.state["capture"])
+    spec = WALKS[name]
+    unfit = unfit_for(capture, spec.design)
+    if unfit:
+        raise LabError(f"{name} is a {spec.design} walk, and this lab's capture {capture.name} {unfit}")
+    net = spec.network(capture)
+    sends = spec.sends(net)
+    first = sends[0]
+    origin, dst, dport, sport = first.origin, ipv4.to_text(first.packet.dst), first.packet.dport, first.packet.sport
+    frame = play(net, sends[:1])
+    output, texts = run_traced(lab, lambda: lab.connect(origin, dst, port=dport, sport=sport, timeout=timeout),
+                               (dport, 15001), ("node", origin))
+    return output, {host: _hooks_with_rules(text, capture.text(f"{host}/iptables-save.txt"))
+                    for host, text in texts.items()}, frame
+
+
+def _hooks_with_rules(text: str, rules: str) -> str:
+    """Return ``nft monitor trace`` text without the events of the hooks in which the host's
+    recorded ``rules`` have no rule at all (a pod's INPUT and POSTROUTING: iptables-nft still
+    registers those base chains and the kernel traces their policy; no rule acts there, so the
+    tracer's hop table, which lists the rules that act, has no row for them)."""
+    hooks = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+    with_rules = {ln.split()[1] for ln in rules.splitlines() if ln.startswith("-A ")} & hooks
+    return "".join(ln + "\n" for ln in text.splitlines()
+                   if not (len(ln.split()) > 5 and ln.split()[5] in hooks - with_rules))

@@ -35,7 +35,9 @@ from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.constants import APP_PORT, BEHAVIOURS
 from ambientlab.core.constants import DEMO as DEFAULT_CAPTURE
 from ambientlab.core.constants import INPOD as INPOD_CAPTURE
+from ambientlab.core.constants import INPOD_REDIRECT as INPOD_REDIRECT_CAPTURE
 from ambientlab.core.constants import WORKER as SECOND_CAPTURE
+from ambientlab.core.redirection import IN_POD, IN_POD_REDIRECT, capture_rules, classify
 from ambientlab.live.interrupts import NEW_SESSION, Interrupted, Interrupts, shielded
 from ambientlab.live.lab.features import missing_required, pick_tunnel, probe_features
 from ambientlab.live.lab.plan import PEER, SECOND, TUNNELS, Plan, build_cluster_plan, build_plan
@@ -43,6 +45,8 @@ from ambientlab.live.netns import NamespaceSet, netns_problem
 
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{1,11}")
 DESIGNS = ("2022", "inpod")
+INPOD_RULES = {"1.22": INPOD_CAPTURE, "redirect": INPOD_REDIRECT_CAPTURE}  # `lab up --design inpod --rules`
+_RULES_DESIGN = {"1.22": IN_POD, "redirect": IN_POD_REDIRECT}
 STANDIN = "ambientlab.live.lab.standin"  # the module of the lab's programs, labelled `--lab PREFIX`
 
 
@@ -365,7 +369,8 @@ def _hbone_setup(lab: Lab, plan: Plan, captures: tuple[Capture, Capture]) -> dic
 
 
 def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None = None,
-       behaviour: str = "marks-2022", nodes: int = 1, design: str = "2022", kube_proxy: bool = False) -> Lab:
+       behaviour: str = "marks-2022", nodes: int = 1, design: str = "2022", kube_proxy: bool = False,
+       inpod_rules: str | None = None) -> Lab:
     """Build a lab from ``capture`` and start its programs; return it.
 
     ``tunnel`` is geneve, vxlan or veth (default: the best this kernel has); ``behaviour`` is
@@ -374,7 +379,9 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
     over a bridge, and both stand-in ztunnels speak HBONE with certificates from a lab CA.
     ``design="inpod"`` builds an in-pod capture (default :data:`INPOD_CAPTURE`): the rules in
     the recorded pods' own namespaces, and a stand-in ztunnel inside each of them (behaviour
-    ``inpod``). With ``kube_proxy`` (one 2022 node) the node gets kube-proxy's reconstructed
+    ``inpod``); ``inpod_rules`` picks which rules: ``1.22`` (TPROXY, the default) or ``redirect``
+    (today's, capture :data:`INPOD_REDIRECT_CAPTURE`, whose stand-ins also read 15006's original
+    destination). With ``kube_proxy`` (one 2022 node) the node gets kube-proxy's reconstructed
     chains and the hosts the kube-proxy walks need (details-v1, and reviews-v1 of ambient-worker
     on the peer). A failed step removes everything built so far and raises :class:`LabError`
     naming the step and the capture line it applies.
@@ -385,14 +392,24 @@ def up(capture: str | None = None, tunnel: str | None = None, prefix: str | None
         raise LabError("kube-proxy's chains are loaded in a one-node 2022 lab only")
     if design not in DESIGNS:
         raise LabError(f"design {design!r} not in {DESIGNS}")
+    if inpod_rules is not None and design != "inpod":
+        raise LabError("--rules chooses the rules of an in-pod lab (--design inpod)")
     if design == "inpod":
         if nodes != 1:
             raise LabError("the in-pod lab has one node")
-        capture, behaviour = capture or INPOD_CAPTURE, "inpod"
+        if inpod_rules not in (None, *INPOD_RULES):
+            raise LabError(f"in-pod rules {inpod_rules!r} not in {tuple(INPOD_RULES)}")
+        capture = capture or INPOD_RULES[inpod_rules or "1.22"]
+        found = classify(capture_rules(load_capture(capture))).design
+        if found not in (IN_POD, IN_POD_REDIRECT):
+            raise LabError(f"capture {capture} holds no in-pod rules of a pod ({found})")
+        if inpod_rules is not None and found != _RULES_DESIGN[inpod_rules]:
+            raise LabError(f"capture {capture} holds {found} rules, not the {inpod_rules} ones")
+        behaviour = "inpod-redirect" if found == IN_POD_REDIRECT else "inpod"
     capture = capture or DEFAULT_CAPTURE
     prefix = prefix or f"al{secrets.token_hex(3)}"
     _check_prefix(prefix)
-    if behaviour not in BEHAVIOURS and behaviour != "inpod":
+    if behaviour not in BEHAVIOURS and behaviour not in ("inpod", "inpod-redirect"):
         raise LabError(f"ztunnel behaviour {behaviour!r} not in {sorted(BEHAVIOURS)}")
     if namespaces_with_prefix(prefix) or (state_root() / prefix).exists():
         raise LabError(f"a lab with prefix {prefix!r} exists: `ambientlab lab down --prefix {prefix}` first")
@@ -479,7 +496,7 @@ def _build(lab: Lab, guard: Interrupts, capture: str, tunnel: str | None, behavi
         extra = ["--hbone", configs[host]] if host in configs else []
         _start(lab, guard, host, host, "ztunnel", "--behaviour", behaviour, *extra)
     for host in plan.inpod:  # in-pod: ztunnel's listeners inside each meshed pod's namespace
-        _start(lab, guard, host, f"ztunnel-{host}", "ztunnel", "--behaviour", "inpod")
+        _start(lab, guard, host, f"ztunnel-{host}", "ztunnel", "--behaviour", behaviour)
     for host in [*plan.pods, PEER]:
         _start(lab, guard, host, host, "app", "--name", host, "--port", str(APP_PORT))
     _wait_ready(lab)

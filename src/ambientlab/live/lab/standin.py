@@ -54,7 +54,7 @@ def _pipe(src: socket.socket, dst: socket.socket, counter: list[int]) -> None:
 
 
 def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbone: Any = None,
-           redirected: bool = False) -> None:
+           redirected: bool = False, own_address: bool = False) -> None:
     peer = conn.getpeername()
     dst = original_dst(conn) if redirected else conn.getsockname()
     if hbone is not None and (port == 15008 or hbone.remote(dst[0])):
@@ -63,8 +63,8 @@ def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbo
     event: dict[str, Any] = {"event": "accepted", "listener": port, "role": LISTENERS[port],
                              "peer": addr_text(peer), "original_dst": addr_text(dst)}
     try:
-        # the borrowed source: the client's own address (a REDIRECTed client is this pod: its own address)
-        out = dial("0.0.0.0" if redirected else peer[0], dst, onward_mark, timeout)
+        # the borrowed source: the client's own address (an outbound client is this pod: its own address)
+        out = dial("0.0.0.0" if own_address else peer[0], dst, onward_mark, timeout)
     except OSError as err:
         log(**event, onward=None, error=error_text(err))
         conn.close()
@@ -83,8 +83,11 @@ def _relay(conn: socket.socket, port: int, onward_mark: int, timeout: float, hbo
 def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None = None) -> None:
     """Run the stand-in ztunnel's three transparent listeners until killed (speaking HBONE
     with the configuration file ``hbone_config``, if given). With behaviour ``inpod`` the
-    listeners are on 0.0.0.0 inside a pod's namespace and 15001 takes REDIRECTed connections."""
-    inpod = behaviour == "inpod"
+    listeners are on 0.0.0.0 inside a pod's namespace and 15001 takes REDIRECTed connections; with
+    ``inpod-redirect`` (today's rules) 15006 takes REDIRECTed ones too, and reads their original
+    destination with SO_ORIGINAL_DST."""
+    inpod = behaviour in ("inpod", "inpod-redirect")
+    redirected_ports = {15001} if behaviour == "inpod" else {15001, 15006} if inpod else set()
     marks = INPOD_MARKS if inpod else BEHAVIOURS[behaviour]
     hbone = None
     if hbone_config:
@@ -107,8 +110,8 @@ def serve_ztunnel(behaviour: str, timeout: float = 3.0, hbone_config: str | None
     def accept(port: int, s: socket.socket) -> None:
         while True:
             conn, _ = s.accept()
-            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout, hbone, inpod and port == 15001),
-                             daemon=True).start()
+            threading.Thread(target=_relay, args=(conn, port, marks["onward"], timeout, hbone, port in redirected_ports,
+                                                  inpod and port == 15001), daemon=True).start()
 
     threads = [threading.Thread(target=accept, args=pair, daemon=True) for pair in servers]
     for t in threads:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ambientlab.live.lab.standin")
     sub = parser.add_subparsers(dest="what", required=True)
     z = sub.add_parser("ztunnel")
-    z.add_argument("--behaviour", choices=[*sorted(BEHAVIOURS), "inpod"], default="marks-2022")
+    z.add_argument("--behaviour", choices=[*sorted(BEHAVIOURS), "inpod", "inpod-redirect"], default="marks-2022")
     z.add_argument("--hbone", help="HBONE configuration (JSON: this node, certificates, workloads)")
     a = sub.add_parser("app")
     a.add_argument("--name", required=True)
