@@ -43,6 +43,16 @@ def test_the_choices_follow_the_design_of_the_capture() -> None:
     assert "pod reviews-v1 (10.244.1.23)" in node_level.destinations  # listed by the other node's capture
     assert node_level.destinations[SERVICE] == "10.96.183.192"
     assert OUTSIDE in node_level.destinations.values()
+    assert "node-nat-accept-0x100" not in node_level.pieces  # it needs kube-proxy's chains, empty in the captures
+    assert choices("inpod-redirect-ambient-worker2").design != inpod.design
+
+
+def test_the_outcomes_table_answers_where_and_by_which_devices() -> None:
+    table = explorer(source="ztunnel", destination="pod reviews-v1 (10.244.1.23)", port=15008).outcomes(
+        {"first": {}, "to reviews-v2": {"destination": "pod reviews-v2 (10.244.2.5)"}, "bad": {"port": 0}})
+    assert list(table.columns) == ["ends", "steps", "devices", "last step"]
+    assert table.loc["first", "ends"] == "eth0" and table.loc["first", "devices"].endswith("node/eth0")
+    assert table.loc["bad", "ends"] == "cannot be walked" and "port 0" in table.loc["bad", "last step"]
 
 
 @pytest.mark.parametrize(("settings", "message"), [

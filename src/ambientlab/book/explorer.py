@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ambientlab.book.packet import design_network, ending, send
+from ambientlab.book.packet import design_network, devices, ending, send
 from ambientlab.book.player import Story, story
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.trace import ipv4
@@ -28,6 +28,9 @@ from ambientlab.core.trace.scenarios import REVIEWS_VIP
 from ambientlab.core.trace.walks import NODE_LEVEL
 
 CAPTURES = ("kind-2022-ambient-worker2", "kind-2022-ambient-worker", "inpod-1.22-ambient-worker2", "inpod-redirect-ambient-worker2")
+# Pieces that only change a packet where kube-proxy's service chains exist: the captures hold them
+# empty (chapter 11 walks this break on the reconstruction), so the explorer does not offer them.
+NEEDS_KUBE_PROXY = ("node-nat-accept-0x100",)
 OUTSIDE = "192.0.2.10"  # an example address outside the cluster (RFC 5737's documentation range): assumed
 NONE = "(none)"
 
@@ -100,7 +103,8 @@ def choices(capture_name: str) -> Choices:
     destinations[f"outside the cluster ({OUTSIDE}, an example address: assumed)"] = OUTSIDE
     hosts = [m for m in ("node", "ztunnel") if m in net.machines and (m == "node" or not inpod)]
     return Choices(sources=[*(p for p in pods if p in net.entries or p in net.machines), *hosts],
-                   destinations=destinations, pieces=[NONE] if inpod else [NONE, *PIECES], ipset=not inpod,
+                   destinations=destinations, ipset=not inpod,
+                   pieces=[NONE] if inpod else [NONE, *(p for p in PIECES if p not in NEEDS_KUBE_PROXY)],
                    hosts=[m for m in net.machines if m in hosts or m in pods], design=design)
 
 
@@ -248,17 +252,20 @@ class Explorer:
 
     def outcomes(self, variations: dict[str, dict[str, Any]]) -> pd.DataFrame:
         """Return where the packet ends for each variation of this explorer's settings (label →
-        the values that change), with its number of steps and its last step; a variation that
-        cannot be walked shows the explorer's message instead."""
+        the values that change), with its number of steps, the devices it crosses
+        (:func:`ambientlab.book.devices`) and its last step; a variation that cannot be walked shows
+        the explorer's message instead."""
         rows = []
         for label, changes in variations.items():
             settings = replace(self.settings, **changes)
             try:
                 result = explore(settings)
             except Problem as problem:
-                rows.append({"variation": label, "ends": "cannot be walked", "steps": 0, "last step": str(problem)})
+                rows.append({"variation": label, "ends": "cannot be walked", "steps": 0, "devices": "",
+                             "last step": str(problem)})
                 continue
             rows.append({"variation": label, "ends": ending(result.frame), "steps": len(result.story.steps),
+                         "devices": " → ".join(devices(result.frame, hosts=True)),
                          "last step": result.story.steps[-1].text()})
         return pd.DataFrame(rows).set_index("variation")
 

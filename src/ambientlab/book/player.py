@@ -198,12 +198,13 @@ _SCRIPT = """(function () {
 })();"""
 
 LEGENDS = {
-    "node": ("How to read it: the orange ring is where the packet is once this step is done; the caption is the step, "
-             "and the same line is marked in the numbered list below. Blue arrows are the packet's path (dashed: inside "
-             "a tunnel); red dashed lines join a tunnel's two ends; grey lines are wires this packet does not take; a "
-             "white box in ztunnel is the listening socket that receives it. The ring turns red where the packet is "
-             "lost."),
-    "lanes": ("How to read it: each column is a pod, a host or the rest of the cluster that this packet crosses; each "
+    "node": ("The orange ring is where the packet is once this step is done; the caption is the step, "
+             "and the same line is marked in the numbered list below. Blue arrows are the packet's path; a dashed one "
+             "ends where a tunnel unwraps the packet. Red dashed lines join a tunnel's two ends: the wrapped packet "
+             "travels as UDP by the veth, not along them. Grey lines are wires this packet does not take; a white box "
+             "in ztunnel is the listening socket that receives it. A packet that a socket sends starts in its host's "
+             "box. The ring turns red where the packet is lost."),
+    "lanes": ("Each column is a pod, a host or the rest of the cluster that this packet crosses; each "
               "arrow is one stretch, labelled with the devices it leaves and enters (dashed red: inside a tunnel). The "
               "orange ring is where the packet is once this step is done; the caption is the step, marked in the "
               "numbered list below too. Steps inside one namespace leave the ring in place; it turns red where the "
@@ -242,7 +243,8 @@ def player_html(rows: pd.DataFrame, order: list[str] | None = None) -> str:
         '<button data-act="play" title="play the steps">▶ play</button>'
         '<button data-act="next" title="one step forward">step ▶</button>'
         f'<span class="al-count">step 1 of {len(items)}</span></div>'
-        f'<div class="al-caption">{items[0].caption if items else ""}</div><p class="al-legend">{LEGENDS[kind]}</p>'
+        f'<div class="al-caption">{items[0].caption if items else ""}</div>'
+        f'<details class="al-legend"><summary>How to read this figure</summary>{LEGENDS[kind]}</details>'
         f'<script type="application/json" class="al-frames">{embedded}</script>'
         f"<script>{_SCRIPT}</script></div>"
     )
