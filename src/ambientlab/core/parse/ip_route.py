@@ -4,7 +4,6 @@ answers, as records with iproute2's ``-j`` keys."""
 from __future__ import annotations
 
 import re
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -299,32 +298,51 @@ def _fast_fields(line: str) -> tuple[str | None, ...] | None:
     return found.groups()
 
 
+def _fast_columns(text: str) -> dict[str, list[Any]] | None:
+    """Return the fields of every line of ``text`` by column (:data:`FAST_COLUMNS`, None when
+    absent), when the fast path reads every line; else None (the token loop reads the text).
+
+    ``FAST_TEXT.split`` does it in C: the text comes back as the pieces between matches, each
+    followed by the groups of its match, so with every piece empty each line matched, and the
+    columns are slices of the one list (no match object, tuple or transposition per line)."""
+    if not text.endswith("\n"):
+        return None
+    parts = FAST_TEXT.split(text)
+    width = len(FAST_COLUMNS) + 1
+    if any(parts[::width]):  # text between two matches: a line the fast path does not read
+        return None
+    columns = {name: parts[k::width] for k, name in enumerate(FAST_COLUMNS, start=1)}
+    if any(_flags_repeat(f) for f in set(columns["flags"])):
+        return None
+    return columns
+
+
 class _Routes:
     """The routes of a text: one row per route, gathered column-wise.
 
-    ``rows`` holds the fast path's fields of each route (:data:`FAST_COLUMNS`, None when absent);
-    a route that the token loop read has ``_NO_ROW`` there and its record in ``slow``, by row
-    position. ``numbers`` are the first line numbers of the routes.
+    ``columns`` holds the fast path's fields of each route (:data:`FAST_COLUMNS`: a list each,
+    None when absent); a route that the token loop read has None there and its record in
+    ``slow``, by row position. ``numbers`` are the first line numbers of the routes.
     """
 
-    def __init__(self, rows: list[tuple[str | None, ...]], slow: dict[int, dict[str, Any]],
+    def __init__(self, columns: dict[str, list[Any]], slow: dict[int, dict[str, Any]],
                  numbers: list[int] | range) -> None:
-        self.rows = rows
+        self.columns = columns
         self.slow = slow
         self.numbers = numbers
 
     def records(self) -> list[dict[str, Any]]:
         """Return one record per route, with iproute2's ``-j`` keys."""
         slow = self.slow
-        return [slow[i] if i in slow else _fast_record(row) for i, row in enumerate(self.rows)]
+        rows = zip(*self.columns.values(), strict=True)
+        return [slow[i] if i in slow else _fast_record(row) for i, row in enumerate(rows)]
 
     def frame(self) -> pd.DataFrame:
         """Return the routes as a DataFrame of :data:`SCHEMA`, index the first line numbers."""
-        n, slow = len(self.rows), self.slow
-        groups = dict(zip(FAST_COLUMNS, zip(*self.rows, strict=True) if n else [()] * len(FAST_COLUMNS), strict=True))
-        columns: dict[str, Any] = {name: list(values) if slow else values for name, values in groups.items()}
-        columns["flags"] = [v.split() if v else [] for v in groups["flags"]]
-        metric = np.array([int(v) if v else -1 for v in groups["metric"]], dtype=np.int64)
+        n, slow = len(self.numbers), self.slow
+        columns: dict[str, Any] = {name: values.copy() if slow else values for name, values in self.columns.items()}
+        columns["flags"] = [v.split() if v else [] for v in columns["flags"]]
+        metric = np.array([int(v) if v else -1 for v in columns["metric"]], dtype=np.int64)
         if slow:
             for key in {k for rec in slow.values() for k in rec} - set(FAST_COLUMNS):
                 columns[key] = [None] * n
@@ -335,17 +353,17 @@ class _Routes:
         missing = metric < 0
         metric[missing] = 0
         columns["metric"] = IntegerArray(metric, missing)
-        return frame_from_columns(columns, SCHEMA, n, self.numbers)
+        # Without routes of the token loop every value is a group of FAST_TEXT: a str or None.
+        return frame_from_columns(columns, SCHEMA, n, self.numbers, known_str=not slow)
 
 
 def _read_routes(text: str, source: str, allow_errors: bool, cut: bool, fast: bool = True) -> _Routes:
     """Return the routes of ``text`` (see :func:`parse_ip_route_records`). ``fast=False`` reads
     every line with the token loop (the tests compare both)."""
-    if fast and text.endswith("\n"):
-        rows = [m.groups() for m in FAST_TEXT.finditer(text)]
-        if len(rows) == text.count("\n") and not any(_flags_repeat(f) for f in set(map(itemgetter(-1), rows))):
-            return _Routes(rows, {}, range(1, len(rows) + 1))
-    rows = []
+    columns = _fast_columns(text) if fast else None
+    if columns is not None:
+        return _Routes(columns, {}, range(1, len(columns["dst"]) + 1))
+    rows: list[tuple[str | None, ...]] = []
     slow: dict[int, dict[str, Any]] = {}
     numbers: list[int] = []
 
@@ -388,7 +406,8 @@ def _read_routes(text: str, source: str, allow_errors: bool, cut: bool, fast: bo
             slow[len(rows)] = _parse_route_head(cur)
         rows.append(_NO_ROW)
         numbers.append(line.number)
-    return _Routes(rows, slow, numbers)
+    transposed = zip(*rows, strict=True) if rows else [()] * len(FAST_COLUMNS)
+    return _Routes({name: list(values) for name, values in zip(FAST_COLUMNS, transposed, strict=True)}, slow, numbers)
 
 
 def parse_ip_route_records(
