@@ -1,8 +1,10 @@
-"""What the browser tests share: Chromium's place and flags, and one visit to a page with what it
-logged, asked for, and was refused."""
+"""What the browser tests share: Chromium's place and flags, one visit to a page with what it
+logged, asked for, and was refused, and a walk page's step-throughs clicked through."""
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -65,3 +67,37 @@ def check_page(visit: Visit, name: str) -> list[str]:
     problems += [f"{name}: {m}" for m in visit.missing]
     problems += [f"{name}: asked another host for {u}" for u in visit.outside]
     return problems
+
+
+_STEP_ALL = """() => Array.from(document.querySelectorAll('.al-player')).map(p => {
+  const frames = JSON.parse(p.querySelector('script.al-frames').textContent);
+  const count = () => p.querySelector('.al-count').innerText;
+  const first = count();
+  p.querySelector('[data-act=next]').click();
+  const second = count(), caption = p.querySelector('.al-caption').innerText;
+  const now = p.nextElementSibling.querySelectorAll('li.al-now').length;
+  const index = Array.from(p.nextElementSibling.children).findIndex(li => li.classList.contains('al-now'));
+  p.querySelector('[data-act=prev]').click();
+  return {frames: frames, first: first, second: second, caption: caption, now: now, index: index, back: count()};
+})"""
+
+
+def step_through(page: Any, name: str) -> tuple[int, list[str]]:
+    """Click each step-through of ``page`` one step forward and one back; return how many were
+    stepped and the problems: step 1 shown first, step 2's caption and count after the click, step 2
+    of the story's list marked, step 1 again after the click back."""
+    problems, stepped = [], 0
+    for seen in page.evaluate(_STEP_ALL):
+        frames = seen["frames"]
+        if len(frames) < 2:
+            continue
+        n = len(frames)
+        if (seen["first"], seen["second"], seen["back"]) != (f"step 1 of {n}", f"step 2 of {n}", f"step 1 of {n}"):
+            problems.append(f"{name}: counts {seen['first']!r}, {seen['second']!r}, {seen['back']!r}")
+        expected = html.unescape(re.sub(r"<[^>]+>", "", frames[1]["caption"].replace("<br>", " ")))
+        if " ".join(seen["caption"].split()) != " ".join(expected.split()):
+            problems.append(f"{name}: caption {seen['caption']!r}, expected {expected!r}")
+        if (seen["now"], seen["index"]) != (1, 1):  # the story's list follows the current step
+            problems.append(f"{name}: list marks {seen['now']} item(s), at {seen['index']}")
+        stepped += 1
+    return stepped, problems

@@ -1,6 +1,7 @@
 """Every page of the built book in a real browser (Debian's headless Chromium, driven by
 Playwright): it renders its title and sidebar, loads every image, logs no console error, gets no
-HTTP error and asks nothing of any host but 127.0.0.1. Screenshots of key pages go to
+HTTP error and asks nothing of any host but 127.0.0.1; every step-through of a walk page steps
+forward and back. Screenshots of key pages go to
 _build/screenshots/ for review. (Single pages: test_pages.py.)"""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.browser.pages import SCREENSHOTS, Visit, check_page, site_pages
+from benchmarks.book import WALK_PAGES
+from tests.browser.pages import SCREENSHOTS, Visit, check_page, site_pages, step_through
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -21,7 +23,7 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
     pages = site_pages(built_book)
     assert len(pages) >= 20
     problems = []
-    images = players = 0  # on the chapters' pages
+    images = players = stepped = 0  # on the chapters' pages
     # One context for all pages, as a reader has: the first page is a first visit (empty cache and
     # storage), and the others load the theme's files from the cache. Pages load four at a time
     # (Chromium spends about 0.7 s of script and layout on each, whatever the server).
@@ -42,6 +44,10 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
                     target = shots / f"{next(k for k, v in SCREENSHOTS.items() if v == name)}.png"
                     visit.page.screenshot(path=str(target), full_page=True)
                     assert target.stat().st_size > 20_000, target
+                if name.startswith("notebooks/") and name.split("/")[1][:2] in WALK_PAGES:  # every step-through steps
+                    done, found = step_through(visit.page, name)
+                    stepped += done
+                    problems += found
                 if name.startswith("notebooks/"):  # figures; a step-through's figure is counted apart
                     images += visit.page.evaluate("document.images.length - document.querySelectorAll('.al-player img').length")
                     players += visit.page.evaluate("document.querySelectorAll('.al-player img').length")
@@ -56,4 +62,5 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
                  for nb in (ROOT / "notebooks").glob("*.ipynb") for cell in nbformat.read(nb, 4).cells
                  for out in cell.get("outputs", []))
     assert players == stored > 30, (players, stored)
+    assert stepped >= 40, stepped
     assert sorted(p.stem for p in shots.glob("*.png")) >= sorted(SCREENSHOTS)
