@@ -64,9 +64,11 @@ def main() -> int:
               f"{row['lines_per_s']:>12,.0f} lines/s  peak {row['peak_mib']:7.1f} MiB")
     found = book.measure(with_test=not opts.quick)
     per = found.pop("notebooks")
+    pages = found.pop("walk_pages_mb")
     out["book"] = [{"measure": k, "value": v, "goal": book.GOALS.get(k) or "",
                     "met": "" if not book.GOALS.get(k) else v <= book.GOALS[k]} for k, v in found.items()]
     out["notebooks"] = [{"notebook": k, "seconds": v} for k, v in per.items()]
+    out["pages"] = [{"page": k, "mb": v, "goal": book.GOALS["walk_page_max_mb"]} for k, v in pages.items()]
     for name, rows in out.items():
         _write(name, rows)
     for k, v in found.items():
