@@ -4,7 +4,6 @@ connections."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from ambientlab import load_capture
 from ambientlab.core.trace.walks import walk
 from ambientlab.live.lab.runtime import Lab, namespaces_with_prefix, up
 from ambientlab.live.lab.status import differences
+from tests.kernel.labevents import accepted
 
 pytestmark = pytest.mark.kernel
 
@@ -28,15 +28,6 @@ def lab(netns_ok: None) -> Iterator[Lab]:
         assert namespaces_with_prefix(prefix) == []
 
 
-def _accepted(lab: Lab, process: str, before: int) -> list[dict[str, object]]:
-    for _ in range(40):
-        found = [e for e in lab.events(process)[before:] if e.get("event") == "accepted"]
-        if found:
-            return found
-        time.sleep(0.05)
-    return []
-
-
 def test_the_pods_print_the_inpod_capture(lab: Lab) -> None:
     found = differences(lab)
     assert "DIFFERENT" not in found.values(), found
@@ -48,8 +39,8 @@ def test_the_pods_print_the_inpod_capture(lab: Lab) -> None:
 def test_a_connection_is_captured_on_15001_inside_the_client_pod(lab: Lab) -> None:
     near, far = len(lab.events("ztunnel-productpage-v1")), len(lab.events("ztunnel-reviews-v1"))
     greeting = lab.connect("productpage-v1", "reviews-v1", sport=40999)
-    [out] = _accepted(lab, "ztunnel-productpage-v1", near)
-    [into] = _accepted(lab, "ztunnel-reviews-v1", far)
+    [out] = accepted(lab, "ztunnel-productpage-v1", near)
+    [into] = accepted(lab, "ztunnel-reviews-v1", far)
     # what the tracer predicts for the same connection, from the in-pod capture
     ends = walk(load_capture("inpod-1.22-ambient-worker2"), "inpod-same-node").groupby(
         "packet", sort=False).tail(1).set_index("packet")["matched"].tolist()
@@ -65,7 +56,7 @@ def test_a_pod_without_the_rules_is_not_captured_outbound(lab: Lab) -> None:
     before = len(lab.events("ztunnel-reviews-v1"))
     greeting = lab.connect("ratings-v1", "reviews-v1")
     assert greeting.startswith("hello from reviews-v1") and greeting.split("you are ")[1].startswith("10.244.2.2:")
-    [into] = _accepted(lab, "ztunnel-reviews-v1", before)
+    [into] = accepted(lab, "ztunnel-reviews-v1", before)
     assert into["listener"] == 15006  # captured on arrival only: ratings-v1 has no rules of its own
     assert lab.connect("reviews-v1", "ratings-v1").startswith("hello from ratings-v1")
 

@@ -5,7 +5,6 @@ today's rules and for 1.22's."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from ambientlab.core.constants import INPOD_REDIRECT
 from ambientlab.live.lab.nftrace import trace_inpod_walk
 from ambientlab.live.lab.runtime import Lab, LabError, namespaces_with_prefix, up
 from ambientlab.live.lab.status import differences
+from tests.kernel.labevents import accepted
 
 pytestmark = pytest.mark.kernel
 
@@ -30,15 +30,6 @@ def lab(netns_ok: None) -> Iterator[Lab]:
         assert namespaces_with_prefix(prefix) == []
 
 
-def _accepted(lab: Lab, process: str, before: int) -> list[dict[str, object]]:
-    for _ in range(40):
-        found = [e for e in lab.events(process)[before:] if e.get("event") == "accepted"]
-        if found:
-            return found
-        time.sleep(0.05)
-    return []
-
-
 def test_the_lab_prints_todays_capture(lab: Lab) -> None:
     found = differences(lab)
     assert "DIFFERENT" not in found.values(), found
@@ -49,7 +40,7 @@ def test_the_lab_prints_todays_capture(lab: Lab) -> None:
 def test_15006_takes_the_redirected_connection_and_reads_its_original_destination(lab: Lab) -> None:
     before = len(lab.events("ztunnel-reviews-v1"))
     greeting = lab.connect("ratings-v1", "reviews-v1", sport=41777)
-    [into] = _accepted(lab, "ztunnel-reviews-v1", before)
+    [into] = accepted(lab, "ztunnel-reviews-v1", before)
     assert into["listener"] == 15006 and into["original_dst"] == "10.244.2.7:9080"
     assert into["peer"] == "10.244.2.2:41777" and str(into["onward"]).startswith("10.244.2.2:")
     assert greeting.startswith("hello from reviews-v1 (10.244.2.7:9080); you are 10.244.2.2:")

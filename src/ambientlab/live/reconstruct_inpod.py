@@ -59,14 +59,20 @@ COMMIT
 """
 POD_ROUTING = [f"ip rule add fwmark {TPROXY_MARK}/0xfff pref 32764 lookup 100",
                "ip route add local 0.0.0.0/0 dev lo table 100"]
-NODE_RULES = f"""*nat
+def node_rules(probe_set: str) -> str:
+    """Return the node's rules of the in-pod design (kube-proxy's empty service chain and istio-cni's
+    probe SNAT), with the probe set named ``probe_set``."""
+    return f"""*nat
 :KUBE-SERVICES - [0:0]
 :ISTIO_POSTRT - [0:0]
 -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -A POSTROUTING -j ISTIO_POSTRT
--A ISTIO_POSTRT -m owner --socket-exists -p tcp -m set --match-set {PROBE_SET} dst -j SNAT --to-source {PROBE_SOURCE}
+-A ISTIO_POSTRT -m owner --socket-exists -p tcp -m set --match-set {probe_set} dst -j SNAT --to-source {PROBE_SOURCE}
 COMMIT
 """
+
+
+NODE_RULES = node_rules(PROBE_SET)
 RECORDED_PODS = ("productpage-v1", "reviews-v1")  # the pods whose namespaces the capture prints
 
 UPSTREAM_REDIRECT = "d9c34622bf0968848d241c148c06af7af49ea483"
@@ -102,14 +108,7 @@ COMMIT
 -A ISTIO_PRERT ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport 15008 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006
 COMMIT
 """
-REDIRECT_NODE_RULES = f"""*nat
-:KUBE-SERVICES - [0:0]
-:ISTIO_POSTRT - [0:0]
--A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
--A POSTROUTING -j ISTIO_POSTRT
--A ISTIO_POSTRT -m owner --socket-exists -p tcp -m set --match-set {REDIRECT_PROBE_SET} dst -j SNAT --to-source {PROBE_SOURCE}
-COMMIT
-"""
+REDIRECT_NODE_RULES = node_rules(REDIRECT_PROBE_SET)
 # Each version of the rules: (the pods' rules, the node's rules, the probe set's name).
 RULES = {"1.22": (POD_RULES, NODE_RULES, PROBE_SET),
          "redirect": (REDIRECT_POD_RULES, REDIRECT_NODE_RULES, REDIRECT_PROBE_SET)}
