@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from ambientlab import load_capture
-from ambientlab.book.figures import draw_walk, moved_pods, path_points
+from ambientlab.book.figures import draw_walk, moved_pods, path_trace
 from ambientlab.core.trace.demo import demo_network
 from ambientlab.core.trace.walks import packet_hops, walk
 
@@ -24,8 +24,8 @@ def test_the_pod_the_walks_place_on_the_other_node_is_read_from_its_pod_list() -
 
 def test_a_path_ends_at_the_socket_its_tproxy_rule_named() -> None:
     frame = walk(CAPTURE, "same-node-vip")
-    assert path_points(demo_network(CAPTURE), packet_hops(frame, 1))[-1] == ("socket:ztunnel:15001", "deliver")
-    assert path_points(demo_network(CAPTURE), packet_hops(frame, 5))[-1] == ("socket:ztunnel:42000", "deliver")
+    assert path_trace(demo_network(CAPTURE), packet_hops(frame, 1))[-1][:2] == ("socket:ztunnel:15001", "deliver")
+    assert path_trace(demo_network(CAPTURE), packet_hops(frame, 5))[-1][:2] == ("socket:ztunnel:42000", "deliver")
 
 
 def test_the_picture_qualifies_shared_device_names_and_marks_the_moved_pod() -> None:

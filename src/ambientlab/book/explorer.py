@@ -23,7 +23,7 @@ from ambientlab.book.player import Story, story
 from ambientlab.core.capture import Capture, load_capture
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.breaks import PIECES
-from ambientlab.core.trace.demo import pod_names, short_name
+from ambientlab.core.trace.demo import pod_addresses
 from ambientlab.core.trace.scenarios import REVIEWS_VIP
 from ambientlab.core.trace.walks import NODE_LEVEL
 
@@ -89,11 +89,11 @@ def _capture(name: str) -> Capture:
 def choices(capture_name: str) -> Choices:
     """Return what can be chosen on capture ``capture_name`` (one of :data:`CAPTURES`)."""
     capture = _capture(capture_name)
-    pods = {short_name(name): ip for ip, name in sorted(pod_names(capture).items(), key=lambda kv: kv[1])}
+    pods = pod_addresses(capture)
     destinations = {f"pod {name} ({ip})": ip for name, ip in pods.items()}
     for other in CAPTURES:  # the same cluster's pods that other captures list (on other nodes)
-        for ip, name in sorted(pod_names(load_capture(other)).items(), key=lambda kv: kv[1]):
-            destinations.setdefault(f"pod {short_name(name)} ({ip})", ip)
+        for name, ip in pod_addresses(load_capture(other)).items():
+            destinations.setdefault(f"pod {name} ({ip})", ip)
     destinations[f"service reviews ({ipv4.to_text(REVIEWS_VIP)})"] = ipv4.to_text(REVIEWS_VIP)
     design, net = design_network(capture)
     inpod = design != NODE_LEVEL
@@ -110,7 +110,7 @@ def choices(capture_name: str) -> Choices:
 
 def pod_names_of(capture_name: str) -> list[str]:
     """Return the short names of the pods that capture ``capture_name`` lists."""
-    return [short_name(name) for name in pod_names(_capture(capture_name)).values()]
+    return list(pod_addresses(_capture(capture_name)))
 
 
 def _mark(text: str) -> int:
@@ -169,9 +169,7 @@ def explore(settings: Settings) -> Result:
     without = [] if settings.broken == NONE else [settings.broken]
     if settings.out_of_ipset:
         without.append(f"ipset:{settings.source}")
-    addresses = {short_name(name): ip for ip, name in pod_names(capture).items()}
-    frame = send(capture, settings.source, dst, settings.port, src=addresses.get(settings.source), proto=settings.proto,
-                 mark=mark, without=without)
+    frame = send(capture, settings.source, dst, settings.port, proto=settings.proto, mark=mark, without=without)
     return Result(settings, frame, story(frame, 1))
 
 

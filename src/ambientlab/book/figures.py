@@ -137,15 +137,10 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
     return ax
 
 
-def path_points(net: Network, hops: pd.DataFrame) -> list[tuple[str, str]]:
-    """Return the anchor points (keys of :func:`layout`) a packet passes, in order, with the
-    kind of step that reaches each: ``wire``, ``tunnel`` or ``deliver``."""
-    return [(key, kind) for key, kind, _ in path_trace(net, hops)]
-
-
 def path_trace(net: Network, hops: pd.DataFrame) -> list[tuple[str, str, object]]:
-    """Return :func:`path_points` with, for each point, the index label of the hop-table row
-    that reaches it."""
+    """Return the anchor points (keys of :func:`layout`) a packet passes, in order: each with the
+    kind of step that reaches it (``wire``, ``tunnel`` or ``deliver``) and the index label of the
+    hop-table row that does."""
     out: list[tuple[str, str, object]] = []
     hop: object = None
 

@@ -18,7 +18,7 @@ from ambientlab.core.capture import Capture
 from ambientlab.core.constants import BEHAVIOURS
 from ambientlab.core.trace import ipv4
 from ambientlab.core.trace.breaks import PIECES, remove_ip_rule
-from ambientlab.core.trace.demo import WORLD, demo_network, pod_names, short_name
+from ambientlab.core.trace.demo import WORLD, demo_network, pod_addresses
 from ambientlab.core.trace.inpod import inpod_network, redirect_network
 from ambientlab.core.trace.netfilter import Packet
 from ambientlab.core.trace.network import Network, Socket
@@ -64,7 +64,7 @@ def _network(capture: Capture, without: Sequence[str]) -> Network:
 def take_out_of_ipsets(net: Network, capture: Capture, pod: str) -> None:
     """Remove pod ``pod``'s address (by short name) from every ipset of ``net``, as if its
     namespace had lost the ambient label. A KeyError names the pods there are."""
-    by_name = {short_name(name): ip for ip, name in pod_names(capture).items()}
+    by_name = pod_addresses(capture)
     if pod not in by_name:
         raise KeyError(f"ipset:{pod}: no pod {pod!r} in {capture.name} ({', '.join(by_name)})")
     for machine in net.machines.values():
@@ -95,11 +95,11 @@ def send(capture: Capture, origin: str, dst: str, dport: int = 9080, *, src: str
     net = _network(capture, pieces)
     if origin == "world":
         origin = WORLD
-    if src is None and origin not in net.machines:
-        by_name = {short_name(name): ip for ip, name in pod_names(capture).items()}
-        if origin not in by_name:
-            raise KeyError(f"give src= for {origin!r}: only a pod's address is known by its name ({', '.join(by_name)})")
+    by_name = pod_addresses(capture)
+    if src is None and origin in by_name:  # a pod sends from its own address, whether its namespace is modelled or not
         src = by_name[origin]
+    elif src is None and origin not in net.machines:
+        raise KeyError(f"give src= for {origin!r}: only a pod's address is known by its name ({', '.join(by_name)})")
     packet = Packet(src=ipv4.to_int(src) if src else 0, dst=ipv4.to_int(dst), proto=PROTOCOLS[proto], sport=sport, dport=dport,
                     flags=flags if proto == "tcp" else "")
     who = "the rest of the cluster" if origin == WORLD else origin

@@ -47,6 +47,12 @@ def pod_names(capture: Capture) -> dict[str, str]:
     return {ip: name for _, name, ip in kubectl_pods(capture)}
 
 
+def pod_addresses(capture: Capture) -> dict[str, str]:
+    """Return {pod short name (:func:`short_name`): pod IP} from the capture's ``kubectl get pod``
+    outputs, in the order of the pods' full names."""
+    return {short_name(name): ip for ip, name in sorted(pod_names(capture).items(), key=lambda kv: kv[1])}
+
+
 def short_name(pod: str) -> str:
     """Return a pod's short name (a lab host's, a tracer endpoint's): its name without the
     ReplicaSet and pod hashes (``productpage-v1`` for ``productpage-v1-7c548b785b-mhjm6``)."""
