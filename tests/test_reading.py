@@ -65,21 +65,23 @@ def test_the_figure_has_a_box_per_stage_and_an_arrow_per_step() -> None:
 
 
 # -- the mark cheat sheet ---------------------------------------------------------------------------
-def _hosts() -> list[tuple[str, str]]:
-    return sorted((p.parts[-3], p.parts[-2]) for p in Path(DATA).glob("*/*/iptables-save.txt")
-                  if (p.parent / "ip-rule.txt").is_file())
+def _hosts() -> list[tuple[str, str, str]]:
+    """(capture, host, rules file) of every host's full rules: iptables-save.txt, and the node's with
+    kube-proxy's reconstructed chains."""
+    return sorted((p.parts[-3], p.parts[-2], p.name) for name in ("iptables-save.txt", "iptables-save-kube-proxy.txt")
+                  for p in Path(DATA).glob(f"*/*/{name}") if (p.parent / "ip-rule.txt").is_file())
 
 
-@pytest.mark.parametrize(("capture", "host"), _hosts())
-def test_every_mark_the_rules_set_has_a_meaning(capture: str, host: str) -> None:
-    sheet = marks.mark_sheet(load_capture(capture), host)
+@pytest.mark.parametrize(("capture", "host", "rules"), _hosts())
+def test_every_mark_the_rules_set_has_a_meaning(capture: str, host: str, rules: str) -> None:
+    sheet = marks.mark_sheet(load_capture(capture), host, rules)
     assert marks.NO_MEANING not in set(sheet["meaning"]), sheet.loc[sheet["meaning"] == marks.NO_MEANING, "mark"]
-    assert all(sheet.loc[sheet["meaning"] != "", "source"].str.startswith("istio/istio"))
+    assert all(sheet.loc[sheet["meaning"] != "", "source"].str.startswith(("istio/istio", "kubernetes/kubernetes")))
 
 
 def test_every_meaning_is_used_by_a_capture() -> None:
-    used = {(k, m) for capture, host in _hosts() for k, m in
-            marks.mark_sheet(load_capture(capture), host)[["kind", "mark"]].itertuples(index=False)}
+    used = {(k, m) for capture, host, rules in _hosts() for k, m in
+            marks.mark_sheet(load_capture(capture), host, rules)[["kind", "mark"]].itertuples(index=False)}
     assert set(marks.MEANINGS) == used
 
 
@@ -196,7 +198,7 @@ def test_a_rule_is_read_part_by_part() -> None:
         read_rule(DEMO, "mangle PRE-99")
 
 
-@pytest.mark.parametrize(("capture", "host"), _hosts())
+@pytest.mark.parametrize(("capture", "host"), sorted({(capture, host) for capture, host, _ in _hosts()}))
 def test_every_rule_of_every_capture_can_be_read(capture: str, host: str) -> None:
     from ambientlab.book.reading import named_rules, read_rule
 

@@ -27,8 +27,13 @@ _NODE = "istio/istio 191fe680 cni/pkg/ambient/net.go"
 _ZT = "istio/istio 191fe680 manifests/charts/istio-control/istio-discovery/templates/ambient.yaml"
 _ZTGEN = "istio/istio 191fe680 pilot/pkg/networking/ambientgen/ztunnelgen.go"
 _INPOD = "istio/istio 1.22.0 cni/pkg/iptables/iptables.go"
+_KUBE = "kubernetes/kubernetes pkg/proxy/iptables/proxier.go (a later release's copy; v1.25.0 named, not read)"
 # What each mark means, keyed by (kind, "VALUE/MASK" as the rules print it), with its source.
 MEANINGS: dict[tuple[str, str], tuple[str, str]] = {
+    (PACKET, "0x4000/0x4000"): ("kube-proxy's masquerade mark: KUBE-MARK-MASQ sets it, KUBE-POSTROUTING masquerades a "
+                                "packet that carries it", _KUBE),
+    (PACKET, "0x4000/0x0"): ("kube-proxy clearing its masquerade mark (an XOR of 0x4000) in KUBE-POSTROUTING, before it "
+                             "masquerades the packet, so that the mark does not leave the node", _KUBE),
     (PACKET, "0x100/0x100"): ("captured: TCP from a mesh pod of this node, on its way to ztunnel through istioout", _NODE),
     (PACKET, "0x200/0x200"): ("leave alone: it came out of a tunnel from ztunnel, or belongs to a connection of "
                               "ztunnel's own (connmark 0x220); routed by main, as without ambient", _NODE),
@@ -236,7 +241,7 @@ def _readers(rules: pd.DataFrame, names: dict[int, str], mark: _Mark, after: set
     return out
 
 
-def mark_sheet(capture: Capture, host: str = "node") -> pd.DataFrame:
+def mark_sheet(capture: Capture, host: str = "node", rules_file: str = "iptables-save.txt") -> pd.DataFrame:
     """Return the mark cheat sheet of folder ``host`` of ``capture`` (``"node"``, ``"ztunnel"``,
     or an in-pod capture's pod folder): one row per mark (``kind``: packet mark or connmark,
     ``mark`` as VALUE/MASK, its ``bits``, or the whole number when the mask is
@@ -249,8 +254,9 @@ def mark_sheet(capture: Capture, host: str = "node") -> pd.DataFrame:
     exactly that mark (``routed by``, gotos followed) and the deciding table's default route
     (``table's default``). Marks that an ``ip rule`` or an iptables match reads but no iptables
     rule sets (sockets' marks), and those of :data:`SOCKET_ONLY`, have ``set by`` :data:`SOCKET`.
-    The routing assumes the packet carries no other mark bits."""
-    saved = capture.parse(f"{host}/iptables-save.txt")
+    The routing assumes the packet carries no other mark bits. ``rules_file``: the host's rules, by
+    file name (``iptables-save-kube-proxy.txt`` for the node's with kube-proxy's reconstructed chains)."""
+    saved = capture.parse(f"{host}/{rules_file}")
     rules = saved.rules
     names = {int(line): rule_name(str(r["table"]), str(r["chain"]), int(r["rule"])) for line, r in rules.iterrows()}
     hooks = hooks_of(rules)

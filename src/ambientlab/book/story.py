@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ambientlab.book.marks import MEANINGS, PACKET
 from ambientlab.core.capture import load_capture
 from ambientlab.core.trace.names import rule_names
 from ambientlab.core.trace.walks import packet_hops
@@ -151,14 +152,13 @@ def _local_first(rules: list[str]) -> bool:
     return bool(m and m.group(1) == "0")
 
 
-KUBE_MASQ = 0x4000  # kube-proxy's masquerade mark (KUBE-MARK-MASQ sets it, KUBE-POSTROUTING reads it)
-
-
 def _why_mark(rows: pd.DataFrame, i: int, host: str, mark: str) -> str:
-    if _mark_value(mark) & KUBE_MASQ and "KUBE-" in str(rows.iloc[i]["where"]):
-        return ("0x4000 is kube-proxy's masquerade mark: KUBE-POSTROUTING masquerades a packet that carries it "
-                "(and clears it); no ip rule reads it")
     found = _next_route(rows, i, host)
+    set_to = re.search(r"--set-xmark (\S+)", str(rows.iloc[i]["matched"]))
+    meaning = MEANINGS.get((PACKET, set_to.group(1))) if set_to else None
+    unrouted = found is None or not (_local_first(found[0]) or "fwmark" in found[0][0])
+    if meaning and unrouted:  # a mark that no ip rule selects here: say what it is for (the mark sheet's meaning)
+        return f"{set_to.group(1)} is {meaning[0]}; no ip rule selects it here"  # type: ignore[union-attr]
     if found is None:
         return f"{host} takes no routing decision after this: the mark matters only to its rules"
     rules, route = found
