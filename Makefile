@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: book test lab clean data bench check student release serve venv tools publish
+.PHONY: book catalogs test lab clean data bench check student release serve venv tools publish
 
 # uv (pinned in requirements.txt) installs the pinned stack: pip took 90 s with its cache warm, uv
 # takes about 25 s, compiling the .pyc files included (without them every process compiles anew).
@@ -22,9 +22,15 @@ venv: $(STAMP)
 tools:
 	@$(PYTHON) src/ambientlab/live/systools.py install
 
+# Both editions, in parallel: English at _build/html, Chinese (from locale/zh_CN) at _build/html/zh.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "The book is in _build/html: open file://$(CURDIR)/_build/html/index.html"
+	$(BIN)/python book/build.py --out _build
+	@echo "The book is in _build/html: open file://$(CURDIR)/_build/html/index.html (中文版: _build/html/zh/index.html)"
+
+# After changing English prose: merge the new messages into the Chinese catalogs (new ones arrive
+# untranslated, changed ones fuzzy); `python book/build.py check` lists what is left to translate.
+catalogs: $(STAMP)
+	$(BIN)/python book/build.py catalogs
 
 # Three pytest-xdist workers on this project's two-core machines (the lab tests wait on the network
 # often enough: 2 workers took 215 s, 3 took 194 s, 4 took 233 s), a test file to a worker (a
@@ -33,7 +39,7 @@ book: $(STAMP)
 # process a 3 s import that the tests never use.
 JOBS ?= 3
 test: tools $(STAMP)
-	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff check src tests benchmarks notebooks book
 	$(BIN)/python -m pytest -p tests.early --nbval -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
@@ -42,11 +48,15 @@ bench: $(STAMP)
 check: tools $(STAMP)
 	$(BIN)/ambientlab check-env
 
+# The workshop kit in English, or with the Chinese edition's prose: make student LANG=zh
+# (only LANG=zh selects it; a locale such as LANG=zh_CN.UTF-8 in your shell does not).
+KIT_LANG := $(if $(filter zh,$(LANG)),zh,en)
+KIT_DIR := _build/student$(if $(filter zh,$(KIT_LANG)),-zh,)
 student: $(STAMP)
-	$(BIN)/ambientlab student _build/student
+	LANG=C.UTF-8 $(BIN)/ambientlab student $(KIT_DIR) --lang $(KIT_LANG)
 
 release: $(STAMP)
-	$(BIN)/ambientlab release _build/release --student _build/student
+	LANG=C.UTF-8 $(BIN)/ambientlab release _build/release$(if $(filter zh,$(KIT_LANG)),-zh,) --student $(KIT_DIR) --lang $(KIT_LANG)
 
 # Serve the built book on this machine only (build it first with `make book`).
 PORT ?= 8000

@@ -15,6 +15,7 @@ Needs only the venv's packages; run it with the venv's python (``make book`` doe
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import subprocess
@@ -32,17 +33,36 @@ EDITIONS: dict[str, dict[str, Any]] = {
     "zh": {
         "language": ZH,
         "html_title": "Ambient 模式流量劫持，逐包计算",
-        "html_search_options": {"dict": str(LOCALE / ZH / "search-words.txt")},
     },
 }
 SITE_PATHS = {"en": "", "zh": "zh"}  # where each edition lives in the site
 
 
-def _overrides(lang: str) -> dict[str, Any]:
+_CJK_WORD = re.compile(r"[\u4e00-\u9fff]{2,}")
+_TERM_SEPARATORS = re.compile(r"[\s；，、（）《》“”†]+")
+
+
+def search_words(glossary: Path = ROOT / "book" / "glossary.md") -> list[str]:
+    """Return the Chinese terms of the glossary (its 中文 column), each once: the words that the
+    Chinese search index must keep whole (策略路由, not 策略 + 路由), in the glossary's order."""
+    words: list[str] = []
+    for line in glossary.read_text().splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| ") and len(cells) > 2 and not line.startswith("| term"):
+            words += [w for w in _TERM_SEPARATORS.split(cells[1]) if _CJK_WORD.fullmatch(w)]
+    return list(dict.fromkeys(words))
+
+
+def _overrides(lang: str, out: Path | None = None) -> dict[str, Any]:
     conf: dict[str, Any] = {"external_toc_path": str(ROOT / "_toc.yml"), "latex_individualpages": False,
                             "nitpicky": True, **EDITIONS[lang]}
     if lang != "en":
         conf["html_theme_options"] = _theme_options(lang)
+    if lang == "zh" and out is not None:  # jieba's user dictionary: one word per line, with a high count
+        words = out / "search-words-zh.txt"
+        words.parent.mkdir(parents=True, exist_ok=True)
+        words.write_text("".join(f"{word} 100000\n" for word in search_words()), encoding="utf-8")
+        conf["html_search_options"] = {"dict": str(words)}
     return conf
 
 
@@ -62,8 +82,12 @@ def build_one(lang: str, out: Path) -> int:
     from jupyter_book.sphinx import build_sphinx
 
     html = out / "html" / SITE_PATHS[lang]
+    if lang == "zh":  # the Chinese search index splits words with jieba, which logs its start-up on stderr
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
     result = build_sphinx(ROOT, html, noconfig=True, path_config=str(ROOT / "_config.yml"),
-                          confoverrides=_overrides(lang), doctreedir=out / f".doctrees-{lang}",
+                          confoverrides=_overrides(lang, out), doctreedir=out / f".doctrees-{lang}",
                           builder="html", warningiserror=True, keep_going=True, quiet=True)
     if isinstance(result, Exception):
         print(f"the {lang} edition failed: {result!r}", file=sys.stderr)

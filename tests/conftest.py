@@ -7,12 +7,14 @@ Kernel-checked tests skip where namespaces cannot be used, unless AMBIENTLAB_REQ
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -95,17 +97,17 @@ def namespaces(netns_ok: None) -> Iterator[NamespaceSet]:
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the book once per test run (-W -n, from the notebooks' stored outputs, as `make book`
-    does); return its ``_build/html`` folder. Under pytest-xdist the workers share one build: the
-    first to come builds it while holding a lock. A failed build fails every test that uses it."""
+    """Build the book once per test run, both editions (-W -n, from the notebooks' stored outputs,
+    as `make book` does); return its ``_build/html`` folder (the Chinese edition is its ``zh/``).
+    Under pytest-xdist the workers share one build: the first to come builds it while holding a
+    lock. A failed build fails every test that uses it."""
     shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else \
         tmp_path_factory.getbasetemp()
     out, done_file = shared / "book", shared / "book.built"
     with open(shared / "book.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done_file.exists():
-            jb = Path(sys.executable).parent / "jupyter-book"
-            done = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+            done = subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "--out", str(out / "_build")],
                                   capture_output=True, text=True, cwd=ROOT)
             done_file.write_text(str(done.returncode) + "\n" + done.stdout[-4000:] + done.stderr[-2000:])
     status, _, log = done_file.read_text().partition("\n")
@@ -141,5 +143,13 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return bin_dir
 
 
-
+def book_module(path: str) -> Any:
+    """Return module ``path`` of the book's own tooling (``book/build.py``, ``book/_ext/editions.py``),
+    loaded under a name of its own (``build`` is also a package on PyPI)."""
+    file = ROOT / path
+    spec = importlib.util.spec_from_file_location("ambientlab_book_" + file.stem, file)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 

@@ -17,7 +17,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from ambientlab.book.check import EXERCISES
-from ambientlab.book.student import stub_for, student_notebook, write_release, write_student
+from ambientlab.book.student import stub_for, student_notebook, translate_markdown, write_release, write_student
 from ambientlab.live.checkenv import Check, pins, python_checks, report
 from tests.conftest import ROOT
 
@@ -125,6 +125,34 @@ def test_make_student_and_release(tmp_path: Path) -> None:
         if name.endswith(".ipynb"):
             nb = nbformat.reads(zipfile.ZipFile(target).read(name).decode(), 4)
             assert not any("solution" in c.metadata.get("tags", []) for c in nb.cells), name
+
+
+def test_the_chinese_kit_carries_the_translated_prose(tmp_path: Path) -> None:
+    """make student LANG=zh: every markdown cell's prose is the zh edition's (from the same
+    catalogs), code cells are the English kit's, and the zip's quick start is Chinese too."""
+    english = write_student(tmp_path / "en")
+    chinese = write_student(tmp_path / "zh", lang="zh")
+    assert [p.name for p in chinese] == [p.name for p in english]
+    for en_path, zh_path in zip(english, chinese, strict=True):
+        en, zh = nbformat.read(en_path, 4), nbformat.read(zh_path, 4)
+        assert [c.source for c in zh.cells if c.cell_type == "code"] == [c.source for c in en.cells if c.cell_type == "code"]
+        prose = "".join(c.source for c in zh.cells if c.cell_type == "markdown")
+        assert len(re.findall(r"[\u4e00-\u9fff]", prose)) > 200, zh_path.name
+    first = nbformat.read(tmp_path / "zh" / "01-the-demo-cluster.ipynb", 4).cells
+    assert first[1].cell_type == "markdown" and first[1].source.startswith("# ") and re.search(r"[\u4e00-\u9fff]", first[1].source)
+    target = write_release(tmp_path / "release", tmp_path / "zh", lang="zh")
+    assert target.name.endswith("-zh.zip")
+    quickstart = next(n for n in zipfile.ZipFile(target).namelist() if n.endswith("QUICKSTART.md"))
+    assert re.search(r"[\u4e00-\u9fff]{4}", zipfile.ZipFile(target).read(quickstart).decode())
+
+
+def test_translating_a_markdown_cell_keeps_its_structure() -> None:
+    source = "## Head\n\n1. item one\n   more\n\n:::{note}\nInside.\n:::\n\n| a | `b` |\n|---|---|\n\n```console\n$ ip rule\n```"
+    words = {"Head": "标题", "item one more": "第一项", "Inside.": "内部。", "a": "甲", "`b`": "`b`"}
+    text, missing = translate_markdown(source, words.get)
+    assert missing == []
+    assert text == "## 标题\n\n1. 第一项\n\n:::{note}\n内部。\n:::\n\n| 甲 | `b` |\n|---|---|\n\n```console\n$ ip rule\n```"
+    assert translate_markdown("Untranslated here.", words.get) == ("Untranslated here.", ["Untranslated here."])
 
 
 def test_check_env_reports_every_pin() -> None:

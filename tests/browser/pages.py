@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tests.conftest import book_module
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Every request for another host goes to a closed port on this machine (Chromium sends loopback
 # requests directly): nothing leaves the machine, and the pages' requests are recorded, not
@@ -17,13 +19,38 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--proxy-server=http://127.0.0.1:9"]
 SCREENSHOTS = {"index": "book/intro.html", "walk-same-node": "notebooks/08-walk-same-node.html",
-               "live-lab": "notebooks/13-live-lab.html", "workshop": "book/workshop.html"}
-BOOK_TITLE = "Ambient redirection, computed"
+               "live-lab": "notebooks/13-live-lab.html", "workshop": "book/workshop.html",
+               "zh-index": "zh/book/intro.html", "zh-walk-same-node": "zh/notebooks/08-walk-same-node.html",
+               "zh-glossary": "zh/book/glossary.html"}
+EDITIONS = {"": "Ambient redirection, computed", "zh/": book_module("book/build.py").EDITIONS["zh"]["html_title"]}
+# The fonts a page's text may be drawn with where it is Chinese: a CJK font, never a fallback box.
+CJK_FONTS = ("Noto Sans CJK", "Noto Serif CJK")
 
 
-def site_pages(html: Path) -> list[str]:
-    return sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
-                  if "_static" not in p.parts and "_sources" not in p.parts)
+def site_pages(html: Path, edition: str | None = None) -> list[str]:
+    """Return the site's pages (relative paths), all or those of ``edition`` ("" or "zh/")."""
+    pages = sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
+                   if "_static" not in p.parts and "_sources" not in p.parts)
+    return pages if edition is None else [p for p in pages if edition_of(p) == edition]
+
+
+def edition_of(name: str) -> str:
+    """Return the edition a page of the site belongs to: "zh/" or "" (English, the root)."""
+    return "zh/" if name.startswith("zh/") else ""
+
+
+def fonts_of(page: Any, selector: str) -> dict[str, int]:
+    """Return {font family: glyphs drawn with it} for the text of the first element ``selector``
+    matches, as Chromium rendered it (DevTools' CSS.getPlatformFontsForNode)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        cdp.send("CSS.enable")
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    finally:
+        cdp.detach()
+    return {f["familyName"]: f["glyphCount"] for f in fonts}
 
 
 class Visit:
@@ -57,7 +84,7 @@ class Visit:
 def check_page(visit: Visit, name: str) -> list[str]:
     page = visit.page
     problems = []
-    if BOOK_TITLE not in page.title() or not page.locator("h1").first.inner_text().strip():
+    if EDITIONS[edition_of(name.rpartition("…/")[2])] not in page.title() or not page.locator("h1").first.inner_text().strip():
         problems.append(f"{name}: title {page.title()!r}")
     if page.locator("#pst-primary-sidebar nav a").count() < 10 or not page.locator("#pst-primary-sidebar").is_visible():
         problems.append(f"{name}: no sidebar with the table of contents")

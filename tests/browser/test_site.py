@@ -1,8 +1,8 @@
-"""Every page of the built book in a real browser (Debian's headless Chromium, driven by
-Playwright): it renders its title and sidebar, loads every image, logs no console error, gets no
-HTTP error and asks nothing of any host but 127.0.0.1; every step-through of a walk page steps
-forward and back. Screenshots of key pages go to
-_build/screenshots/ for review. (Single pages: test_pages.py.)"""
+"""Every page of the built book, in both editions, in a real browser (Debian's headless Chromium,
+driven by Playwright): it renders its title and sidebar, loads every image, logs no console error,
+gets no HTTP error and asks nothing of any host but 127.0.0.1; every step-through of a walk page
+steps forward and back; a Chinese page's text is drawn in a CJK font. Screenshots of key pages go
+to _build/screenshots/ for review. (Single pages: test_pages.py.)"""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import nbformat
 import pytest
 
 from benchmarks.book import WALK_PAGES
-from tests.browser.pages import SCREENSHOTS, Visit, check_page, site_pages, step_through
+from tests.browser.pages import CJK_FONTS, SCREENSHOTS, Visit, check_page, edition_of, fonts_of, site_pages, step_through
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
 
-def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_book: Path) -> None:
-    pages = site_pages(built_book)
+@pytest.mark.parametrize("edition", ["", "zh/"], ids=["en", "zh"])
+def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_book: Path, edition: str) -> None:
+    pages = site_pages(built_book, edition)
     assert len(pages) >= 20
     problems = []
     images = players = stepped = 0  # on the chapters' pages
@@ -36,19 +37,24 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
         for name, visit in visits:
             try:
                 visit.page.wait_for_load_state("load")
-                if name == "index.html":  # the root page only redirects to the book's first page
-                    visit.page.wait_for_url("**/book/intro.html", timeout=10000)
+                if name == edition + "index.html":  # the root page only redirects to the book's first page
+                    visit.page.wait_for_url(f"**/{edition}book/intro.html", timeout=10000)
                     visit.page.wait_for_load_state("load")
                 problems += check_page(visit, name)
                 if name in SCREENSHOTS.values():
                     target = shots / f"{next(k for k, v in SCREENSHOTS.items() if v == name)}.png"
                     visit.page.screenshot(path=str(target), full_page=True)
                     assert target.stat().st_size > 20_000, target
-                if name.startswith("notebooks/") and name.split("/")[1][:2] in WALK_PAGES:  # every step-through steps
+                chapter = name.removeprefix(edition)
+                if chapter.startswith("notebooks/") and chapter.split("/")[1][:2] in WALK_PAGES:  # every step-through steps
                     done, found = step_through(visit.page, name)
                     stepped += done
                     problems += found
-                if name.startswith("notebooks/"):  # figures; a step-through's figure is counted apart
+                if edition and name != edition + "index.html":  # Chinese text in a CJK font, not boxes
+                    fonts = fonts_of(visit.page, "h1")
+                    if not any(family.startswith(CJK_FONTS) for family in fonts):
+                        problems.append(f"{name}: the title is drawn in {fonts}, no CJK font")
+                if chapter.startswith("notebooks/"):  # figures; a step-through's figure is counted apart
                     images += visit.page.evaluate("document.images.length - document.querySelectorAll('.al-player img').length")
                     players += visit.page.evaluate("document.querySelectorAll('.al-player img').length")
             finally:
@@ -63,4 +69,5 @@ def test_every_page_renders_offline_cleanly(browser: Any, server: str, built_boo
                  for out in cell.get("outputs", []))
     assert players == stored > 30, (players, stored)
     assert stepped >= 40, stepped
-    assert sorted(p.stem for p in shots.glob("*.png")) >= sorted(SCREENSHOTS)
+    taken = {k for k, v in SCREENSHOTS.items() if edition_of(v) == edition}
+    assert {p.stem for p in shots.glob("*.png")} >= taken

@@ -176,8 +176,8 @@ def cmd_student(args: argparse.Namespace) -> int:
     """Write the student notebooks (solutions replaced by stubs)."""
     from ambientlab.book.student import write_student
 
-    written = write_student(Path(args.out))
-    print(f"{args.out}: {len(written)} student notebooks")
+    written = write_student(Path(args.out), lang=args.lang)
+    print(f"{args.out}: {len(written)} student notebooks ({args.lang})")
     return 0
 
 
@@ -186,8 +186,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     from ambientlab.book.student import write_release, write_student
 
     student = Path(args.student)
-    write_student(student)
-    target = write_release(Path(args.out), student)
+    write_student(student, lang=args.lang)
+    target = write_release(Path(args.out), student, lang=args.lang)
     print(f"{target}: {target.stat().st_size // 1024} KiB")
     return 0
 
@@ -253,10 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check_env)
     s = sub.add_parser("student", help="write the student notebooks (solutions replaced by stubs)")
     s.add_argument("out", help="folder to write into, e.g. _build/student")
+    s.add_argument("--lang", choices=["en", "zh"], default="en", help="the language of the prose (zh: the Chinese edition's)")
     s.set_defaults(func=cmd_student)
     z = sub.add_parser("release", help="write the workshop zip (student notebooks, data, package, quick start)")
     z.add_argument("out", help="folder for the zip, e.g. _build/release")
     z.add_argument("--student", default="_build/student", help="where the student notebooks are written first")
+    z.add_argument("--lang", choices=["en", "zh"], default="en", help="the language of the student notebooks' prose")
     z.set_defaults(func=cmd_release)
     k = sub.add_parser("capture", help="record a node of your cluster with the book's read-only commands",
                        description="Record a node with the book's read-only commands, one exec each; the outputs "

@@ -77,7 +77,7 @@ def lab_checks() -> list[Check]:
     checks = [Check("root", root, "(uid 0)" if root else "the live lab needs root: run with sudo")]
     versions = {argv[0]: argv for argv in VERSIONS.values()}
     for tool in (t for t in systools.TOOLS if t.kind == systools.NEEDED):
-        found = shutil.which(tool.name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+        found = tool.find()
         detail = (tool_version(versions[tool.name]) if tool.name in versions else None) or found
         checks.append(Check(tool.name, found is not None,
                             detail or f"not found (apt-get install {tool.package}): {tool.used_for}", required=tool.lab))

@@ -34,13 +34,23 @@ VENV = "venv"
 
 @dataclass(frozen=True)
 class Tool:
-    """One system command: its name on PATH, the Debian package that has it, what needs it."""
+    """One system tool: its name (a command on PATH), the Debian package that has it, what needs it.
+    A package with no command (a font) names the file it installs instead, in ``path``."""
 
     name: str
     package: str
     kind: str
     used_for: str
     lab: bool = False  # the live lab cannot start without it (check-env: FAIL, not warn)
+    path: str = ""
+
+    def find(self, search: str | None = None) -> str | None:
+        """Return where the tool is (its file, or its command on ``search``, default $PATH plus
+        the sbin folders), or None when it is missing."""
+        if self.path:
+            return self.path if os.path.exists(self.path) else None
+        search = search or os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+        return shutil.which(self.name, path=search)
 
 
 TOOLS: tuple[Tool, ...] = (
@@ -56,6 +66,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("tcpdump", "tcpdump", NEEDED, "capturing the HBONE underlay (lab sniff)"),
     Tool("sysctl", "procps", NEEDED, "a namespace's IPv4 settings (rp_filter, src_valid_mark, ...)", lab=True),
     Tool("chromium", "chromium", NEEDED, "the browser tests of the built book (headless)"),
+    Tool("Noto Sans CJK", "fonts-noto-cjk", NEEDED, "Chinese text: the figures' bilingual labels, and the zh edition in the browser tests",
+         path="/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
     Tool("git", "git", NEEDED, "make publish (ghp-import) and the benchmarks' commit id"),
     Tool("make", "make", NEEDED, "the README's commands"),
     Tool("sh", "dash", ESSENTIAL, "a command with its error output kept in order (`ip -batch … 2>&1`: lab, kernel tests)"),
@@ -64,7 +76,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("docker", "docker.io", YOURS, "`ambientlab capture --kind-node`: docker exec into a kind node"),
     Tool("kubectl", "kubectl", YOURS, "`ambientlab capture`: the listings, istiod's version, kubectl exec; --kubectl-debug's pod"),
     Tool("uv", "uv", VENV, "make: installing the pinned stack into .venv"),
-    Tool("jupyter-book", "jupyter-book", VENV, "make book, and the book tests"),
+    Tool("sphinx-intl", "sphinx-intl", VENV, "make catalogs (book/build.py): new English messages into the Chinese catalogs"),
     Tool("jupyter-lab", "jupyterlab", VENV, "make lab"),
     Tool("ruff", "ruff", VENV, "make test: lint"),
     Tool("codespell", "codespell", VENV, "the spelling test of the prose"),
@@ -91,8 +103,7 @@ def lab_tools() -> list[Tool]:
 
 def missing(path: str | None = None) -> list[Tool]:
     """Return the needed tools that are not on ``path`` (default: $PATH plus the sbin folders)."""
-    search = path or os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-    return [t for t in TOOLS if t.kind == NEEDED and shutil.which(t.name, path=search) is None]
+    return [t for t in TOOLS if t.kind == NEEDED and t.find(path) is None]
 
 
 def install() -> int:
