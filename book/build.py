@@ -125,17 +125,28 @@ def update_catalogs(out: Path) -> None:
     pot = extract(out)
     subprocess.run([str(Path(sys.executable).parent / "sphinx-intl"), "update", "-p", str(pot), "-d", str(LOCALE),
                     "-l", ZH, "-w", "0", "--no-obsolete"], check=True, cwd=ROOT)
+    from babel.messages import pofile
+
+    for path in catalogs():  # the header says whose catalog it is, and is not itself "fuzzy"
+        with open(path, "rb") as f:
+            catalog = pofile.read_po(f)
+        catalog.fuzzy = False
+        catalog.last_translator = catalog.language_team = "the ambientlab authors (中文版)"
+        with open(path, "wb") as f:
+            pofile.write_po(f, catalog, width=0)
 
 
-# What a translation must keep exactly as its message has it (as multisets): inline code, the
-# targets of roles ({doc}`x`, {ref}`text <label>`), link addresses, IPv4 addresses and prefixes,
-# hexadecimal numbers (marks, masks).
+# What a translation must keep as its message has it: the targets of roles ({doc}`x`, {ref}`text
+# <label>`) and link addresses, each as often (Sphinx warns otherwise); inline code, IPv4 addresses
+# and prefixes, hexadecimal numbers (marks, masks), each at least once. Letters next to a number are
+# ASCII: a Chinese character right before an address ("位于10.244.1.23") does not hide it.
+_COUNTED = ("role target", "link address")
 _KEPT = {
     "role target": re.compile(r"\{(\w+)\}`(?:[^`<]*<)?([^`>]*)>?`"),
     "inline code": re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)"),
     "link address": re.compile(r"\]\(([^)\s]+)\)"),
-    "address": re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?![\w.])"),
-    "hex number": re.compile(r"(?<!\w)0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?(?!\w)"),
+    "address": re.compile(r"(?<![0-9A-Za-z_.])\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?![0-9A-Za-z_]|\.\d)"),
+    "hex number": re.compile(r"(?<![0-9A-Za-z_])0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?(?![0-9A-Za-z_])"),
 }
 _INLINE_TAGS = ("<strong>", "<em>", "<code>", "<a ")
 
@@ -153,7 +164,8 @@ def _kept(text: str) -> dict[str, list[str]]:
 def message_problems(msgid: str, msgstr: str) -> list[str]:
     """Return what is wrong with one translation (empty when nothing is): no translation, a piece of
     markup, code or an address that the message has and the translation lacks (or the other way
-    round), or emphasis that does not render (CommonMark: ``**`` next to full-width punctuation)."""
+    round), emphasis that does not render (CommonMark: ``**`` next to full-width punctuation), or a
+    translation that is not one paragraph ("1. …" is a list: Sphinx would show the English instead)."""
     if not msgstr.strip():
         return ["untranslated"]
     from markdown_it import MarkdownIt
@@ -161,12 +173,16 @@ def message_problems(msgid: str, msgstr: str) -> list[str]:
     problems = []
     source, target = _kept(msgid), _kept(msgstr)
     for what in _KEPT:
-        if source[what] != target[what]:
+        if (source[what] != target[what]) if what in _COUNTED else (set(source[what]) != set(target[what])):
             lost = sorted(set(source[what]) - set(target[what]))
             added = sorted(set(target[what]) - set(source[what]))
             problems.append(f"{what} differs (message: {source[what]}, translation: {target[what]};"
                             f" missing {lost}, extra {added})")
     md = MarkdownIt("commonmark")
+    blocks = [token.type for token in md.parse(msgstr) if token.level == 0]
+    if blocks != ["paragraph_open", "paragraph_close"]:  # Sphinx drops such a translation, silently
+        problems.append(f"the translation does not read as one paragraph (it starts a {blocks[0].split('_')[0]}:"
+                        " escape a leading '1.', '-', '#' or '>' with a backslash)")
     html_id, html_str = md.renderInline(msgid), md.renderInline(msgstr)
     for tag in _INLINE_TAGS:
         if html_id.count(tag) != html_str.count(tag):

@@ -59,6 +59,7 @@ def test_every_translation_keeps_its_markup() -> None:
     ("see {doc}`02-primer`", "见第 2 章", "role target differs"),
     ("via `ip rule`", "通过 `ip route`", "inline code differs"),
     ("from 10.244.2.1", "来自 10.244.2.10", "address differs"),
+    ("moved to 10.244.1.23.", "挪到了另一个节点。", "address differs"),  # an address that ends a sentence counts
     ("mark 0x200/0x200", "标记 0x20/0x200", "hex number differs"),
     ("see [kind](https://kind.sigs.k8s.io/)", "见 [kind](https://kind.sigs.k8s.io)", "link address differs"),
     ("ztunnel", "", "untranslated"),
@@ -69,8 +70,8 @@ def test_a_translation_that_loses_markup_is_caught(message: str, translation: st
 
 
 def test_a_faithful_translation_passes() -> None:
-    assert build.message_problems("the **ipset** of {ref}`who <who-connects>`, `ip rule` 10.244.2.1 0x200",
-                                  "{ref}`谁 <who-connects>` 的 **ipset**，`ip rule` 10.244.2.1 0x200") == []
+    assert build.message_problems("the **ipset** of {ref}`who <who-connects>`, `ip rule` 10.244.2.1 0x200, at 10.244.1.23.",
+                                  "{ref}`谁 <who-connects>` 的 **ipset**，`ip rule` 10.244.2.1 0x200，位于 10.244.1.23。") == []
 
 
 def test_the_search_keeps_the_glossarys_terms_whole() -> None:

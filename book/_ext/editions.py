@@ -5,14 +5,21 @@ page ``notebooks/08-walk-same-node`` is ``notebooks/08-walk-same-node.html`` in 
 ``zh/notebooks/08-walk-same-node.html`` in the other. The link is relative, so the site works from
 ``file://`` and from any folder of a web server. Each page also names its twin in a
 ``<link rel="alternate" hreflang>``.
+
+It also translates the captions of the table of contents' parts ("Packet walks"): sphinx-external-toc
+inserts its toctrees after Sphinx has translated the page, so their captions, although extracted into
+the root page's catalog, would stay English.
 """
 
 from __future__ import annotations
 
 import html
+import os
 from typing import Any
 
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
 
 # language of this edition -> (the other edition's language tag, its name in its own language,
 # the path from this edition's root to the other's)
@@ -37,7 +44,28 @@ def add_switch(app: Sphinx, pagename: str, templatename: str, context: dict[str,
     context["metatags"] = context.get("metatags", "") + f'\n<link rel="alternate" hreflang="{tag}" href="{href}" />'
 
 
+class TranslateTocCaptions(SphinxTransform):
+    """Translate the captions of the toctrees that sphinx-external-toc inserts, with the page's catalog."""
+
+    default_priority = 101  # after sphinx-external-toc's InsertToctrees (100), itself after Sphinx's Locale (20)
+
+    def apply(self, **kwargs: Any) -> None:
+        """Replace each caption by its translation, where the page's catalog has one."""
+        from sphinx.locale import init as init_locale
+        from sphinx.util.i18n import docname_to_domain
+
+        toctrees = [node for node in self.document.findall(addnodes.toctree) if node.get("caption")]
+        if not toctrees or self.config.language in (None, "en"):
+            return
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        dirs = [os.path.join(self.env.srcdir, folder) for folder in self.config.locale_dirs]
+        catalog, found = init_locale(dirs, self.config.language, domain)
+        for node in toctrees if found else []:
+            node["caption"] = catalog.gettext(node["caption"])
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the extension."""
     app.connect("html-page-context", add_switch)
+    app.add_transform(TranslateTocCaptions)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

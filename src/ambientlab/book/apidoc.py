@@ -51,6 +51,7 @@ def _summary(value: object) -> str:
     first = " ".join(doc.split("\n\n")[0].split())
     sentence = re.match(r"(.+?\.)(\s+[A-Z]|$)", first)
     text = sentence.group(1) if sentence else first
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?(\w+)`", r"`\1`", text)  # :func:`~a.b.name` -> `name` (before a role's ':' ends a clause)
     if len(text) > 160:  # a long first sentence: up to its first clause outside brackets
         depth = 0
         for i, char in enumerate(text):
@@ -58,7 +59,6 @@ def _summary(value: object) -> str:
             if char in ";:" and depth == 0 and i >= 40:
                 text = text[:i] + " …"
                 break
-    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?(\w+)`", r"`\1`", text)  # :func:`~a.b.name` -> `name`
     return text.replace("``", "`").replace("|", "\\|")
 
 
