@@ -1,13 +1,20 @@
 """Figures drawn from the data: the node with its pods, veths, tunnels and ztunnel, and a
-packet's path on that picture, taken from the tracer's hop table."""
+packet's path on that picture, taken from the tracer's hop table.
+
+Both editions of the book (English, 中文) share every figure, so a label that is a sentence carries
+both languages (:func:`bilingual`); names, addresses, devices and the words the Chinese posts keep in
+English (node, pod, socket) stand alone. Chinese glyphs come from Noto Sans CJK (``fonts-noto-cjk``,
+on the list of system tools), after DejaVu Sans, which still draws every Latin letter."""
 
 from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
@@ -21,6 +28,45 @@ ZTUNNEL_BOX = (8.6, 2.2, 2.2, 3.4)
 WORLD_BOX = (3.2, -1.6, 3.6, 0.9)
 OTHER_NODE = ("kind-2022-ambient-worker", "cluster/kubectl-get-pods-ambient-worker.txt")  # the walks' other node
 SOCKET_ROWS = {15001: "pistioout", 15006: "pistioin", 15008: "pistioin"}  # the device each listener is fed by
+CJK_FONT = "Noto Sans CJK SC"
+# The Chinese of the labels the figures draw that are words (the Chinese edition's terms), with
+# the line breaks that fit the boxes they are drawn in.
+WORDS_ZH = {
+    WORLD: "集群的其余部分（eth0）",
+    "in by a device": "从设备进入",
+    "out by a device": "从设备离开",
+    "a local process (its sockets)": "本机进程\n（它的套接字）",
+    "routing decision: which device, which source?": "路由决策：\n走哪个设备，\n用哪个源地址？",
+    "routing again, if OUTPUT changed mark or destination": "再次路由：\n若 OUTPUT 改了\n标记或目的地址",
+    "routing decision: for this host, or forward?": "路由决策：\n交给本机，\n还是转发？",
+}
+
+
+def _cjk_fallback() -> None:
+    """Let Noto Sans CJK draw the glyphs DejaVu Sans lacks, where it is installed (otherwise
+    matplotlib would log a missing font at every figure). A font installed after matplotlib
+    cached its font list is added from the system's font folder."""
+    try:
+        font_manager.findfont(CJK_FONT, fallback_to_default=False)
+    except ValueError:
+        files = sorted(Path("/usr/share/fonts").glob("**/NotoSansCJK-*.ttc"))  # regular and bold
+        if not files:
+            return
+        for file in files:
+            font_manager.fontManager.addfont(str(file))
+    families = list(plt.rcParams["font.family"])
+    if CJK_FONT not in families:  # after the default (sans-serif: DejaVu Sans), glyph by glyph
+        plt.rcParams["font.family"] = [*families, CJK_FONT]
+
+
+_cjk_fallback()
+
+
+def bilingual(text: str, zh: str | None = None) -> str:
+    """Return label ``text`` with its Chinese on the next line: ``zh``, or the book's own for a
+    label of :data:`WORDS_ZH`; ``text`` alone when it has none."""
+    zh = zh or WORDS_ZH.get(text)
+    return f"{text}\n{zh}" if zh else text
 
 
 def moved_pods(net: Network, node: str = "ambient-worker2") -> dict[str, str]:
@@ -84,14 +130,14 @@ def draw_node(net: Network, title: str = "", ax: Axes | None = None, node: str =
     _box(ax, NODE_BOX, f"node {node}", "#eef3fb")
     _box(ax, ZTUNNEL_BOX, "ztunnel pod", "#fdf1e3")
     _box(ax, WORLD_BOX, "", "#f0f0f0")
-    ax.text(*points["world"], WORLD, ha="center", va="center", fontsize=9)
+    ax.text(*points["world"], bilingual(WORLD), ha="center", va="center", fontsize=9)
     moved = moved_pods(net, node)
     for key, (x, y) in points.items():
         if key.startswith("pod:") and key[4:] in moved:  # recorded here, elsewhere in the walks: say so
-            ax.add_patch(FancyBboxPatch((x - 1.25, y - 0.3), 2.5, 0.6, boxstyle="round,pad=0.03", fc="#f4f4f4",
+            ax.add_patch(FancyBboxPatch((x - 1.35, y - 0.45), 2.7, 0.9, boxstyle="round,pad=0.03", fc="#f4f4f4",
                                         ec="#999", ls="--"))
-            ax.text(x, y, f"{key[4:]} (recorded here;\nin the walks: {moved[key[4:]]})", ha="center", va="center",
-                    fontsize=6, color="#555")
+            ax.text(x, y, f"{key[4:]} (recorded here;\nin the walks: {moved[key[4:]]})\n此处为实录；走查中\n在 {moved[key[4:]]}",
+                    ha="center", va="center", fontsize=6, color="#555")
         elif key.startswith("pod:"):
             ax.add_patch(FancyBboxPatch((x - 0.9, y - 0.22), 1.8, 0.44, boxstyle="round,pad=0.03", fc="#e8f5e9", ec="#444"))
             ax.text(x, y, key[4:], ha="center", va="center", fontsize=8.5)

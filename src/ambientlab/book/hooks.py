@@ -190,13 +190,15 @@ def draw_hooks(ax: Axes | None = None) -> Axes:
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+    from ambientlab.book.figures import WORDS_ZH  # and, with it, the CJK font
+
     paths = hook_paths()
     routes, edges, tables = _graph(paths)
     pos = layout(routes)
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 5.6))
     sx, sy = 1.8, 1.75  # spacing of the grid
-    w, h = 1.5, 1.3
+    w, h = 1.5, 1.5
     for name, (x, y) in pos.items():
         cx, cy = x * sx, y * sy
         color = "#dbe8f6" if name in HOOK_TABLES else "#fbeec1" if name.startswith("routing") else "#eeeeee"
@@ -204,8 +206,9 @@ def draw_hooks(ax: Axes | None = None) -> Axes:
         if name in HOOK_TABLES:  # the hook, then its tables in the order they run
             ax.text(cx, cy + h / 2 - 0.12, name, ha="center", va="top", fontsize=9, weight="bold")
             ax.text(cx, cy - 0.12, "\n".join(tables.get(name, "").split(" > ")), ha="center", va="center", fontsize=9)
-        else:
-            ax.text(cx, cy, "\n".join(_wrap(name, 14)), ha="center", va="center", fontsize=9)
+        else:  # a word label: English, wrapped, and its Chinese below
+            lines = _wrap(name, 16) + (WORDS_ZH[name].split("\n") if name in WORDS_ZH else [])
+            ax.text(cx, cy, "\n".join(lines), ha="center", va="center", fontsize=7.5)
     for a, b in edges:
         (xa, ya), (xb, yb) = pos[a], pos[b]
         if ya == yb:  # along a row: side to side
@@ -222,8 +225,9 @@ def draw_hooks(ax: Axes | None = None) -> Axes:
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title("Netfilter hooks (blue, tables in the order they run) and routing decisions (yellow),\n"
-                 "as the tracer passes them: forwarded along the top row, for the host down, sent by the host up",
-                 fontsize=10)
+                 "as the tracer passes them: forwarded along the top row, for the host down, sent by the host up\n"
+                 "netfilter 钩子（蓝色，表按运行顺序列出）与路由决策（黄色），即追踪器经过它们的顺序：\n"
+                 "转发的数据包走最上面一行，交给本机的向下，本机发出的向上", fontsize=10)
     return ax
 
 

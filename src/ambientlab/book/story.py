@@ -557,12 +557,14 @@ def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None
     Return the axes."""
     import matplotlib.pyplot as plt
 
+    from ambientlab.book.figures import bilingual  # and, with it, the CJK font
+
     names, rows = connection_rows(frame, order)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(8.0, 2.0 * len(names)), 1.0 + 1.0 * len(rows)))
     for k, name in enumerate(names):
         ax.plot([k, k], [0.4, len(rows) + 0.3], color="#bbb", lw=1, zorder=0)
-        ax.text(k, len(rows) + 0.45, name, ha="center", va="bottom", fontsize=9, weight="bold", wrap=True)
+        ax.text(k, len(rows) + 0.45, bilingual(name), ha="center", va="bottom", fontsize=9, weight="bold", wrap=True)
     for row in rows:
         ax.text(-0.45, row.start[1] + 0.2, row.label, ha="left", va="bottom", fontsize=8, color="#333")
         previous = None
