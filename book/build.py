@@ -33,6 +33,11 @@ EDITIONS: dict[str, dict[str, Any]] = {
     "zh": {
         "language": ZH,
         "html_title": "Ambient 模式流量劫持，逐包计算",
+        # the folded cells' buttons (myst-nb, sphinx-togglebutton), which the prose tells the reader to click
+        "nb_code_prompt_show": "展开代码单元",
+        "nb_code_prompt_hide": "收起代码单元",
+        "togglebutton_hint": "点击展开",
+        "togglebutton_hint_hide": "点击收起",
     },
 }
 SITE_PATHS = {"en": "", "zh": "zh"}  # where each edition lives in the site
@@ -148,7 +153,8 @@ _KEPT = {
     "address": re.compile(r"(?<![0-9A-Za-z_.])\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?![0-9A-Za-z_]|\.\d)"),
     "hex number": re.compile(r"(?<![0-9A-Za-z_])0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?(?![0-9A-Za-z_])"),
 }
-_INLINE_TAGS = ("<strong>", "<em>", "<code>", "<a ")
+_INLINE_TAGS = ("<code>", "<a ")  # emphasis may go (Chinese is not set in italics), but must not show as '*'
+_TAG = re.compile(r"<code>.*?</code>|<[^>]+>")
 
 
 def _kept(text: str) -> dict[str, list[str]]:
@@ -164,7 +170,7 @@ def _kept(text: str) -> dict[str, list[str]]:
 def message_problems(msgid: str, msgstr: str) -> list[str]:
     """Return what is wrong with one translation (empty when nothing is): no translation, a piece of
     markup, code or an address that the message has and the translation lacks (or the other way
-    round), emphasis that does not render (CommonMark: ``**`` next to full-width punctuation), or a
+    round), emphasis that shows as asterisks (CommonMark: ``**`` next to full-width punctuation), or a
     translation that is not one paragraph ("1. …" is a list: Sphinx would show the English instead)."""
     if not msgstr.strip():
         return ["untranslated"]
@@ -187,7 +193,10 @@ def message_problems(msgid: str, msgstr: str) -> list[str]:
     for tag in _INLINE_TAGS:
         if html_id.count(tag) != html_str.count(tag):
             problems.append(f"{tag.strip('<> ')} renders {html_id.count(tag)} times in the message, "
-                            f"{html_str.count(tag)} in the translation (is a ** or * next to punctuation?)")
+                            f"{html_str.count(tag)} in the translation")
+    if _TAG.sub("", html_str).count("*") > _TAG.sub("", html_id).count("*"):
+        problems.append("an asterisk shows in the translation: emphasis that does not render (a ** or * next to"
+                        " full-width punctuation: put the punctuation outside, or drop the emphasis)")
     return problems
 
 

@@ -111,15 +111,16 @@ _STEP_ALL = """() => Array.from(document.querySelectorAll('.al-player')).map(p =
 
 def step_through(page: Any, name: str) -> tuple[int, list[str]]:
     """Click each step-through of ``page`` one step forward and one back; return how many were
-    stepped and the problems: step 1 shown first, step 2's caption and count after the click, step 2
-    of the story's list marked, step 1 again after the click back."""
+    stepped and the problems: step 1 shown first, step 2's caption and count (in the page's
+    language) after the click, step 2 of the story's list marked, step 1 again after the click back."""
     problems, stepped = [], 0
+    counted = "第 {k} 步，共 {n} 步" if page.evaluate("document.documentElement.lang").startswith("zh") else "step {k} of {n}"
     for seen in page.evaluate(_STEP_ALL):
         frames = seen["frames"]
         if len(frames) < 2:
             continue
         n = len(frames)
-        if (seen["first"], seen["second"], seen["back"]) != (f"step 1 of {n}", f"step 2 of {n}", f"step 1 of {n}"):
+        if (seen["first"], seen["second"], seen["back"]) != tuple(counted.format(k=k, n=n) for k in (1, 2, 1)):
             problems.append(f"{name}: counts {seen['first']!r}, {seen['second']!r}, {seen['back']!r}")
         expected = html.unescape(re.sub(r"<[^>]+>", "", frames[1]["caption"].replace("<br>", " ")))
         if " ".join(seen["caption"].split()) != " ".join(expected.split()):

@@ -144,6 +144,8 @@ def frames(rows: pd.DataFrame, order: list[str] | None = None) -> tuple[list[Fra
     in order."""
     import matplotlib.pyplot as plt
 
+    from ambientlab.book import figures  # noqa: F401  (its CJK font, set outside the rc_context below, which would undo it)
+
     items = steps(rows)
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):
         fig, ax, places, kind = _draw(rows, items, order)
@@ -168,34 +170,57 @@ _SCRIPT = """(function () {
   var dot = box.querySelector(".al-dot"), cap = box.querySelector(".al-caption");
   var count = box.querySelector(".al-count"), play = box.querySelector("[data-act=play]");
   var at = 0, timer = null;
+  function say(el, en, zh) {  // both languages; the page's language shows one (the player's style)
+    el.innerHTML = '<span lang="en">' + en + '</span><span lang="zh-CN">' + zh + '</span>';
+  }
   function show(k) {
     at = Math.max(0, Math.min(frames.length - 1, k));
     var f = frames[at];
     dot.style.left = (100 * f.x) + "%"; dot.style.top = (100 * f.y) + "%";
     dot.classList.toggle("al-lost", f.lost);
     cap.innerHTML = f.caption;
-    count.textContent = "step " + f.number + " of " + frames.length;
+    say(count, "step " + f.number + " of " + frames.length, "\u7b2c " + f.number + " \u6b65\uff0c\u5171 " + frames.length + " \u6b65");
     var list = box.nextElementSibling;  // the story's numbered list (parsed after this script ran)
     if (list && list.tagName === "OL") {
       for (var i = 0; i < list.children.length; i++) list.children[i].classList.toggle("al-now", i === at);
     }
   }
-  function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "\\u25b6 play"; } }
+  function stop() { if (timer) { clearInterval(timer); timer = null; say(play, "\\u25b6 play", "\\u25b6 \\u64ad\\u653e"); } }
   box.querySelector(".al-controls").addEventListener("click", function (e) {
-    var act = e.target.getAttribute("data-act");
+    var button = e.target.closest("button"), act = button && button.getAttribute("data-act");
     if (act === "first") { stop(); show(0); }
     else if (act === "prev") { stop(); show(at - 1); }
     else if (act === "next") { stop(); show(at + 1); }
     else if (act === "play" && timer) { stop(); }
     else if (act === "play") {
       if (at === frames.length - 1) show(0);
-      play.textContent = "\\u23f8 pause";
+      say(play, "\\u23f8 pause", "\\u23f8 \\u6682\\u505c");
       timer = setInterval(function () { if (at === frames.length - 1) stop(); else show(at + 1); }, 1600);
     }
   });
+  if (/^zh/.test(document.documentElement.lang)) {  // the buttons' tooltips, in the page's language
+    box.querySelectorAll("button[data-title-zh]").forEach(function (b) { b.title = b.getAttribute("data-title-zh"); });
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { show(at); });
   show(0);
 })();"""
+
+# The player's words in both languages: the page's language (html lang, "zh-CN" in the Chinese
+# edition) shows one of them, by the style below; the steps themselves are outputs, shared.
+BUTTONS = (("first", "back to the first step", "first", "回到第一步", "第一步"),
+           ("prev", "one step back", "◀ back", "后退一步", "◀ 上一步"),
+           ("play", "play the steps", "▶ play", "逐步播放", "▶ 播放"),
+           ("next", "one step forward", "step ▶", "前进一步", "下一步 ▶"))
+LEGEND_TITLE = ("How to read this figure", "如何读这张图")
+LEGENDS_ZH = {
+    "node": ("橙色圆环是这一步完成后数据包所在的位置；图下的说明就是这一步，下方编号列表中的同一行也会标出。蓝色箭头是数据包的路径；"
+             "虚线箭头止于隧道解封装数据包的地方。红色虚线连接一条隧道的两端：封装后的数据包作为 UDP 经 veth 传送，并不沿着它走。"
+             "灰线是这个数据包没有经过的连线；ztunnel 中的白框是接收它的监听套接字。由套接字发出的数据包从它所在主机的框里出发。"
+             "数据包丢失的地方，圆环变成红色。"),
+    "lanes": ("每一列是这个数据包经过的一个 pod、一台主机或集群的其余部分；每个箭头是一段路程，"
+              "标着它离开和进入的设备（红色虚线：在隧道内）。橙色圆环是这一步完成后数据包所在的位置；图下的说明就是这一步，下方编号列表中也会标出。同一个网络命名空间内的步骤不移动圆环；"
+              "数据包丢失的地方，圆环变成红色。"),
+}
 
 LEGENDS = {
     "node": ("The orange ring is where the packet is once this step is done; the caption is the step, "
@@ -218,7 +243,13 @@ _STYLE = ("<style>.al-player{margin:.5em 0 1em;border:1px solid #ccd;border-radi
           ".al-dot.al-lost{border-color:#c0392b;background:rgba(192,57,43,.45)}"
           ".al-controls{margin:.4em 0}.al-controls button{margin-right:.3em;font-size:.9em;cursor:pointer}"
           ".al-count{margin-left:.5em;color:#555;font-size:.9em}.al-caption{min-height:2.6em}"
-          ".al-legend{font-size:.8em;color:#555;margin:.3em 0 0}li.al-now{background:#fdebd0}</style>")
+          ".al-legend{font-size:.8em;color:#555;margin:.3em 0 0}li.al-now{background:#fdebd0}"
+          '.al-player [lang="zh-CN"]{display:none}html[lang^="zh"] .al-player [lang="zh-CN"]{display:revert}'
+          'html[lang^="zh"] .al-player [lang="en"]{display:none}</style>')
+
+
+def _both(en: str, zh: str) -> str:
+    return f'<span lang="en">{en}</span><span lang="zh-CN">{zh}</span>'
 
 
 def player_html(rows: pd.DataFrame, order: list[str] | None = None) -> str:
@@ -233,18 +264,18 @@ def player_html(rows: pd.DataFrame, order: list[str] | None = None) -> str:
     ident = "al-" + hashlib.sha256(f"{rows.attrs.get('capture', '')}|{label}|{data}|{svg}".encode()).hexdigest()[:12]
     image = base64.b64encode(svg.encode()).decode()
     walk, without = (html.escape(str(rows.attrs.get(key, "")), quote=True) for key in ("walk", "without"))
+    buttons = "".join(f'<button data-act="{act}" title="{tip}" data-title-zh="{tip_zh}">{_both(en, zh)}</button>'
+                      for act, tip, en, tip_zh, zh in BUTTONS)
     return (
         f'{_STYLE}<div class="al-player" id="{ident}" data-capture="{html.escape(str(rows.attrs.get("capture", "")), quote=True)}" '
         f'data-walk="{walk}" data-without="{without}" data-packet="{html.escape(label, quote=True)}">'
         f'<div class="al-stage"><img alt="the path of packet {html.escape(label, quote=True)}" '
         f'src="data:image/svg+xml;base64,{image}"><div class="al-dot"></div></div>'
-        '<div class="al-controls"><button data-act="first" title="back to the first step">first</button>'
-        '<button data-act="prev" title="one step back">◀ back</button>'
-        '<button data-act="play" title="play the steps">▶ play</button>'
-        '<button data-act="next" title="one step forward">step ▶</button>'
-        f'<span class="al-count">step 1 of {len(items)}</span></div>'
+        f'<div class="al-controls">{buttons}'
+        f'<span class="al-count">{_both(f"step 1 of {len(items)}", f"第 1 步，共 {len(items)} 步")}</span></div>'
         f'<div class="al-caption">{items[0].caption if items else ""}</div>'
-        f'<details class="al-legend"><summary>How to read this figure</summary>{LEGENDS[kind]}</details>'
+        f'<details class="al-legend"><summary>{_both(*LEGEND_TITLE)}</summary>'
+        f'<div lang="en">{LEGENDS[kind]}</div><div lang="zh-CN">{LEGENDS_ZH[kind]}</div></details>'
         f'<script type="application/json" class="al-frames">{embedded}</script>'
         f"<script>{_SCRIPT}</script></div>"
     )
