@@ -199,6 +199,14 @@ class Explorer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._box: Any = None
+        self._shown: tuple[Settings, str] | None = None  # the last settings rendered, and their HTML
+
+    def _render(self) -> str:
+        """Return :func:`render` of the current settings, walked and drawn once however many times
+        they are shown (the widget's output and the static HTML both show the first state)."""
+        if self._shown is None or self._shown[0] != self.settings:
+            self._shown = (self.settings, render(self.settings))
+        return self._shown[1]
 
     def _widgets(self) -> Any:
         import ipywidgets as w
@@ -225,7 +233,7 @@ class Explorer:
 
         def show() -> None:
             out.outputs = ({"output_type": "display_data", "metadata": {},
-                            "data": {"text/html": render(self.settings), "text/plain": describe(self.settings)}},)
+                            "data": {"text/html": self._render(), "text/plain": describe(self.settings)}},)
 
         show()
         controls = {"capture": capture, "source": source, "destination": destination, "proto": proto, "port": port,
@@ -285,7 +293,7 @@ class Explorer:
                 f"recorded, so kube-proxy's service chains are empty in them: a packet to the service's address that "
                 f"no rule sends to ztunnel is walked without kube-proxy's translation (chapter 10 walks a "
                 f"reconstruction of those chains).</p><table><tr><th>control</th><th>value</th><th>the choices</th></tr>"
-                f"{rows}</table>{render(self.settings)}</div>")
+                f"{rows}</table>{self._render()}</div>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         if self._box is None:

@@ -19,6 +19,8 @@ import html
 import io
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -60,15 +62,28 @@ def _capture_of(rows: pd.DataFrame) -> Capture | None:
         return None
 
 
-def _on_node_figure(rows: pd.DataFrame) -> bool:
-    """Return True if the packet can be shown on the node figure: a 2022 node-level capture,
-    and every host it crosses is on the node that capture recorded."""
+def _on_node_figure(rows: pd.DataFrame, capture: Capture | None) -> bool:
+    """Return True if the packet can be shown on the node figure: ``capture`` (the walk's, read
+    by :func:`_capture_of`) is a 2022 node-level capture, and every host the packet crosses is on
+    the node that capture recorded."""
     from ambientlab.core.trace.walks import NODE_LEVEL, unfit_for
 
-    capture = _capture_of(rows)
     if capture is None or unfit_for(capture, NODE_LEVEL) is not None:
         return False
     return not any(str(host).startswith(SECOND) for host in rows["host"])
+
+
+@lru_cache(maxsize=16)
+def _figure_network(capture: Path, walk: str, hashes: tuple[str, ...]) -> Network:
+    """Return the network a node figure is drawn on: walk ``walk``'s own (kube-proxy's pods
+    included), or the node of the capture at folder ``capture``. Built once per process for each
+    capture and walk, and again when the capture's files (their manifest's sha256s, ``hashes``)
+    change; only read by the figures, never walked."""
+    from ambientlab.core.trace.demo import demo_network
+    from ambientlab.core.trace.walks import WALKS
+
+    opened = load_capture(capture)
+    return WALKS[walk].network(opened) if walk in WALKS else demo_network(opened)
 
 
 def _places(order: list[object], points: list[tuple[object, tuple[float, float]]], items: list[Step],
@@ -93,14 +108,12 @@ def _node_route(rows: pd.DataFrame) -> tuple[Network, list[tuple[str, str, objec
     or the capture's node) and the packet's points on its node figure; None if the packet cannot
     be drawn there (another design, another node, a place the figure does not show)."""
     from ambientlab.book import figures
-    from ambientlab.core.trace.demo import demo_network
-    from ambientlab.core.trace.walks import WALKS
 
     capture = _capture_of(rows)
-    if capture is None or not _on_node_figure(rows):
+    if capture is None or not _on_node_figure(rows, capture):
         return None
-    name = str(rows.attrs.get("walk", ""))
-    net = WALKS[name].network(capture) if name in WALKS else demo_network(capture)
+    hashes = tuple(str(f.get("sha256")) for f in capture.manifest["files"])
+    net = _figure_network(capture.root, str(rows.attrs.get("walk", "")), hashes)
     try:
         return net, figures.route_points(net, rows)
     except KeyError:
@@ -135,21 +148,22 @@ def _draw(rows: pd.DataFrame, items: list[Step], columns: list[str] | None) -> t
     return fig, ax, _places(order, points, items, start), kind
 
 
-def frames(rows: pd.DataFrame, order: list[str] | None = None) -> tuple[list[Frame], str, str]:
+def frames(rows: pd.DataFrame, order: list[str] | None = None,
+           items: list[Step] | None = None) -> tuple[list[Frame], str, str]:
     """Return the frames of one packet's step-through (``rows``: its hop table, from
     :func:`ambientlab.book.walk` or :func:`ambientlab.book.send`, one packet), its figure as SVG
     text and the figure's kind (``node``: the node picture; ``lanes``: the packet's sequence
     diagram, its columns ``order`` when given: the whole walk's, so that every packet of a
-    connection keeps them in the same places): one frame per step of :func:`ambientlab.book.steps`,
-    in order."""
+    connection keeps them in the same places): one frame per step of :func:`ambientlab.book.steps`
+    (``items``, when the caller has them already), in order."""
     import matplotlib.pyplot as plt
 
     from ambientlab.book import figures  # noqa: F401  (its CJK font, set outside the rc_context below, which would undo it)
 
-    items = steps(rows)
+    items = steps(rows) if items is None else items
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):
         fig, ax, places, kind = _draw(rows, items, order)
-        fig.canvas.draw()  # lays the figure out (the node figure's equal aspect), so that its tight box is known
+        fig.draw_without_rendering()  # lays the figure out (the node figure's equal aspect), so that its tight box is known
         box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)  # inches: the part of the figure saved
         out = []
         lost = legs(rows)[1] == "lost"
@@ -252,12 +266,13 @@ def _both(en: str, zh: str) -> str:
     return f'<span lang="en">{en}</span><span lang="zh-CN">{zh}</span>'
 
 
-def player_html(rows: pd.DataFrame, order: list[str] | None = None) -> str:
+def player_html(rows: pd.DataFrame, order: list[str] | None = None, numbered: list[Step] | None = None) -> str:
     """Return the step-through of one packet (its hop table ``rows``) as self-contained HTML:
     its figure, a marker on the packet's place at the current step, the step's line as the
     caption, and buttons to go back, forward and play. Put it just before the story's numbered
-    list, whose current step it highlights."""
-    items, svg, kind = frames(rows, order)
+    list, whose current step it highlights (``numbered``: the packet's :func:`steps`, when the caller
+    has them already)."""
+    items, svg, kind = frames(rows, order, numbered)
     label = str(rows["packet"].iloc[0])
     data = json.dumps([asdict(f) for f in items], ensure_ascii=False)
     embedded = data.replace("</", "<\\/")  # no "</script>" inside the script element
@@ -302,7 +317,7 @@ class Story:
             line = s.html()
             items.append(f"<li>{line} <small>(hop {hops})</small></li>" if hops else f"<li>{line}</li>")
         table = self.table.to_html(escape=True)
-        player = player_html(self.rows, self.order) if self.rows is not None else ""
+        player = player_html(self.rows, self.order, self.steps) if self.rows is not None else ""
         return (f"<p><b>{html.escape(self.label)}</b></p>{player}<ol>{''.join(items)}</ol>"
                 f"<details><summary>The full hop table ({len(self.table)} rows shown)</summary>{table}</details>")
 

@@ -157,6 +157,13 @@ def _parse_once(kind: str, text: str, source: str, options: tuple[tuple[str, Any
     return parse(kind, text, source=source, **{k: list(v) if isinstance(v, tuple) else v for k, v in options})
 
 
+@functools.lru_cache(maxsize=64)
+def _yaml_once(text: str) -> Any:
+    """Return the YAML document ``text`` loaded, once per distinct text in this process (a capture
+    is loaded for every walk and step-through); callers get a deep copy."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
 def load_capture(name: str | Path, data_dir: Path | None = None) -> Capture:
     """Return the capture named ``name`` under ``data/`` (or at the path ``name``)."""
     root = Path(name)
@@ -166,7 +173,7 @@ def load_capture(name: str | Path, data_dir: Path | None = None) -> Capture:
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no manifest.yaml in {root}")
     try:
-        manifest = yaml.load(manifest_path.read_text(), Loader=SAFE_LOADER)
+        manifest = copy.deepcopy(_yaml_once(manifest_path.read_text()))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{manifest_path}:{mark.line + 1}" if mark else str(manifest_path)

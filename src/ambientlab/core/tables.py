@@ -164,7 +164,9 @@ def _plain(value: Any) -> Any:
 def records_from_frame(frame: pd.DataFrame, schema: Sequence[Column]) -> list[dict[str, Any]]:
     """Return the records a frame was made from (missing values dropped, presence flags as null)."""
     out: list[dict[str, Any]] = []
-    for row in frame.itertuples(index=False, name=None):
+    # one conversion of the whole frame, not one Series per column and row (itertuples): the same
+    # values (_plain turns numpy scalars into Python ones either way), in a fraction of the time
+    for row in frame.to_numpy(dtype=object):
         rec: dict[str, Any] = {}
         for col, value in zip(schema, row, strict=True):
             if col.presence:

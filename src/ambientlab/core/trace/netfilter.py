@@ -16,6 +16,7 @@ follows (:meth:`Ruleset.pin`), and the kernel checks load the same pin as probab
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -165,11 +166,27 @@ def _ctstate(p: Packet) -> str:
     return "ESTABLISHED" if p.conn.replied else "NEW"
 
 
+RULE_KEYS = ("table", "chain", "matches", "jump", "target", "target_options", "text")
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_rules(text: str, source: str) -> tuple[tuple[tuple[str, str, str], ...], tuple[tuple[int, dict[str, Any]], ...]]:
+    """Return ``iptables-save`` output ``text`` parsed, as its chains (table, chain, policy) and
+    its rules (line, record with :data:`RULE_KEYS`), once per distinct (text, source) in this
+    process: a network is built again for every walk. The records are never changed (a
+    :class:`Ruleset` holds copies of them, and reads only)."""
+    parsed = parse_iptables_save(text, source)
+    chains = tuple((str(c.table), str(c.chain), c.policy) for c in parsed.chains.itertuples(index=False))
+    rules = tuple((int(line), rule) for line, rule in zip(parsed.rules.index, parsed.rules[list(RULE_KEYS)].to_dict("records"),
+                                                          strict=True))
+    return chains, rules
+
+
 class Ruleset:
     """The iptables rules of one host, compiled for :meth:`run`."""
 
     def __init__(self, text: str, source: str, ipsets: dict[str, set[int]] | None = None) -> None:
-        parsed = parse_iptables_save(text, source)
+        chains, rules = _parsed_rules(text, source)
         self.source = source
         self.ipsets = ipsets if ipsets is not None else {}
         # -m addrtype --dst-type LOCAL asks the host (the Network sets it to Host.is_local)
@@ -178,12 +195,12 @@ class Ruleset:
         self._random: dict[int, tuple[str, str]] = {}  # line of a statistic rule -> its (table, chain)
         self.chains: dict[tuple[str, str], list[tuple[list[Test], dict[str, Any], int]]] = {}
         self.policies: dict[tuple[str, str], str] = {}
-        for _, chain in parsed.chains.iterrows():
-            self.chains[(chain["table"], chain["chain"])] = []
-            self.policies[(chain["table"], chain["chain"])] = chain["policy"]
-        for line, rule in parsed.rules.iterrows():
-            rec = {k: rule[k] for k in ("table", "chain", "matches", "jump", "target", "target_options", "text")}
-            self.chains[(rec["table"], rec["chain"])].append((self._compile(rec, int(line)), rec, int(line)))
+        for table, chain, policy in chains:
+            self.chains[(table, chain)] = []
+            self.policies[(table, chain)] = policy
+        for line, rule in rules:
+            rec = dict(rule)
+            self.chains[(rec["table"], rec["chain"])].append((self._compile(rec, line), rec, line))
         self.masquerades = any(rec.get("target") == "MASQUERADE" for entries in self.chains.values() for _, rec, _ in entries)
 
     # -- compilation -------------------------------------------------------------------------------
