@@ -47,6 +47,7 @@ from ambientlab.book.chapters import CHAPTERS, VARIABLE, CaptureMismatch, chapte
 from ambientlab.book.check import answer, hint
 from ambientlab.book.display import hops, provenance, show
 from ambientlab.book.explorer import explorer
+from ambientlab.book.fonts import use_cjk_fallback
 from ambientlab.book.hooks import draw_hooks, hook_paths
 from ambientlab.book.marks import mark_sheet
 from ambientlab.book.packet import decision, devices, ending, send
@@ -83,14 +84,15 @@ def chapter(number: str) -> Capture:
     The capture is the book's own, or the one ``$AMBIENTLAB_CAPTURE`` names (README: capture
     your own cluster), checked for the files the chapter reads and, for the chapters that walk
     the demo's pods, for the same node layout: what is missing is named in one
-    :class:`CaptureMismatch`. Prints the package's version and the capture's name, and lets
-    tables show long cells whole.
+    :class:`CaptureMismatch`. Prints the package's version and the capture's name, lets tables
+    show long cells whole, and lets figures draw Chinese (:func:`ambientlab.book.fonts.use_cjk_fallback`).
     """
     if number not in CHAPTERS:
         raise KeyError(f"no chapter {number!r}; chapters: {', '.join(CHAPTERS)}")
     spec = CHAPTERS[number]
     opened = chapter_capture(spec.capture, needs=spec.needs, layout=spec.layout)
     pd.set_option("display.max_colwidth", None)
+    use_cjk_fallback()  # before the chapter's first figure: their Chinese labels
     print("ambientlab", __version__, "| capture:", opened.name)
     return opened
 

@@ -3,21 +3,19 @@ packet's path on that picture, taken from the tracer's hop table.
 
 Both editions of the book (English, 中文) share every figure, so a label that is a sentence carries
 both languages (:func:`bilingual`); names, addresses, devices and the words the Chinese posts keep in
-English (node, pod, socket) stand alone. Chinese glyphs come from Noto Sans CJK (``fonts-noto-cjk``,
-on the list of system tools), after DejaVu Sans, which still draws every Latin letter."""
+English (node, pod, socket) stand alone. The fonts: :mod:`ambientlab.book.fonts`."""
 
 from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
+from ambientlab.book.fonts import use_cjk_fallback
 from ambientlab.core.capture import load_capture
 from ambientlab.core.trace.demo import SECOND, WORLD
 from ambientlab.core.trace.network import Exit, Network
@@ -28,7 +26,6 @@ ZTUNNEL_BOX = (8.6, 2.2, 2.2, 3.4)
 WORLD_BOX = (3.2, -1.6, 3.6, 0.9)
 OTHER_NODE = ("kind-2022-ambient-worker", "cluster/kubectl-get-pods-ambient-worker.txt")  # the walks' other node
 SOCKET_ROWS = {15001: "pistioout", 15006: "pistioin", 15008: "pistioin"}  # the device each listener is fed by
-CJK_FONT = "Noto Sans CJK SC"
 # The Chinese of the labels the figures draw that are words (the Chinese edition's terms), with
 # the line breaks that fit the boxes they are drawn in.
 WORDS_ZH = {
@@ -42,24 +39,7 @@ WORDS_ZH = {
 }
 
 
-def _cjk_fallback() -> None:
-    """Let Noto Sans CJK draw the glyphs DejaVu Sans lacks, where it is installed (otherwise
-    matplotlib would log a missing font at every figure). A font installed after matplotlib
-    cached its font list is added from the system's font folder."""
-    try:
-        font_manager.findfont(CJK_FONT, fallback_to_default=False)
-    except ValueError:
-        files = sorted(Path("/usr/share/fonts").glob("**/NotoSansCJK-*.ttc"))  # regular and bold
-        if not files:
-            return
-        for file in files:
-            font_manager.fontManager.addfont(str(file))
-    families = list(plt.rcParams["font.family"])
-    if CJK_FONT not in families:  # after the default (sans-serif: DejaVu Sans), glyph by glyph
-        plt.rcParams["font.family"] = [*families, CJK_FONT]
-
-
-_cjk_fallback()
+use_cjk_fallback()  # figures made from here on
 
 
 def bilingual(text: str, zh: str | None = None) -> str:
