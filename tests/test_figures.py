@@ -9,8 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from ambientlab import load_capture
-from ambientlab.book.figures import draw_walk, moved_pods, path_trace
-from ambientlab.core.trace.demo import demo_network
+from ambientlab.book.figures import bilingual, draw_walk, moved_pods, path_trace
+from ambientlab.book.fonts import CJK_FONT, use_cjk_fallback
+from ambientlab.core.trace.demo import WORLD, demo_network
 from ambientlab.core.trace.walks import packet_hops, walk
 
 CAPTURE = load_capture("kind-2022-ambient-worker2")
@@ -33,4 +34,20 @@ def test_the_picture_qualifies_shared_device_names_and_marks_the_moved_pod() -> 
     texts = {t.get_text() for t in ax.texts}
     plt.close("all")
     assert {"node/eth0", "ztunnel/eth0", "socket 15001"} <= texts and "eth0" not in texts
-    assert "reviews-v1 (recorded here;\nin the walks: ambient-worker)" in texts and "reviews-v1" not in texts
+    assert "reviews-v1 (recorded here;\nin the walks: ambient-worker)\n此处为实录；走查中\n在 ambient-worker" in texts
+    assert "reviews-v1" not in texts
+    assert bilingual(WORLD) in texts and bilingual(WORLD).endswith("\n集群的其余部分（eth0）")
+
+
+def test_a_word_label_carries_its_chinese_and_a_name_stands_alone() -> None:
+    assert bilingual("routing decision: for this host, or forward?").split("\n")[1:] == ["路由决策：", "交给本机，", "还是转发？"]
+    assert bilingual("reviews-v2") == "reviews-v2"
+    assert bilingual("socket 15001", "套接字 15001") == "socket 15001\n套接字 15001"
+
+
+def test_the_figures_draw_chinese_with_a_cjk_font() -> None:
+    assert use_cjk_fallback() and matplotlib.rcParams["font.family"][-1] == CJK_FONT
+    fig, ax = plt.subplots()
+    ax.set_title("路由决策 routing")
+    fig.canvas.draw()  # a "Glyph missing" warning would fail here (warnings are errors): the CJK font drew them
+    plt.close(fig)
