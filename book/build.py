@@ -3,6 +3,7 @@
     python book/build.py [--out DIR] [--lang en zh]   both editions (or those named) into DIR/html
     python book/build.py catalogs                      extract the messages, update locale/zh_CN
     python book/build.py check [PO ...]                what is untranslated, fuzzy or broken
+    python book/build.py extract [--out DIR]           the messages only, into DIR/gettext (.pot)
 
 English is built at the site's root (``_build/html``), Chinese under ``_build/html/zh``, each with
 ``-W -n --keep-going`` as ``jupyter-book build`` does. Both read the same notebooks and pages: the
@@ -226,7 +227,7 @@ def catalogs() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=["build", "catalogs", "check"], default="build")
+    parser.add_argument("command", nargs="?", choices=["build", "catalogs", "check", "extract"], default="build")
     parser.add_argument("po", nargs="*", type=Path, help="check: the catalogs to check (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "_build")
     parser.add_argument("--lang", nargs="+", choices=sorted(EDITIONS), default=sorted(EDITIONS))
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = catalog_problems([p.resolve() for p in args.po] or catalogs())
         print("\n".join(problems) or "every message is translated, and no translation lost its markup")
         return 1 if problems else 0
+    if args.command == "extract":
+        print(extract(args.out.resolve()))
+        return 0
     if args.command == "catalogs":
         update_catalogs(args.out.resolve())
         return 0

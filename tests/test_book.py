@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from bs4 import BeautifulSoup
 
 pytestmark = pytest.mark.book
 LOCAL = ("", "127.0.0.1", "localhost")
@@ -19,10 +19,32 @@ def _pages(html: Path) -> list[Path]:
     return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
 
 
+class _Page(HTMLParser):
+    """What the tests read of a built page: every tag's attributes (tag, attributes), and its ids
+    and names. A plain HTMLParser: the walk pages carry megabytes of figures in data URIs, which a
+    full parse tree (BeautifulSoup) takes seconds to build."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.ids: set[str] = set()
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, found))
+        self.ids.update(found[k] for k in ("id", "name") if k in found)
+
+    def find_all(self, tag: str, attr: str) -> list[dict[str, str]]:
+        """Return the attributes of every ``tag`` element that has ``attr``."""
+        return [found for name, found in self.tags if name == tag and attr in found]
+
+
 @functools.cache
-def _soup(path: Path) -> BeautifulSoup:
-    """Return the parsed page, parsed once per test run (the tests only read it)."""
-    return BeautifulSoup(path.read_text(), "html.parser")
+def _soup(path: Path) -> _Page:
+    """Return the page's tags, parsed once per test run (the tests only read them)."""
+    return _Page(path.read_text())
 
 
 def test_book_builds_without_warnings(built_book: Path) -> None:
@@ -36,9 +58,9 @@ def test_no_page_loads_anything_from_another_host(built_book: Path) -> None:
     for page in _pages(built_book):
         soup = _soup(page)
         for tag, attr in (("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"), ("source", "src")):
-            for node in soup.find_all(tag):
-                url = node.get(attr)
-                if url and urlparse(url).hostname not in (None, *LOCAL) and not (tag == "link" and "canonical" in node.get("rel", [])):
+            for node in soup.find_all(tag, attr):
+                url = node[attr]
+                if urlparse(url).hostname not in (None, *LOCAL) and not (tag == "link" and "canonical" in node.get("rel", "").split()):
                     found.append(f"{page.relative_to(built_book)}: <{tag} {attr}={url}>")
     for css in built_book.rglob("*.css"):
         found += [f"{css.relative_to(built_book)}: url({u})" for u in re.findall(r"url\(['\"]?(https?://[^)'\"]+)", css.read_text())]
@@ -49,7 +71,7 @@ def test_internal_links_and_anchors_resolve(built_book: Path) -> None:
     ids: dict[Path, set[str]] = {}
     broken = []
     for page in _pages(built_book):
-        for a in _soup(page).find_all("a", href=True):
+        for a in _soup(page).find_all("a", "href"):
             href = a["href"]
             parsed = urlparse(href)
             if parsed.scheme or href.startswith(("mailto:", "javascript:")):
@@ -62,8 +84,7 @@ def test_internal_links_and_anchors_resolve(built_book: Path) -> None:
                 continue
             if parsed.fragment and target.suffix == ".html":
                 if target not in ids:
-                    soup = _soup(target)
-                    ids[target] = {n["id"] for n in soup.find_all(id=True)} | {n["name"] for n in soup.find_all(attrs={"name": True})}
+                    ids[target] = _soup(target).ids
                 if unquote(parsed.fragment) not in ids[target]:
                     broken.append(f"{page.relative_to(built_book)}: {href} (no anchor)")
     assert not broken, "\n".join(broken[:30])
@@ -73,7 +94,7 @@ def test_external_links_are_well_formed(built_book: Path) -> None:
     bad = []
     count = 0
     for page in _pages(built_book):
-        for a in _soup(page).find_all("a", href=True):
+        for a in _soup(page).find_all("a", "href"):
             parsed = urlparse(a["href"])
             if parsed.scheme in ("http", "https"):
                 count += 1

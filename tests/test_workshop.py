@@ -139,7 +139,7 @@ def test_the_chinese_kit_carries_the_translated_prose(tmp_path: Path) -> None:
         prose = "".join(c.source for c in zh.cells if c.cell_type == "markdown")
         assert len(re.findall(r"[\u4e00-\u9fff]", prose)) > 200, zh_path.name
     first = nbformat.read(tmp_path / "zh" / "01-the-demo-cluster.ipynb", 4).cells
-    assert first[1].cell_type == "markdown" and first[1].source.startswith("# ") and re.search(r"[\u4e00-\u9fff]", first[1].source)
+    assert first[0].cell_type == "markdown" and first[0].source.startswith("# ") and re.search(r"[\u4e00-\u9fff]", first[0].source)
     target = write_release(tmp_path / "release", tmp_path / "zh", lang="zh")
     assert target.name.endswith("-zh.zip")
     quickstart = next(n for n in zipfile.ZipFile(target).namelist() if n.endswith("QUICKSTART.md"))

@@ -44,9 +44,10 @@ def fonts_of(page: Any, selector: str) -> dict[str, int]:
     matches, as Chromium rendered it (DevTools' CSS.getPlatformFontsForNode)."""
     cdp = page.context.new_cdp_session(page)
     try:
-        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        cdp.send("DOM.enable")
         cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
         fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
     finally:
         cdp.detach()
