@@ -46,7 +46,7 @@ def fonts_of(page: Any, selector: str) -> dict[str, int]:
     try:
         cdp.send("DOM.enable")
         cdp.send("CSS.enable")
-        root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+        root = cdp.send("DOM.getDocument", {"depth": 1})["root"]["nodeId"]
         node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
         fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
     finally:
