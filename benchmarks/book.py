@@ -32,7 +32,7 @@ def page_mb(page: Path) -> float:
     files = {page.resolve()}
     for name in _REFERENCE.findall(page.read_text()):
         target = (page.parent / name).resolve()
-        if target.is_file():
+        if target.is_file() and target.suffix != ".html":  # <link rel="next|prev|alternate">: another page
             files.add(target)
     return sum(f.stat().st_size for f in files) / 1e6
 

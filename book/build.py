@@ -102,13 +102,45 @@ def build_one(lang: str, out: Path) -> int:
 
 
 def build(out: Path, langs: list[str]) -> int:
-    """Build the editions ``langs`` in parallel, each in its own process; return 0 when all built
-    without a warning, else 1 (each process prints its own warnings)."""
+    """Build the editions ``langs`` in parallel, each in its own process, then let the Chinese one
+    share the English one's files (:func:`share_files`); return 0 when all built without a warning,
+    else 1 (each process prints its own warnings)."""
     procs = {lang: subprocess.Popen([sys.executable, __file__, "--one", lang, "--out", str(out)]) for lang in langs}
     failed = [lang for lang, proc in procs.items() if proc.wait() != 0]
     for lang in failed:
         print(f"book/build.py: the {lang} edition did not build cleanly", file=sys.stderr)
+    if not failed and {"en", "zh"} <= set(langs):
+        share_files(out / "html")
     return 1 if failed else 0
+
+
+_ASSET = re.compile(r'(?P<attr>href|src)="(?P<up>(?:\.\./)*)(?P<path>(?:_static|_images|_sources)/[^"?#]*)')
+
+
+def share_files(html: Path) -> int:
+    """Point every reference of the Chinese edition (``html/zh``) to a theme file, figure or page
+    source that the English edition has byte for byte at the English copy, and delete the Chinese
+    one (what differs, such as the Chinese search's scripts, stays); return the bytes saved."""
+    import filecmp
+
+    zh = html / SITE_PATHS["zh"]
+    same = {f.relative_to(zh).as_posix(): f for folder in ("_static", "_images", "_sources") for f in (zh / folder).rglob("*")
+            if f.is_file() and (html / f.relative_to(zh)).is_file() and filecmp.cmp(f, html / f.relative_to(zh), shallow=False)}
+
+    def shared(m: re.Match[str]) -> str:
+        return f'{m["attr"]}="{m["up"]}../{m["path"]}' if m["path"] in same else m[0]
+
+    for page in zh.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        page.write_text(_ASSET.sub(shared, text), encoding="utf-8")
+    saved = 0
+    for f in same.values():
+        saved += f.stat().st_size
+        f.unlink()
+    for folder in sorted((d for d in zh.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return saved
 
 
 def extract(out: Path) -> Path:

@@ -17,6 +17,7 @@ def test_a_page_weighs_itself_and_what_it_loads_not_what_it_links(tmp_path: Path
     page = tmp_path / "page.html"
     text = ('<link rel="stylesheet" href="_static/theme.css?v=1"><script src="_static/app.js"></script>'
             '<img alt="a" src="figure.png"><img src="data:image/svg+xml;base64,AAAA"><img src="figure.png">'
-            '<a href="other.html">next</a><script src="https://cdn.example/x.js"></script>')
+            '<a href="other.html">next</a><script src="https://cdn.example/x.js"></script>'
+            '<link rel="next" href="other.html"><link rel="alternate" hreflang="zh-CN" href="other.html" />')
     page.write_text(text)
     assert page_mb(page) == (len(text) + 900_000) / 1e6

@@ -4,6 +4,7 @@ pages link to their English twins and back, and its search index keeps the gloss
 
 from __future__ import annotations
 
+import filecmp
 import json
 import re
 import subprocess
@@ -105,6 +106,11 @@ def test_the_chinese_edition_is_built_in_chinese(built_book: Path) -> None:
     assert 'hreflang="en"' in page and 'hreflang="zh-CN"' in (built_book / "notebooks" / "05-rules-and-tables.html").read_text()
     # code and outputs are shared: the recorded ip rule listing is in both editions, unchanged
     assert "from all fwmark 0x200/0x200 goto 32766" in page
+    # the editions share their theme files, figures and page sources: the Chinese keeps only what differs
+    kept = [p for folder in ("_static", "_images", "_sources") for p in (zh / folder).rglob("*") if p.is_file()]
+    twins = [(p, built_book / p.relative_to(zh)) for p in kept]
+    assert kept and not [p for p, twin in twins if twin.is_file() and filecmp.cmp(p, twin, shallow=False)]
+    assert '"../../_static/' in page and '"../../_images/' in (zh / "notebooks" / "01-the-demo-cluster.html").read_text()
     index = (zh / "searchindex.js").read_text()
     terms = json.loads(index[index.index("(") + 1:index.rindex(")")])["terms"]
     assert {"策略路由", "流量劫持"} <= set(terms), "the Chinese search index splits the glossary's terms"
