@@ -190,7 +190,7 @@ def draw_hooks(ax: Axes | None = None) -> Axes:
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    from ambientlab.book.figures import WORDS_ZH  # and, with it, the CJK font
+    from ambientlab.book.figures import WORDS_ZH  # (figures sets the CJK font: book.fonts)
 
     paths = hook_paths()
     routes, edges, tables = _graph(paths)

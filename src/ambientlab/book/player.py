@@ -158,7 +158,9 @@ def frames(rows: pd.DataFrame, order: list[str] | None = None,
     (``items``, when the caller has them already), in order."""
     import matplotlib.pyplot as plt
 
-    from ambientlab.book import figures  # noqa: F401  (its CJK font, set outside the rc_context below, which would undo it)
+    from ambientlab.book.fonts import use_cjk_fallback
+
+    use_cjk_fallback()  # outside the rc_context below, which would undo it at its end
 
     items = steps(rows) if items is None else items
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ambientlab"}):

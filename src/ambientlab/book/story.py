@@ -557,7 +557,7 @@ def draw_connection(frame: pd.DataFrame, title: str = "", ax: Axes | None = None
     Return the axes."""
     import matplotlib.pyplot as plt
 
-    from ambientlab.book.figures import bilingual  # and, with it, the CJK font
+    from ambientlab.book.figures import bilingual  # (figures sets the CJK font: book.fonts)
 
     names, rows = connection_rows(frame, order)
     if ax is None:
