@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 from babel.messages import pofile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ambientlab.book.student import translate_markdown
 from tests.conftest import ROOT, book_module
 
 build = book_module("book/build.py")  # the editions' build and the catalogs' checks
@@ -114,3 +117,21 @@ def test_the_chinese_edition_is_built_in_chinese(built_book: Path) -> None:
     index = (zh / "searchindex.js").read_text()
     terms = json.loads(index[index.index("(") + 1:index.rindex(")")])["terms"]
     assert {"策略路由", "流量劫持"} <= set(terms), "the Chinese search index splits the glossary's terms"
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_the_check_answers_any_text_with_a_list_never_a_traceback(message: str, translation: str) -> None:
+    problems = build.message_problems(message, translation)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    assert (problems == ["untranslated"]) == (not translation.strip())
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab 中文*`#>-|:.1\n{}[]()<>")), max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_a_markdown_cell_of_any_shape_translates_or_names_what_it_lacks(source: str) -> None:
+    asked: list[str] = []
+    text, missing = translate_markdown(source, lambda message: asked.append(message))  # type: ignore[func-returns-value]
+    assert text == source and missing == asked  # nothing translated: nothing changed, every message reported
+    same, none = translate_markdown(source, lambda message: message)
+    assert none == [] and isinstance(same, str)
